@@ -1,0 +1,216 @@
+//! The GPU context: adapter choice, device creation with the adapter's own limits, error
+//! scopes, and waiting on the device with a timeout. Together with the other files in
+//! `gpu/`, this is the only code that touches wgpu.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::devices::{self, DeviceInfo};
+use super::options::{GemmFamily, GpuOptions};
+use crate::error::{Error, Result};
+
+/// An open device: everything above this module speaks of tensors and dispatches.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) info: DeviceInfo,
+    pub(crate) features: wgpu::Features,
+    pub(crate) limits: wgpu::Limits,
+    /// The storage-binding limit the ops chunk against (≤ the device's).
+    pub(crate) max_binding: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) gemm_family: GemmFamily,
+    pub(crate) pipelines: super::registry::PipelineCache,
+    /// Errors no scope caught and the device-lost reason, checked after every wait.
+    pub(crate) fault: Arc<Mutex<Option<String>>>,
+    pub(crate) meter: Arc<super::tensor::MemoryMeter>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({} on {})", self.info.name, self.info.backend)
+    }
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `opts` (see [`GpuOptions::device`]) and `WGPU_BACKEND`.
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        let adapters = devices::enumerate();
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(
+                "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
+                    .into(),
+            ));
+        }
+        let wanted = opts
+            .device
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let adapter = devices::choose(adapters, wanted.as_deref())?;
+        Self::from_adapter(adapter, opts)
+    }
+
+    /// Opens a device on `adapter`, requesting its own limits and the optional features
+    /// boha can use.
+    pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
+        let info = DeviceInfo::from_adapter(0, &adapter);
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+                label: Some("boha"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            }))
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let fault = Arc::new(Mutex::new(None::<String>));
+        {
+            let fault = fault.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                let mut slot = fault.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert_with(|| one_line(&e.to_string()));
+            }));
+        }
+        {
+            let fault = fault.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                let mut slot = fault.lock().unwrap_or_else(|p| p.into_inner());
+                slot.get_or_insert_with(|| format!("device lost ({reason:?}): {}", one_line(&msg)));
+            });
+        }
+        let device_max = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
+        let max_binding = opts
+            .max_binding_override
+            .map_or(device_max, |m| m.min(device_max));
+        let gemm_family = opts.gemm_family.unwrap_or(match info.device_type.as_str() {
+            "Cpu" => GemmFamily::Register,
+            _ => GemmFamily::Shared,
+        });
+        log::info!(
+            "opened {} ({}, {}), max binding {} bytes, gemm {}",
+            info.name,
+            info.backend,
+            info.device_type,
+            max_binding,
+            gemm_family.name()
+        );
+        Ok(Gpu {
+            device,
+            queue,
+            info,
+            features,
+            limits,
+            max_binding,
+            timeout: opts.timeout,
+            gemm_family,
+            pipelines: Default::default(),
+            fault,
+            meter: Default::default(),
+        })
+    }
+
+    /// Name, backend, type, driver and limits of the open adapter.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// The GEMM family the ops use on this device.
+    pub fn gemm_family(&self) -> GemmFamily {
+        self.gemm_family
+    }
+
+    /// Largest storage binding in bytes that the ops may use (the device limit, or the
+    /// forced smaller one).
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_binding
+    }
+
+    /// Alignment of a storage binding's offset, in bytes.
+    pub fn binding_offset_align(&self) -> u64 {
+        self.limits.min_storage_buffer_offset_alignment as u64
+    }
+
+    /// Largest workgroup count in one dimension of a dispatch.
+    pub fn max_workgroups_per_dim(&self) -> u32 {
+        self.limits.max_compute_workgroups_per_dimension
+    }
+
+    /// Whether the adapter can write GPU timestamps inside compute passes.
+    pub fn has_timestamps(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
+    /// The poll timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Changes the poll timeout (tests use a tiny one to check that waits cannot hang).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes and turns whatever they
+    /// caught into [`Error::Gpu`] naming `context`.
+    pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = v.or(o) {
+            return Err(Error::Gpu {
+                context: context.to_string(),
+                message: one_line(&e.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Waits for `submission` (or everything submitted) with the poll timeout. A timeout,
+    /// a lost device or an uncaptured error becomes an error.
+    pub(crate) fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
+        let r = self.device.poll(wgpu::PollType::Wait {
+            submission_index: submission,
+            timeout: Some(self.timeout),
+        });
+        self.check_fault()?;
+        match r {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => Err(Error::DeviceTimeout(self.timeout)),
+            Err(e) => Err(Error::DeviceLost(e.to_string())),
+        }
+    }
+
+    /// Blocks until all submitted work is done, within the poll timeout.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_for(None)
+    }
+
+    /// Returns the first uncaptured error or device-lost reason, if any was reported.
+    pub(crate) fn check_fault(&self) -> Result<()> {
+        let slot = self.fault.lock().unwrap_or_else(|p| p.into_inner());
+        match slot.as_ref() {
+            Some(msg) if msg.starts_with("device lost") => Err(Error::DeviceLost(msg.clone())),
+            Some(msg) => Err(Error::Gpu {
+                context: "device".into(),
+                message: msg.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Folds a multi-line wgpu message into one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

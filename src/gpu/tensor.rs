@@ -1,0 +1,285 @@
+//! Tensors: a GPU buffer with a shape, and views of contiguous sub-ranges of it.
+//!
+//! Storage is f32 today; [`DType`] leaves room for f16/bf16 storage. A view is what a
+//! kernel binds: ops that handle tensors larger than the storage-binding limit bind
+//! several views in turn (see [`Tensor::view`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::context::Gpu;
+use crate::error::{Error, Result};
+
+/// Element type of a tensor's storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+        }
+    }
+}
+
+/// Bytes currently held by tensors created through [`Gpu`], and the high-water mark
+/// (benchmarks report peak buffer bytes from it).
+#[derive(Debug, Default)]
+pub(crate) struct MemoryMeter {
+    pub(crate) live: AtomicU64,
+    pub(crate) peak: AtomicU64,
+}
+
+impl MemoryMeter {
+    fn add(&self, n: u64) {
+        let now = self.live.fetch_add(n, Ordering::Relaxed) + n;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn sub(&self, n: u64) {
+        self.live.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// The buffer under one or more tensors.
+#[derive(Debug)]
+pub(crate) struct Storage {
+    pub(crate) buffer: wgpu::Buffer,
+    pub(crate) bytes: u64,
+    meter: Arc<MemoryMeter>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        self.meter.sub(self.bytes);
+    }
+}
+
+/// A GPU tensor: shared storage, an element offset into it, and a row-major shape.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub(crate) storage: Arc<Storage>,
+    /// Offset of element 0, in elements.
+    pub(crate) offset: usize,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl Tensor {
+    /// The row-major shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True for a tensor with no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Size of the elements in bytes.
+    pub fn bytes(&self) -> u64 {
+        (self.len() * self.dtype.size()) as u64
+    }
+
+    /// Offset of element 0 in the buffer, in bytes.
+    pub fn byte_offset(&self) -> u64 {
+        (self.offset * self.dtype.size()) as u64
+    }
+
+    /// Same storage, new shape with the same element count.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != self.len() {
+            return Err(Error::shape(
+                "reshape",
+                format!("{:?} ({} elements) to {:?} ({n})", self.shape, self.len(), shape),
+            ));
+        }
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            ..self.clone()
+        })
+    }
+
+    /// A view of `len` elements starting at element `start`, as a flat tensor. The byte
+    /// offset must meet the device's binding alignment if a kernel is to bind it.
+    pub fn view(&self, start: usize, len: usize) -> Result<Tensor> {
+        if start + len > self.len() {
+            return Err(Error::shape(
+                "view",
+                format!("range {start}..{} outside {} elements", start + len, self.len()),
+            ));
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            offset: self.offset + start,
+            shape: vec![len],
+            dtype: self.dtype,
+        })
+    }
+
+    /// A view of rows `start..start + rows` of a tensor seen as `[rows_total, row_len]`
+    /// with `row_len` its last dimension.
+    pub fn rows(&self, start: usize, rows: usize) -> Result<Tensor> {
+        let row_len = *self.shape.last().unwrap_or(&1);
+        let mut shape = vec![rows];
+        if self.shape.len() > 1 {
+            shape.push(row_len);
+        }
+        let v = self.view(start * row_len, rows * row_len)?;
+        v.reshape(&shape)
+    }
+
+    /// True if both tensors live in the same GPU buffer.
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+}
+
+impl Gpu {
+    fn new_storage(&self, bytes: u64, label: &str) -> Result<Arc<Storage>> {
+        // Buffers are padded to 4 bytes and at least 4 so every tensor, empty ones too,
+        // can be bound and copied.
+        let size = bytes.max(4).div_ceil(4) * 4;
+        if size > self.limits.max_buffer_size {
+            return Err(Error::Gpu {
+                context: format!("allocating {label}"),
+                message: format!(
+                    "{size} bytes exceeds the device's max buffer size {}",
+                    self.limits.max_buffer_size
+                ),
+            });
+        }
+        let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        self.meter.add(size);
+        Ok(Arc::new(Storage {
+            buffer,
+            bytes: size,
+            meter: self.meter.clone(),
+        }))
+    }
+
+    /// A zero-filled f32 tensor.
+    pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        // wgpu zero-initialises new buffers.
+        let storage = self.new_storage((n * 4) as u64, "tensor")?;
+        Ok(Tensor {
+            storage,
+            offset: 0,
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+        })
+    }
+
+    /// Uploads `data` as an f32 tensor of `shape`.
+    pub fn upload(&self, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape(
+                "upload",
+                format!("shape {shape:?} needs {n} values, got {}", data.len()),
+            ));
+        }
+        let t = self.zeros(shape)?;
+        self.write(&t, data)?;
+        Ok(t)
+    }
+
+    /// Overwrites a tensor's elements with `data`.
+    pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
+        if data.len() != t.len() {
+            return Err(Error::shape(
+                "write",
+                format!("tensor has {} elements, data {}", t.len(), data.len()),
+            ));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.scoped("writing a tensor", || {
+            self.queue
+                .write_buffer(&t.storage.buffer, t.byte_offset(), bytemuck::cast_slice(data))
+        })
+    }
+
+    /// Copies a tensor back to the host, waiting at most the poll timeout.
+    pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
+        let n = t.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let bytes = t.bytes();
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("download"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&t.storage.buffer, t.byte_offset(), &staging, 0, bytes);
+        let idx = self.scoped("downloading a tensor", || self.queue.submit([enc.finish()]))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait_for(Some(idx))?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(Error::Gpu {
+                    context: "mapping a download".into(),
+                    message: e.to_string(),
+                })
+            }
+            Err(_) => return Err(Error::DeviceTimeout(self.timeout)),
+        }
+        let out = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
+                context: "reading a download".into(),
+                message: e.to_string(),
+            })?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Bytes held by live tensors.
+    pub fn live_bytes(&self) -> u64 {
+        self.meter.live.load(Ordering::Relaxed)
+    }
+
+    /// Peak of [`Gpu::live_bytes`] since the last [`Gpu::reset_peak`].
+    pub fn peak_bytes(&self) -> u64 {
+        self.meter.peak.load(Ordering::Relaxed)
+    }
+
+    /// Restarts peak tracking from the bytes live now.
+    pub fn reset_peak(&self) {
+        self.meter
+            .peak
+            .store(self.meter.live.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}

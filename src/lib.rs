@@ -1,0 +1,14 @@
+//! boha: fine-tune and run Llama-family language models with BoHA (blockwise Hadamard)
+//! adapters on any GPU that WebGPU reaches.
+//!
+//! Layers, bottom up: [`gpu`] (the only module that touches wgpu), [`ops`] (each op's
+//! host side: shape checks, dispatch, CPU reference), then adapters and models.
+
+pub mod adapters;
+pub mod error;
+pub mod gpu;
+pub mod ops;
+pub mod rng;
+pub mod shaders;
+
+pub use error::{Error, Result};

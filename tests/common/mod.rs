@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use boha::gpu::{Gpu, GpuOptions};
+
+/// The test device, or `None` (skip) when there is none and `BOHA_REQUIRE_GPU` is unset.
+pub fn gpu() -> Option<Gpu> {
+    boha::gpu::test_gpu()
+}
+
+/// The test device with options.
+pub fn gpu_with(opts: &GpuOptions) -> Option<Gpu> {
+    boha::gpu::test_gpu_with(opts)
+}
+
+/// Asserts `got ≈ want` with an error relative to the reference's magnitude:
+/// max |got − want| ≤ tol · max(1, max |want|).
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let mut worst = (0usize, 0f32);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let e = (g - w).abs();
+        assert!(e.is_finite() || g == w, "{what}: non-finite at {i}: got {g}, want {w}");
+        if e > worst.1 {
+            worst = (i, e);
+        }
+    }
+    let rel = worst.1 / scale;
+    assert!(
+        rel <= tol,
+        "{what}: max error {} at {} (got {}, want {}), {rel:e} of max |want| {scale} > {tol:e}",
+        worst.1,
+        worst.0,
+        got[worst.0],
+        want[worst.0]
+    );
+}
