@@ -21,6 +21,9 @@
 //! shape and the grid sizes that would work (no uneven-block scheme: a silent remainder
 //! block would change the parameter count and the method).
 
+pub mod init;
+pub mod reference;
+
 use crate::error::{Error, Result};
 
 /// The four adapter kinds.

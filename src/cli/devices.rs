@@ -1,0 +1,34 @@
+//! `boha devices [--json]`
+
+use boha::gpu::list_devices;
+use boha::{Error, Result};
+
+pub fn run(json: bool) -> Result<()> {
+    let devices = list_devices();
+    if json {
+        let s = serde_json::to_string_pretty(&devices).map_err(|e| Error::Invalid(e.to_string()))?;
+        println!("{s}");
+        return Ok(());
+    }
+    if devices.is_empty() {
+        return Err(Error::NoAdapter(
+            "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)".into(),
+        ));
+    }
+    for d in &devices {
+        println!("[{}] {} ({}, {})", d.index, d.name, d.backend, d.device_type);
+        println!("    driver: {} {}", d.driver, d.driver_info);
+        println!(
+            "    max buffer {} B, max storage binding {} B, workgroup storage {} B, invocations {}",
+            d.max_buffer_size,
+            d.max_storage_buffer_binding_size,
+            d.max_compute_workgroup_storage_size,
+            d.max_compute_invocations_per_workgroup
+        );
+        println!(
+            "    timestamps: {}, shader-f16: {}",
+            d.timestamp_query, d.shader_f16
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! Command-line parsing and dispatch to the library.
+
+mod devices;
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use boha::gpu::{GemmFamily, Gpu, GpuOptions};
+use boha::{Error, Result};
+
+/// Fine-tune and run Llama-family models with BoHA adapters on any WebGPU device.
+#[derive(Parser, Debug)]
+#[command(name = "boha", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Device options, accepted by every command.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// Adapter index (see `boha devices`) or part of its name; default: WGPU_ADAPTER_NAME,
+    /// else the fastest adapter found. WGPU_BACKEND limits the backends searched.
+    #[arg(long, global = true)]
+    pub device: Option<String>,
+    /// GEMM kernel family: `register` (CPU-type adapters) or `shared` (GPUs); default by
+    /// adapter type.
+    #[arg(long, global = true, value_parser = parse_family)]
+    pub gemm: Option<GemmFamily>,
+    /// Seconds to wait on the device before a submit counts as hung.
+    #[arg(long, global = true, default_value_t = 120.0)]
+    pub timeout: f64,
+}
+
+fn parse_family(s: &str) -> std::result::Result<GemmFamily, String> {
+    GemmFamily::parse(s).ok_or_else(|| format!("unknown GEMM family '{s}' (register or shared)"))
+}
+
+impl DeviceArgs {
+    /// Opens the chosen device.
+    pub fn open(&self) -> Result<Gpu> {
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            return Err(Error::Invalid(format!("--timeout {} must be positive", self.timeout)));
+        }
+        Gpu::new(&GpuOptions {
+            device: self.device.clone(),
+            timeout: Duration::from_secs_f64(self.timeout),
+            max_binding_override: None,
+            gemm_family: self.gemm,
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List every adapter with its backend, type, driver and limits.
+    Devices {
+        /// Print one JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Devices { json } => devices::run(json),
+    }
+}
