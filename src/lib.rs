@@ -5,8 +5,16 @@
 //! host side: shape checks, dispatch, CPU reference), then adapters and models.
 
 pub mod adapters;
+pub mod bench;
+pub mod data;
 pub mod error;
+pub mod experiments;
+pub mod generate;
 pub mod gpu;
+pub mod graph;
+pub mod loaders;
+pub mod model;
+pub mod linalg;
 pub mod ops;
 pub mod rng;
 pub mod shaders;

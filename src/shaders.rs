@@ -20,6 +20,36 @@ macro_rules! shader {
 }
 
 shader!(ELEMENTWISE, "elementwise");
+shader!(ADAMW, "adamw");
+shader!(LOSS, "loss");
+shader!(BOHA_FORWARD, "boha_forward");
+shader!(MERGE, "merge");
+shader!(BOHA_GRAD, "boha_grad");
+shader!(RMSNORM, "rmsnorm");
+shader!(ROPE, "rope");
+shader!(ACTIVATION, "activation");
+shader!(EMBEDDING, "embedding");
+shader!(ATTENTION, "attention");
+shader!(CROSS_ENTROPY, "cross_entropy");
+shader!(GEMM_REGISTER, "gemm_register");
+shader!(GEMM_SHARED, "gemm_shared");
+shader!(BENCH, "bench");
 
-/// Every shader, for the portability test and `boha check-shaders`.
-pub const ALL: &[Shader] = &[ELEMENTWISE];
+/// Every shader, for the portability test.
+pub const ALL: &[Shader] = &[
+    ELEMENTWISE,
+    ADAMW,
+    LOSS,
+    BOHA_FORWARD,
+    MERGE,
+    BOHA_GRAD,
+    RMSNORM,
+    ROPE,
+    ACTIVATION,
+    EMBEDDING,
+    ATTENTION,
+    CROSS_ENTROPY,
+    GEMM_REGISTER,
+    GEMM_SHARED,
+    BENCH,
+];

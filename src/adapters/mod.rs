@@ -21,7 +21,12 @@
 //! shape and the grid sizes that would work (no uneven-block scheme: a silent remainder
 //! block would change the parameter count and the method).
 
+pub mod files;
+pub mod fused;
+pub mod grad;
 pub mod init;
+pub mod layer;
+pub mod merge;
 pub mod reference;
 
 use crate::error::{Error, Result};

@@ -30,7 +30,12 @@ pub fn f32s(v: &[f64]) -> Vec<f32> {
 /// (d_out, d_in) from the lengths of A and B, checked against each other.
 pub fn dims(spec: &AdapterSpec, a: &[f64], b: &[f64]) -> Result<(usize, usize)> {
     let per = spec.blocks * spec.blocks * spec.block_rank;
-    if per == 0 || a.len() % per != 0 || b.len() % per != 0 || a.is_empty() || b.is_empty() {
+    if per == 0
+        || !a.len().is_multiple_of(per)
+        || !b.len().is_multiple_of(per)
+        || a.is_empty()
+        || b.is_empty()
+    {
         return Err(Error::shape(
             "adapter reference",
             format!(
@@ -291,7 +296,7 @@ mod tests {
         assert_eq!(dims(&s, &a, &b).unwrap(), (d_out, d_in));
         let m = dense_m(&s, &a, &b).unwrap();
         // Block (1, 0), local row 1, local column 2: B[1,0,1,0]·A[1,0,0,2].
-        let want = b[(2 * 2 + 1) + 0] * a[2 * 3 + 2];
+        let want = b[2 * 2 + 1] * a[2 * 3 + 2];
         assert!((m[3 * d_in + 2] - want).abs() < 1e-15);
         let w = merged_weight(&s, &w0, &a, &b).unwrap();
         assert!((w[3 * d_in + 2] - w0[3 * d_in + 2] * (1.0 + 0.5 * want)).abs() < 1e-15);

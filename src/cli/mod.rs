@@ -1,6 +1,11 @@
 //! Command-line parsing and dispatch to the library.
 
+mod bench;
+mod data;
 mod devices;
+mod generate;
+mod score;
+mod synthetic;
 
 use std::time::Duration;
 
@@ -62,11 +67,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks; every figure comes with a ratio measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+    /// The paper's synthetic rank experiment: fit W0 ⊙ M* (rank b² blockwise) with BoHA,
+    /// HiRA at the same budget, HiRA at r = b², and the additive control.
+    Synthetic(synthetic::SyntheticArgs),
+    /// Generate text from a prompt (plain or chat-templated), streamed to stdout.
+    Generate(generate::GenerateArgs),
+    /// Mean next-token NLL and perplexity of a text.
+    Score(score::ScoreArgs),
+    /// Write a generated task (arith or choice) as JSONL; `boha data --help` gives the rules.
+    #[command(long_about = data::LONG_ABOUT)]
+    Data(data::DataArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Devices { json } => devices::run(json),
+        Command::Bench { what } => bench::run(&cli.device, what),
+        Command::Synthetic(args) => synthetic::run(&cli.device, &args),
+        Command::Generate(args) => generate::run(&cli.device, &args),
+        Command::Score(args) => score::run(&cli.device, &args),
+        Command::Data(args) => data::run(&args),
     }
 }

@@ -207,6 +207,27 @@ impl Gpu {
         Ok(t)
     }
 
+    /// Uploads `data` (token ids, targets, positions) as raw u32 bits in a tensor that
+    /// stays [`DType::F32`]: kernels bind it as `array<u32>`; reading it as f32 on the host
+    /// gives the bit patterns (`f32::to_bits` recovers the values).
+    pub fn upload_u32(&self, shape: &[usize], data: &[u32]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape(
+                "upload_u32",
+                format!("shape {shape:?} needs {n} values, got {}", data.len()),
+            ));
+        }
+        let t = self.zeros(shape)?;
+        if !data.is_empty() {
+            self.scoped("writing a u32 tensor", || {
+                self.queue
+                    .write_buffer(&t.storage.buffer, 0, bytemuck::cast_slice(data))
+            })?;
+        }
+        Ok(t)
+    }
+
     /// Overwrites a tensor's elements with `data`.
     pub fn write(&self, t: &Tensor, data: &[f32]) -> Result<()> {
         if data.len() != t.len() {

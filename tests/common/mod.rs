@@ -3,6 +3,8 @@
 
 use boha::gpu::{Gpu, GpuOptions};
 
+pub mod tiny_checkpoint;
+
 /// The test device, or `None` (skip) when there is none and `BOHA_REQUIRE_GPU` is unset.
 pub fn gpu() -> Option<Gpu> {
     boha::gpu::test_gpu()
@@ -21,7 +23,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     let mut worst = (0usize, 0f32);
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let e = (g - w).abs();
-        assert!(e.is_finite() || g == w, "{what}: non-finite at {i}: got {g}, want {w}");
+        assert!(
+            e.is_finite() || g == w,
+            "{what}: non-finite at {i}: got {g}, want {w}"
+        );
         if e > worst.1 {
             worst = (i, e);
         }

@@ -1,0 +1,440 @@
+// Fused adapted linear layer: the product with W' = W0 ⊙ (1 + s·M) (or W0 + s·M when
+// additive = 1) where every W0 element is modulated as it is loaded, so M, ΔW and W' are
+// never written to memory.
+//
+//   forward:  y[t, o]  = Σ_i x[t, i]·W'[o, i]   + beta·y[t, o]
+//   backward: dx[t, i] = Σ_o dy[t, o]·W'[o, i]  + beta·dx[t, i]
+//   W'[o, i] from m = Σ_k B[bi, bj, o mod p, k]·A[bi, bj, k, i mod q],  bi = o / p, bj = i / q
+//
+// Two families, as for the GEMMs:
+// - reg4_*, reg_*: no barriers; each invocation computes a register tile of tokens ×
+//             columns straight from global memory (CPU-type adapters); reg4 (vec4 loads,
+//             16 × 16 tiles) when p and q are multiples of 4, reg (4 × 4) for any shape.
+// - shared_*: workgroup tiles of BM tokens × BN columns; each W0 tile is modulated once
+//             while it is staged into workgroup memory and used by all BM tokens.
+// beta is 0 (overwrite, the old value is never read) or 1 (accumulate).
+
+struct Params {
+    t: u32,        // tokens T
+    d_out: u32,    // rows of W0
+    d_in: u32,     // columns of W0
+    nb: u32,       // grid size b
+    p: u32,        // d_out / b
+    q: u32,        // d_in / b
+    tiles: u32,    // reg_*: column tiles per block (ceil(p / 4) forward, ceil(q / 4) backward)
+    rb: u32,       // per-block rank r_b
+    s: f32,        // scale s
+    beta: f32,     // 0 overwrite, 1 accumulate
+    additive: u32, // 1: W0 + s·M instead of W0 ⊙ (1 + s·M)
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;        // x [T, d_in] forward, dy [T, d_out] backward
+@group(0) @binding(2) var<storage, read> w0: array<f32>;         // [d_out, d_in]
+@group(0) @binding(3) var<storage, read> fa: array<f32>;         // A [b, b, r_b, q]
+@group(0) @binding(4) var<storage, read> fb: array<f32>;         // B [b, b, p, r_b]
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;  // y [T, d_out] forward, dx [T, d_in] backward
+
+fn modulate(w: f32, m: f32) -> f32 {
+    if (p.additive != 0u) {
+        return w + p.s * m;
+    }
+    return w + (w * p.s) * m;
+}
+
+fn finish(idx: u32, v: f32) {
+    // beta = 0 must not read the old value: it may be uninitialised (NaN).
+    if (p.beta != 0.0) {
+        out[idx] = v + p.beta * out[idx];
+    } else {
+        out[idx] = v;
+    }
+}
+
+// ---------------------------------------------------------------- register family
+//
+// The fallback for any shape (p or q not a multiple of 4). Workgroup (x, y) owns 4
+// columns of one block, so its W0, A and B addresses are the same in every lane; each
+// invocation owns TM = 4 tokens of workgroup z's token range.
+
+const TM: u32 = 4u;          // tokens per invocation
+const WG_REG: u32 = 64u;     // invocations per workgroup
+
+fn modulate4(w: vec4<f32>, m: vec4<f32>) -> vec4<f32> {
+    if (p.additive != 0u) {
+        return fma(vec4<f32>(p.s), m, w);
+    }
+    return fma(w * p.s, m, w);
+}
+
+fn finish4(base: u32, v: vec4<f32>, ok: vec4<bool>) {
+    if (ok.x) { finish(base, v.x); }
+    if (ok.y) { finish(base + 1u, v.y); }
+    if (ok.z) { finish(base + 2u, v.z); }
+    if (ok.w) { finish(base + 3u, v.w); }
+}
+
+@compute @workgroup_size(WG_REG)
+fn boha_reg_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let tile = wg.x + wg.y * nwg.x;
+    if (tile >= p.tiles * p.nb) { return; }
+    let bi = tile / p.tiles;
+    let ob0 = (tile % p.tiles) * 4u;
+    let rv = vec4<u32>(ob0) + vec4<u32>(0u, 1u, 2u, 3u);
+    let rows = min(rv, vec4<u32>(p.p - 1u));        // block-local rows, clamped
+    let wrow = (rows + vec4<u32>(bi * p.p)) * p.d_in;
+    let t0 = (wg.z * WG_REG + li) * TM;
+    if (t0 >= p.t) { return; }
+    let x0 = t0 * p.d_in;
+    let x1 = min(t0 + 1u, p.t - 1u) * p.d_in;
+    let x2 = min(t0 + 2u, p.t - 1u) * p.d_in;
+    let x3 = min(t0 + 3u, p.t - 1u) * p.d_in;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var bj = 0u; bj < p.nb; bj++) {
+        let blk = bi * p.nb + bj;
+        let abase = blk * p.rb * p.q;
+        let brow = (rows + vec4<u32>(blk * p.p)) * p.rb;
+        for (var c = 0u; c < p.q; c++) {
+            let i = bj * p.q + c;
+            var m = vec4<f32>(0.0);
+            for (var k = 0u; k < p.rb; k++) {
+                let bv = vec4<f32>(fb[brow.x + k], fb[brow.y + k], fb[brow.z + k], fb[brow.w + k]);
+                m = fma(bv, vec4<f32>(fa[abase + k * p.q + c]), m);
+            }
+            let w = modulate4(vec4<f32>(w0[wrow.x + i], w0[wrow.y + i], w0[wrow.z + i], w0[wrow.w + i]), m);
+            acc0 = fma(vec4<f32>(inp[x0 + i]), w, acc0);
+            acc1 = fma(vec4<f32>(inp[x1 + i]), w, acc1);
+            acc2 = fma(vec4<f32>(inp[x2 + i]), w, acc2);
+            acc3 = fma(vec4<f32>(inp[x3 + i]), w, acc3);
+        }
+    }
+    let ok = rv < vec4<u32>(p.p);
+    let col = bi * p.p + ob0;
+    finish4(t0 * p.d_out + col, acc0, ok);
+    if (t0 + 1u < p.t) { finish4((t0 + 1u) * p.d_out + col, acc1, ok); }
+    if (t0 + 2u < p.t) { finish4((t0 + 2u) * p.d_out + col, acc2, ok); }
+    if (t0 + 3u < p.t) { finish4((t0 + 3u) * p.d_out + col, acc3, ok); }
+}
+
+@compute @workgroup_size(WG_REG)
+fn boha_reg_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let tile = wg.x + wg.y * nwg.x;
+    if (tile >= p.tiles * p.nb) { return; }
+    let bj = tile / p.tiles;
+    let cb0 = (tile % p.tiles) * 4u;
+    let cv = vec4<u32>(cb0) + vec4<u32>(0u, 1u, 2u, 3u);
+    let cols = min(cv, vec4<u32>(p.q - 1u));        // block-local columns, clamped
+    let icol = cols + vec4<u32>(bj * p.q);
+    let t0 = (wg.z * WG_REG + li) * TM;
+    if (t0 >= p.t) { return; }
+    let g0 = t0 * p.d_out;
+    let g1 = min(t0 + 1u, p.t - 1u) * p.d_out;
+    let g2 = min(t0 + 2u, p.t - 1u) * p.d_out;
+    let g3 = min(t0 + 3u, p.t - 1u) * p.d_out;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var bi = 0u; bi < p.nb; bi++) {
+        let blk = bi * p.nb + bj;
+        let acol = cols + vec4<u32>(blk * p.rb * p.q);
+        let bbase = blk * p.p * p.rb;
+        for (var ob = 0u; ob < p.p; ob++) {
+            let o = bi * p.p + ob;
+            var m = vec4<f32>(0.0);
+            for (var k = 0u; k < p.rb; k++) {
+                let ak = acol + vec4<u32>(k * p.q);
+                let av = vec4<f32>(fa[ak.x], fa[ak.y], fa[ak.z], fa[ak.w]);
+                m = fma(av, vec4<f32>(fb[bbase + ob * p.rb + k]), m);
+            }
+            let wr = o * p.d_in;
+            let w = modulate4(vec4<f32>(w0[wr + icol.x], w0[wr + icol.y], w0[wr + icol.z], w0[wr + icol.w]), m);
+            acc0 = fma(vec4<f32>(inp[g0 + o]), w, acc0);
+            acc1 = fma(vec4<f32>(inp[g1 + o]), w, acc1);
+            acc2 = fma(vec4<f32>(inp[g2 + o]), w, acc2);
+            acc3 = fma(vec4<f32>(inp[g3 + o]), w, acc3);
+        }
+    }
+    let ok = cv < vec4<u32>(p.q);
+    let col = bj * p.q + cb0;
+    finish4(t0 * p.d_in + col, acc0, ok);
+    if (t0 + 1u < p.t) { finish4((t0 + 1u) * p.d_in + col, acc1, ok); }
+    if (t0 + 2u < p.t) { finish4((t0 + 2u) * p.d_in + col, acc2, ok); }
+    if (t0 + 3u < p.t) { finish4((t0 + 3u) * p.d_in + col, acc3, ok); }
+}
+
+// ---------------------------------------------------------------- register family, vec4
+//
+// The CPU path for p and q multiples of 4 (so every 4-row or 4-column group lies in one
+// block). llvmpipe runs WG4 invocations as SIMD lanes and issues per-lane loads one lane
+// at a time, so loads bound these kernels. The 16 W' columns of a tile belong to the
+// workgroup (W0, A and B addresses are uniform: newer Mesa issues such loads once) and
+// only the token operand differs per lane: each invocation owns 16 tokens × the
+// workgroup's 16 columns, held in sixteen 4×4 matrices like the register GEMM. Each W0
+// 4×4 block costs 4 + r_b vec4 loads and 4·r_b scalar B loads per invocation, so the
+// cost grows with r_b (see the report in fused.rs).
+
+@group(0) @binding(6) var<storage, read> inp4: array<vec4<f32>>;  // inp as vec4 (row length / 4 per row)
+@group(0) @binding(7) var<storage, read> w04: array<vec4<f32>>;   // W0 as vec4 [d_out, d_in / 4]
+@group(0) @binding(8) var<storage, read> fa4: array<vec4<f32>>;   // A as vec4 [b, b, r_b, q / 4]
+
+override WG4: u32 = 16u;
+
+var<private> c00: mat4x4<f32>;
+var<private> c01: mat4x4<f32>;
+var<private> c02: mat4x4<f32>;
+var<private> c03: mat4x4<f32>;
+var<private> c10: mat4x4<f32>;
+var<private> c11: mat4x4<f32>;
+var<private> c12: mat4x4<f32>;
+var<private> c13: mat4x4<f32>;
+var<private> c20: mat4x4<f32>;
+var<private> c21: mat4x4<f32>;
+var<private> c22: mat4x4<f32>;
+var<private> c23: mat4x4<f32>;
+var<private> c30: mat4x4<f32>;
+var<private> c31: mat4x4<f32>;
+var<private> c32: mat4x4<f32>;
+var<private> c33: mat4x4<f32>;
+
+// Tile row r (4 tokens) += a (columns over the reduction, vectors over tokens) times
+// b0..b3 (columns over the tile's columns, vectors over the reduction).
+fn update_row(r: u32, a: mat4x4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>, b2: mat4x4<f32>, b3: mat4x4<f32>) {
+    switch r {
+        case 0u: { c00 += a * b0; c01 += a * b1; c02 += a * b2; c03 += a * b3; }
+        case 1u: { c10 += a * b0; c11 += a * b1; c12 += a * b2; c13 += a * b3; }
+        case 2u: { c20 += a * b0; c21 += a * b1; c22 += a * b2; c23 += a * b3; }
+        default: { c30 += a * b0; c31 += a * b1; c32 += a * b2; c33 += a * b3; }
+    }
+}
+
+fn modulate_m(w: mat4x4<f32>, m: mat4x4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(modulate4(w[0], m[0]), modulate4(w[1], m[1]), modulate4(w[2], m[2]), modulate4(w[3], m[3]));
+}
+
+// W'[o..o+3, i..i+3] with column j = W'[o + j, i..i+3] (o, i multiples of 4, one block).
+fn wtile(o: u32, i: u32) -> mat4x4<f32> {
+    let bi = o / p.p;
+    let bj = i / p.q;
+    let blk = bi * p.nb + bj;
+    let s = p.d_in / 4u;
+    let w4 = (o * p.d_in + i) / 4u;
+    let w = mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
+    let brow = (blk * p.p + o - bi * p.p) * p.rb;
+    let a4 = (blk * p.rb * p.q + i - bj * p.q) / 4u;
+    let qs = p.q / 4u;
+    var m0 = vec4<f32>(0.0);
+    var m1 = vec4<f32>(0.0);
+    var m2 = vec4<f32>(0.0);
+    var m3 = vec4<f32>(0.0);
+    for (var k = 0u; k < p.rb; k++) {
+        let av = fa4[a4 + k * qs];
+        m0 = fma(vec4<f32>(fb[brow + k]), av, m0);
+        m1 = fma(vec4<f32>(fb[brow + p.rb + k]), av, m1);
+        m2 = fma(vec4<f32>(fb[brow + 2u * p.rb + k]), av, m2);
+        m3 = fma(vec4<f32>(fb[brow + 3u * p.rb + k]), av, m3);
+    }
+    return modulate_m(w, mat4x4<f32>(m0, m1, m2, m3));
+}
+
+// Token operand rows 4r.. of this invocation at vec4 column k4, as columns over the
+// reduction (vectors over the 4 tokens).
+fn load_tok(rows: vec4<u32>, k4: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(inp4[rows.x + k4], inp4[rows.y + k4], inp4[rows.z + k4], inp4[rows.w + k4]));
+}
+
+fn tok_rows(t0: u32, rowlen4: u32) -> vec4<u32> {
+    return min(vec4<u32>(t0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.t - 1u)) * rowlen4;
+}
+
+// Block (tokens t0.., columns c0..) of the tile: column j of v holds column c0 + j.
+fn store_block4(t0: u32, c0: u32, ncol: u32, v: mat4x4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j >= ncol) { return; }
+        for (var r = 0u; r < 4u; r++) {
+            if (t0 + r < p.t) { finish((t0 + r) * ncol + c0 + j, v[j][r]); }
+        }
+    }
+}
+
+fn store_tile4(t0: u32, c0: u32, ncol: u32) {
+    store_block4(t0, c0, ncol, c00);
+    store_block4(t0, c0 + 4u, ncol, c01);
+    store_block4(t0, c0 + 8u, ncol, c02);
+    store_block4(t0, c0 + 12u, ncol, c03);
+    store_block4(t0 + 4u, c0, ncol, c10);
+    store_block4(t0 + 4u, c0 + 4u, ncol, c11);
+    store_block4(t0 + 4u, c0 + 8u, ncol, c12);
+    store_block4(t0 + 4u, c0 + 12u, ncol, c13);
+    store_block4(t0 + 8u, c0, ncol, c20);
+    store_block4(t0 + 8u, c0 + 4u, ncol, c21);
+    store_block4(t0 + 8u, c0 + 8u, ncol, c22);
+    store_block4(t0 + 8u, c0 + 12u, ncol, c23);
+    store_block4(t0 + 12u, c0, ncol, c30);
+    store_block4(t0 + 12u, c0 + 4u, ncol, c31);
+    store_block4(t0 + 12u, c0 + 8u, ncol, c32);
+    store_block4(t0 + 12u, c0 + 12u, ncol, c33);
+}
+
+// y: workgroup (x, y) owns outputs o0..o0+15, z a range of WG4·16 tokens.
+@compute @workgroup_size(WG4)
+fn boha_reg4_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let o0 = (wg.x + wg.y * nwg.x) * 16u;
+    if (o0 >= p.d_out) { return; }
+    // Output groups past d_out read the last group and are not stored.
+    let og0 = o0;
+    let og1 = min(o0 + 4u, p.d_out - 4u);
+    let og2 = min(o0 + 8u, p.d_out - 4u);
+    let og3 = min(o0 + 12u, p.d_out - 4u);
+    // Tokens past T read the last row and are not stored (no early return: it would
+    // make the workgroup's loads non-uniform).
+    let t0 = (wg.z * WG4 + li) * 16u;
+    let s = p.d_in / 4u;
+    let r0 = tok_rows(t0, s);
+    let r1 = tok_rows(t0 + 4u, s);
+    let r2 = tok_rows(t0 + 8u, s);
+    let r3 = tok_rows(t0 + 12u, s);
+    for (var i = 0u; i < p.d_in; i += 4u) {
+        let b0 = wtile(og0, i);
+        let b1 = wtile(og1, i);
+        let b2 = wtile(og2, i);
+        let b3 = wtile(og3, i);
+        let k4 = i / 4u;
+        update_row(0u, load_tok(r0, k4), b0, b1, b2, b3);
+        update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
+        update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
+        update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+    }
+    store_tile4(t0, o0, p.d_out);
+}
+
+// dx: workgroup (x, y) owns inputs i0..i0+15, z a range of WG4·16 tokens.
+@compute @workgroup_size(WG4)
+fn boha_reg4_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let i0 = (wg.x + wg.y * nwg.x) * 16u;
+    if (i0 >= p.d_in) { return; }
+    let ig0 = i0;
+    let ig1 = min(i0 + 4u, p.d_in - 4u);
+    let ig2 = min(i0 + 8u, p.d_in - 4u);
+    let ig3 = min(i0 + 12u, p.d_in - 4u);
+    let t0 = (wg.z * WG4 + li) * 16u;
+    let s = p.d_out / 4u;
+    let r0 = tok_rows(t0, s);
+    let r1 = tok_rows(t0 + 4u, s);
+    let r2 = tok_rows(t0 + 8u, s);
+    let r3 = tok_rows(t0 + 12u, s);
+    for (var o = 0u; o < p.d_out; o += 4u) {
+        // wtile gives columns over o; the product wants columns over i.
+        let b0 = transpose(wtile(o, ig0));
+        let b1 = transpose(wtile(o, ig1));
+        let b2 = transpose(wtile(o, ig2));
+        let b3 = transpose(wtile(o, ig3));
+        let k4 = o / 4u;
+        update_row(0u, load_tok(r0, k4), b0, b1, b2, b3);
+        update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
+        update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
+        update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+    }
+    store_tile4(t0, i0, p.d_in);
+}
+
+// ---------------------------------------------------------------- shared family
+
+const BM: u32 = 64u;   // tokens per workgroup
+const BN: u32 = 64u;   // columns per workgroup
+const BK: u32 = 16u;   // reduction step
+const WS: u32 = 16u;   // workgroup side; each invocation owns 4 × 4 outputs
+
+var<workgroup> ts: array<f32, BK * BM>;   // token operand tile, [k][m]
+var<workgroup> ws: array<f32, BK * BN>;   // modulated W0 tile, [k][n]
+
+// W'[o, i], reading the block's B row and A column from global memory.
+fn wprime(o: u32, i: u32) -> f32 {
+    let bi = o / p.p;
+    let bj = i / p.q;
+    let blk = bi * p.nb + bj;
+    let brow = (blk * p.p + o - bi * p.p) * p.rb;
+    let acol = blk * p.rb * p.q + i - bj * p.q;
+    var m = 0.0;
+    for (var k = 0u; k < p.rb; k++) { m = fma(fb[brow + k], fa[acol + k * p.q], m); }
+    return modulate(w0[o * p.d_in + i], m);
+}
+
+// One BM × BN output tile. Forward: columns are outputs o, the reduction runs over i and
+// inp is x. Backward: columns are inputs i, the reduction runs over o and inp is dy.
+fn shared_tile(backward: bool, wg: vec3<u32>, lid: vec3<u32>) {
+    let li = lid.y * WS + lid.x;
+    let t0 = wg.y * BM;
+    let c0 = wg.x * BN;
+    var ncol = p.d_out;
+    var kdim = p.d_in;
+    if (backward) {
+        ncol = p.d_in;
+        kdim = p.d_out;
+    }
+    var acc: array<vec4<f32>, 4>;   // acc[r][s]: token lid.y + 16r, column lid.x + 16s
+    for (var k0 = 0u; k0 < kdim; k0 += BK) {
+        for (var e = li; e < BM * BK; e += WS * WS) {
+            let m = e / BK;
+            let kk = e % BK;
+            var v = 0.0;
+            if (t0 + m < p.t && k0 + kk < kdim) { v = inp[(t0 + m) * kdim + k0 + kk]; }
+            ts[kk * BM + m] = v;
+        }
+        for (var e = li; e < BN * BK; e += WS * WS) {
+            var n: u32;
+            var kk: u32;
+            if (backward) {
+                // consecutive invocations walk along a W0 row (i) for coalesced loads
+                kk = e / BN;
+                n = e % BN;
+            } else {
+                n = e / BK;
+                kk = e % BK;
+            }
+            var v = 0.0;
+            if (c0 + n < ncol && k0 + kk < kdim) {
+                if (backward) { v = wprime(k0 + kk, c0 + n); } else { v = wprime(c0 + n, k0 + kk); }
+            }
+            ws[kk * BN + n] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let tv = vec4<f32>(ts[kk * BM + lid.y], ts[kk * BM + lid.y + 16u],
+                               ts[kk * BM + lid.y + 32u], ts[kk * BM + lid.y + 48u]);
+            let wv = vec4<f32>(ws[kk * BN + lid.x], ws[kk * BN + lid.x + 16u],
+                               ws[kk * BN + lid.x + 32u], ws[kk * BN + lid.x + 48u]);
+            acc[0] = fma(vec4<f32>(tv.x), wv, acc[0]);
+            acc[1] = fma(vec4<f32>(tv.y), wv, acc[1]);
+            acc[2] = fma(vec4<f32>(tv.z), wv, acc[2]);
+            acc[3] = fma(vec4<f32>(tv.w), wv, acc[3]);
+        }
+        workgroupBarrier();
+    }
+    for (var r = 0u; r < 4u; r++) {
+        let t = t0 + lid.y + 16u * r;
+        if (t >= p.t) { break; }
+        for (var c = 0u; c < 4u; c++) {
+            let col = c0 + lid.x + 16u * c;
+            if (col < ncol) { finish(t * ncol + col, acc[r][c]); }
+        }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn boha_shared_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    shared_tile(false, wg, lid);
+}
+
+@compute @workgroup_size(16, 16)
+fn boha_shared_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    shared_tile(true, wg, lid);
+}

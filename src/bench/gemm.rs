@@ -1,0 +1,181 @@
+//! `boha bench gemm`: the device's FMA peak and copy bandwidth (`shaders/bench.wgsl`),
+//! then the forward GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ at 256³, 1024³ and the two projection
+//! shapes of a 576-wide model at 512 tokens, each as a fraction of the FMA peak measured
+//! in the same run.
+
+use serde::Serialize;
+
+use super::timing::{median, median_ms};
+use crate::error::Result;
+use crate::gpu::{Dispatch, Gpu, Kernel, Params};
+use crate::ops::gemm::matmul_nt;
+use crate::rng::Rng;
+use crate::shaders::BENCH;
+
+/// FMAs each fma_peak invocation does per loop trip (see `shaders/bench.wgsl`).
+const FMA_PER_TRIP: f64 = 128.0;
+/// Target device time of one timed submit, in seconds.
+const TARGET_S: f64 = 0.1;
+/// Timed submits per figure (the median is reported).
+const RUNS: usize = 5;
+
+/// One GEMM shape's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmPoint {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub gflops: f64,
+    /// gflops / fma_peak_gflops
+    pub ratio_of_peak: f64,
+    /// Median milliseconds per product.
+    pub ms: f64,
+}
+
+/// The report printed as JSON by `boha bench gemm --json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmReport {
+    pub device: String,
+    pub backend: String,
+    /// GEMM kernel family used (`register` / `shared`).
+    pub family: String,
+    pub fma_peak_gflops: f64,
+    pub copy_gbps: f64,
+    pub gemm: Vec<GemmPoint>,
+}
+
+/// The (m, k, n) shapes benchmarked: M tokens, K inputs, N outputs.
+pub const SHAPES: [(usize, usize, usize); 4] = [
+    (256, 256, 256),
+    (1024, 1024, 1024),
+    (512, 576, 1536),
+    (512, 1536, 576),
+];
+
+/// Runs the whole GEMM benchmark (well under a minute on lavapipe). The FMA peak is
+/// measured right before each GEMM shape and that shape's ratio uses it, so a machine
+/// whose load changes during the run still gets fair ratios; the report's peak is the
+/// median of those measurements.
+pub fn bench_gemm(gpu: &Gpu) -> Result<GemmReport> {
+    let peak = FmaPeak::new(gpu)?;
+    let copy = copy_gbps(gpu)?;
+    let mut gemm = Vec::new();
+    let mut peaks = Vec::new();
+    for &(m, k, n) in &SHAPES {
+        let p = peak.gflops(gpu)?;
+        peaks.push(p);
+        let ms = gemm_ms(gpu, m, k, n)?;
+        let gflops = 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e9;
+        gemm.push(GemmPoint {
+            m,
+            n,
+            k,
+            gflops,
+            ratio_of_peak: gflops / p,
+            ms,
+        });
+    }
+    Ok(GemmReport {
+        device: gpu.info().name.clone(),
+        backend: gpu.info().backend.clone(),
+        family: gpu.gemm_family().name().to_string(),
+        fma_peak_gflops: median(&mut peaks),
+        copy_gbps: copy,
+        gemm,
+    })
+}
+
+/// Repetitions per submit so that one submit lasts about [`TARGET_S`], from one run.
+fn reps_for(one_run_s: f64, max: usize) -> usize {
+    ((TARGET_S / one_run_s.max(1e-6)).ceil() as usize).clamp(1, max)
+}
+
+/// The fma_peak kernel, sized to run about [`TARGET_S`]: independent FMAs only,
+/// GFLOP/s = 2 · FMAs / time.
+struct FmaPeak {
+    dispatch: Dispatch,
+    fmas: f64,
+}
+
+impl FmaPeak {
+    fn new(gpu: &Gpu) -> Result<FmaPeak> {
+        // Enough invocations to fill a large GPU; a CPU adapter is full with far fewer.
+        let n: usize = if gpu.info().device_type == "Cpu" {
+            1 << 14
+        } else {
+            1 << 20
+        };
+        let dst = gpu.zeros(&[n * 4])?;
+        let kernel = Kernel::new(BENCH, "fma_peak");
+        let prepare = |iters: usize| {
+            let params = Params::new().u(n).u(iters).f(0.5).u(0);
+            gpu.prepare(&kernel, &params, &[&dst], gpu.grid(n / 64))
+        };
+        // Calibrate the trip count on a short run.
+        let probe = 64;
+        let t = median_ms(gpu, &[prepare(probe)?], 1, 1)? * 1e-3;
+        let iters = ((probe as f64 * TARGET_S / t.max(1e-6)) as usize).clamp(probe, 1 << 20);
+        Ok(FmaPeak {
+            dispatch: prepare(iters)?,
+            fmas: FMA_PER_TRIP * (n * iters) as f64,
+        })
+    }
+
+    fn gflops(&self, gpu: &Gpu) -> Result<f64> {
+        let ms = median_ms(gpu, std::slice::from_ref(&self.dispatch), 1, RUNS)?;
+        Ok(2.0 * self.fmas / (ms * 1e-3) / 1e9)
+    }
+}
+
+/// A vec4 copy of up to 64 MiB: GB/s = (read + written bytes) / time.
+fn copy_gbps(gpu: &Gpu) -> Result<f64> {
+    let bytes = (64u64 << 20).min(gpu.max_binding_bytes()) / 16 * 16;
+    let n = (bytes / 16) as usize;
+    let src = gpu.upload(&[n * 4], &Rng::new(3).vec_f32(n * 4, -1.0, 1.0))?;
+    let dst = gpu.zeros(&[n * 4])?;
+    let d = gpu.prepare(
+        &Kernel::new(BENCH, "copy_vec4"),
+        &Params::new().u(n).u(0).f(0.0).u(0),
+        &[&src, &dst],
+        gpu.grid(n.div_ceil(64)),
+    )?;
+    let one = median_ms(gpu, std::slice::from_ref(&d), 1, 1)? * 1e-3;
+    let ms = median_ms(gpu, &[d], reps_for(one, 64), RUNS)?;
+    Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
+}
+
+/// Median milliseconds of Y[m,n] = X[m,k]·W[n,k]ᵀ on random data.
+fn gemm_ms(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64> {
+    let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
+    let x = gpu.upload(&[m, k], &rng.vec_f32(m * k, -1.0, 1.0))?;
+    let w = gpu.upload(&[n, k], &rng.vec_f32(n * k, -1.0, 1.0))?;
+    let y = gpu.zeros(&[m, n])?;
+    let ds = matmul_nt(gpu, &x, &w, &y, 0.0)?;
+    let one = median_ms(gpu, &ds, 1, 1)? * 1e-3;
+    median_ms(gpu, &ds, reps_for(one, 256), RUNS)
+}
+
+/// Prints the report as a table.
+pub fn print_table(r: &GemmReport) {
+    println!(
+        "device   {} ({}), gemm family {}",
+        r.device, r.backend, r.family
+    );
+    println!("FMA peak {:>9.1} GFLOP/s", r.fma_peak_gflops);
+    println!("copy     {:>9.1} GB/s", r.copy_gbps);
+    println!(
+        "{:>6} {:>6} {:>6} {:>10} {:>10} {:>8}",
+        "M", "K", "N", "ms", "GFLOP/s", "of peak"
+    );
+    for p in &r.gemm {
+        println!(
+            "{:>6} {:>6} {:>6} {:>10.3} {:>10.1} {:>7.1}%",
+            p.m,
+            p.k,
+            p.n,
+            p.ms,
+            p.gflops,
+            100.0 * p.ratio_of_peak
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! `boha generate --model PATH (--prompt TEXT | --chat [--prompt TEXT]) [--max-new-tokens N]
+//! [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]...`
+//!
+//! Text is streamed to stdout; prefill and decode speeds go to stderr.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use boha::generate::{eos_ids, generate, GenerateOptions, Sampling};
+use boha::loaders::{load_checkpoint, tokenizer::ChatMessage, Checkpoint};
+use boha::model::kv_cache::Model;
+use boha::{Error, Result};
+
+use super::DeviceArgs;
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// A Hugging Face directory or a .gguf file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The prompt (with --chat, the user message; read from stdin when absent).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Apply the model's chat template to the prompt as one user turn.
+    #[arg(long)]
+    pub chat: bool,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; greedy when absent or 0.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+}
+
+/// The prompt's token ids: chat-templated or plain, with BOS where the model wants it.
+pub fn prompt_tokens(ck: &Checkpoint, prompt: &str, chat: bool) -> Result<Vec<u32>> {
+    let text = if chat {
+        ck.render_chat(&[ChatMessage::new("user", prompt)], true)?
+    } else {
+        prompt.to_string()
+    };
+    let mut ids = ck.encode(&text)?;
+    if let (true, Some((_, bos))) = (ck.add_bos, &ck.bos_token) {
+        if ids.first() != Some(bos) {
+            ids.insert(0, *bos);
+        }
+    }
+    if ids.is_empty() {
+        return Err(Error::Invalid("the prompt encodes to no tokens".into()));
+    }
+    Ok(ids)
+}
+
+pub fn run(dev: &DeviceArgs, a: &GenerateArgs) -> Result<()> {
+    let prompt = match &a.prompt {
+        Some(p) => p.clone(),
+        None if a.chat => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Error::Invalid(format!("reading the prompt from stdin: {e}")))?;
+            s
+        }
+        None => return Err(Error::Invalid("give --prompt TEXT or --chat".into())),
+    };
+    let gpu = dev.open()?;
+    let ck = load_checkpoint(&a.model)?;
+    let ids = prompt_tokens(&ck, &prompt, a.chat)?;
+    let model = Model::load(&gpu, &ck)?;
+    let opts = GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        sampling: Sampling {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            seed: a.seed,
+        },
+        stop_strings: a.stop.clone(),
+        eos: eos_ids(&ck),
+    };
+    let mut out = std::io::stdout();
+    let g = generate(&gpu, &model, &ck, &ids, &opts, &mut |s| {
+        let _ = out.write_all(s.as_bytes());
+        let _ = out.flush();
+    })?;
+    println!();
+    eprintln!(
+        "prefill: {} tokens in {:.3} s ({:.1} tok/s); decode: {} tokens in {:.3} s ({:.2} tok/s); stop: {:?}",
+        g.prompt_tokens,
+        g.prefill_seconds,
+        g.prompt_tokens as f64 / g.prefill_seconds.max(1e-9),
+        g.decode_steps,
+        g.decode_seconds,
+        g.decode_steps as f64 / g.decode_seconds.max(1e-9),
+        g.stop
+    );
+    Ok(())
+}

@@ -1,0 +1,314 @@
+//! Deterministic task generators (`boha data`), so everything can be tried without
+//! downloading data. Records are Alpaca-shaped (`instruction`, `input` = "", `output`)
+//! with `task` and `answer` fields for evaluation.
+//!
+//! - `arith`: multi-step integer word problems in math_10k style, from six templates
+//!   (add then subtract; rows × columns minus some; a daily rate times days plus extra;
+//!   an equal share minus some; two products summed; a stock minus two sales plus a
+//!   delivery). Numbers stay small (≤ 99 before the arithmetic), every intermediate
+//!   result is a non-negative integer, and the output is a short worked solution that
+//!   ends with "The answer is N.".
+//! - `choice`: multiple choice in commonsense_170k style, 3 to 5 options. **The rule:**
+//!   the options are distinct whole numbers from 1 to 99 and the question asks for
+//!   either the largest or the smallest of them; the correct option is the one holding
+//!   that number. Output: "the correct answer is answerK".
+//!
+//! ## Train and test never share an item
+//!
+//! An item is identified by its content that matters for the answer (the template or
+//! question kind and the numbers in order; names and objects are decoration and do not
+//! count). The item space is split in [`PARTS`] parts by a hash of that key, and seed `S`
+//! only draws items of part `S mod PARTS`: sets made with seeds that differ modulo
+//! [`PARTS`] (e.g. 1 for train and 2 for test) are disjoint by construction. Within a
+//! set every item is distinct.
+
+use std::collections::HashSet;
+
+use serde_json::{json, Value};
+
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// Number of disjoint parts of each task's item space.
+pub const PARTS: u64 = 16;
+
+/// The generated tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskKind {
+    Arith,
+    Choice,
+}
+
+impl TaskKind {
+    pub fn parse(s: &str) -> Result<TaskKind> {
+        match s {
+            "arith" => Ok(TaskKind::Arith),
+            "choice" => Ok(TaskKind::Choice),
+            _ => Err(Error::Invalid(format!(
+                "unknown task '{s}' (expected arith or choice)"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Arith => "arith",
+            TaskKind::Choice => "choice",
+        }
+    }
+}
+
+/// One generated problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    /// What identifies the item (see the module docs).
+    pub key: String,
+    pub instruction: String,
+    pub output: String,
+    /// The gold answer: a number for `arith`, `answerK` for `choice`.
+    pub answer: String,
+}
+
+impl Item {
+    /// The JSONL record.
+    pub fn to_json(&self, task: TaskKind) -> Value {
+        json!({
+            "instruction": self.instruction,
+            "input": "",
+            "output": self.output,
+            "answer": self.answer,
+            "task": task.name(),
+        })
+    }
+}
+
+/// Which part of the item space `key` lies in (FNV-1a, stable across versions).
+pub fn part_of(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % PARTS
+}
+
+/// `n` distinct items of `task` for `seed`, all in part `seed mod PARTS`.
+pub fn generate(task: TaskKind, n: usize, seed: u64) -> Result<Vec<Item>> {
+    let part = seed % PARTS;
+    let mut rng = Rng::new(seed);
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let budget = 1000 + 200 * n;
+    for _ in 0..budget {
+        if out.len() == n {
+            break;
+        }
+        let item = match task {
+            TaskKind::Arith => arith_item(&mut rng),
+            TaskKind::Choice => choice_item(&mut rng),
+        };
+        if part_of(&item.key) == part && seen.insert(item.key.clone()) {
+            out.push(item);
+        }
+    }
+    if out.len() < n {
+        return Err(Error::Invalid(format!(
+            "could only make {} distinct {} items for seed {seed} (asked for {n})",
+            out.len(),
+            task.name()
+        )));
+    }
+    Ok(out)
+}
+
+const NAMES: &[&str] = &[
+    "Anna", "Ben", "Carla", "David", "Emma", "Felix", "Grace", "Hugo", "Iris", "Jack", "Lena",
+    "Marco", "Nora", "Omar", "Paula", "Sam",
+];
+const THINGS: &[&str] = &[
+    "apples", "pencils", "marbles", "stickers", "cookies", "cards", "books", "shells", "coins",
+    "stamps",
+];
+
+fn pick<'a>(rng: &mut Rng, list: &[&'a str]) -> &'a str {
+    list[rng.below(list.len())]
+}
+
+/// Uniform integer in [lo, hi].
+fn int(rng: &mut Rng, lo: i64, hi: i64) -> i64 {
+    lo + rng.below((hi - lo + 1) as usize) as i64
+}
+
+fn arith_item(rng: &mut Rng) -> Item {
+    let name = pick(rng, NAMES);
+    let friend = pick(rng, NAMES);
+    let things = pick(rng, THINGS);
+    let template = rng.below(6);
+    let (nums, instruction, output, answer): (Vec<i64>, String, String, i64) = match template {
+        0 => {
+            let (a, b) = (int(rng, 2, 60), int(rng, 2, 40));
+            let c = int(rng, 1, a + b - 1);
+            let (x, y) = (a + b, a + b - c);
+            (
+                vec![a, b, c],
+                format!(
+                    "{name} has {a} {things}. {name} buys {b} more and then gives {c} to {friend}. \
+                     How many {things} does {name} have now?"
+                ),
+                format!(
+                    "{name} starts with {a} {things}. After buying {b} more, {name} has {a} + {b} = {x}. \
+                     After giving {c} away, {name} has {x} - {c} = {y}. The answer is {y}."
+                ),
+                y,
+            )
+        }
+        1 => {
+            let (a, b) = (int(rng, 2, 12), int(rng, 2, 12));
+            let c = int(rng, 1, a * b - 1);
+            let (x, y) = (a * b, a * b - c);
+            (
+                vec![a, b, c],
+                format!(
+                    "A box holds {a} rows of {b} {things}. {name} takes {c} {things} out of the box. \
+                     How many {things} are left in the box?"
+                ),
+                format!(
+                    "The box holds {a} * {b} = {x} {things}. After {c} are taken out, {x} - {c} = {y} \
+                     are left. The answer is {y}."
+                ),
+                y,
+            )
+        }
+        2 => {
+            let (a, b, c) = (int(rng, 2, 30), int(rng, 2, 9), int(rng, 1, 40));
+            let (x, y) = (a * b, a * b + c);
+            (
+                vec![a, b, c],
+                format!(
+                    "{name} reads {a} pages every day for {b} days and then reads {c} more pages. \
+                     How many pages does {name} read in total?"
+                ),
+                format!(
+                    "In {b} days {name} reads {a} * {b} = {x} pages. Adding {c} more gives {x} + {c} = {y} \
+                     pages. The answer is {y}."
+                ),
+                y,
+            )
+        }
+        3 => {
+            let (b, k) = (int(rng, 2, 9), int(rng, 2, 11));
+            let a = b * k;
+            let c = int(rng, 1, k - 1);
+            let y = k - c;
+            (
+                vec![a, b, c],
+                format!(
+                    "{name} shares {a} {things} equally among {b} friends. Each friend then gives {c} \
+                     of them away. How many {things} does each friend have left?"
+                ),
+                format!(
+                    "Each friend gets {a} / {b} = {k} {things}. After giving {c} away, each has {k} - {c} \
+                     = {y}. The answer is {y}."
+                ),
+                y,
+            )
+        }
+        4 => {
+            let (a, b, c, d) = (
+                int(rng, 2, 9),
+                int(rng, 2, 12),
+                int(rng, 2, 9),
+                int(rng, 2, 12),
+            );
+            let (x, z, y) = (a * b, c * d, a * b + c * d);
+            (
+                vec![a, b, c, d],
+                format!(
+                    "{name} buys {a} packs of {b} {things} and {c} packs of {d} {things}. How many \
+                     {things} does {name} buy in all?"
+                ),
+                format!(
+                    "The first packs hold {a} * {b} = {x} {things} and the second {c} * {d} = {z}. \
+                     Together that is {x} + {z} = {y}. The answer is {y}."
+                ),
+                y,
+            )
+        }
+        _ => {
+            let a = int(rng, 20, 99);
+            let b = int(rng, 1, a / 2);
+            let c = int(rng, 1, a - b);
+            let d = int(rng, 2, 40);
+            let (x, z, y) = (a - b, a - b - c, a - b - c + d);
+            (
+                vec![a, b, c, d],
+                format!(
+                    "A shop has {a} {things}. It sells {b} of them in the morning and {c} in the \
+                     afternoon, then receives a delivery of {d} more. How many {things} does the shop \
+                     have now?"
+                ),
+                format!(
+                    "After the morning the shop has {a} - {b} = {x}. After the afternoon it has {x} - {c} \
+                     = {z}. The delivery brings it to {z} + {d} = {y}. The answer is {y}."
+                ),
+                y,
+            )
+        }
+    };
+    let key = format!(
+        "arith{template}:{}",
+        nums.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Item {
+        key,
+        instruction,
+        output,
+        answer: answer.to_string(),
+    }
+}
+
+fn choice_item(rng: &mut Rng) -> Item {
+    let k = int(rng, 3, 5) as usize;
+    let largest = rng.below(2) == 0;
+    let mut opts: Vec<i64> = Vec::with_capacity(k);
+    while opts.len() < k {
+        let v = int(rng, 1, 99);
+        if !opts.contains(&v) {
+            opts.push(v);
+        }
+    }
+    let target = if largest {
+        *opts.iter().max().expect("k ≥ 3")
+    } else {
+        *opts.iter().min().expect("k ≥ 3")
+    };
+    let correct = opts.iter().position(|&v| v == target).expect("present") + 1;
+    let word = if largest { "largest" } else { "smallest" };
+    let options: Vec<String> = opts
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("Answer{}: {v}", i + 1))
+        .collect();
+    let format_line: Vec<String> = (1..=k).map(|i| format!("answer{i}")).collect();
+    let instruction = format!(
+        "Please choose the correct answer to the question: Which of these numbers is the {word}?\n\n{}\n\nAnswer format: {}",
+        options.join(" "),
+        format_line.join("/")
+    );
+    let key = format!(
+        "choice:{word}:{}",
+        opts.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Item {
+        key,
+        instruction,
+        output: format!("the correct answer is answer{correct}"),
+        answer: format!("answer{correct}"),
+    }
+}

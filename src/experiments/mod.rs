@@ -1,0 +1,3 @@
+//! The paper's experiments in the form this project reproduces them.
+
+pub mod synthetic;

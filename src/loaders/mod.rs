@@ -1,0 +1,207 @@
+//! Checkpoint loaders: a Hugging Face directory or a GGUF file becomes a [`Checkpoint`]
+//! in boha's own tensor names, with the tokenizer and chat template.
+//!
+//! Only this module knows Hugging Face and GGUF names. Tensor names produced here:
+//! `embed`, `layers.{i}.attn_norm`, `.q`, `.k`, `.v`, `.o`, `.q_bias`, `.k_bias`,
+//! `.v_bias`, `.post_attn_norm`, `.mlp_norm`, `.gate`, `.up`, `.down`, `.post_mlp_norm`,
+//! `final_norm`, `lm_head` (absent when tied). Linear weights keep PyTorch's [out, in]
+//! layout; `ModelConfig::expected_tensors` lists names and shapes, and every loader
+//! checks its result against that list.
+
+pub mod gguf;
+pub mod hf;
+pub mod safetensors;
+pub mod tokenizer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::model::ModelConfig;
+use crate::{Error, Result};
+
+pub use tokenizer::ChatMessage;
+
+/// A tensor in host memory: row-major f32 with its shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        HostTensor { shape, data }
+    }
+
+    /// Element count.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// Sampling defaults a checkpoint suggests (Hugging Face `generation_config.json`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GenerationDefaults {
+    pub do_sample: Option<bool>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f32>,
+    pub max_new_tokens: Option<usize>,
+}
+
+/// Everything read from a checkpoint.
+pub struct Checkpoint {
+    pub config: ModelConfig,
+    /// boha's tensor names → tensors (see the module docs).
+    pub tensors: BTreeMap<String, HostTensor>,
+    pub tokenizer: tokenizers::Tokenizer,
+    /// Jinja source of the chat template, if the checkpoint has one.
+    pub chat_template: Option<String>,
+    pub bos_token: Option<(String, u32)>,
+    /// Ids that end generation (deduplicated, config order first).
+    pub eos_tokens: Vec<u32>,
+    /// Raw-text prompts should start with the BOS token. [`Checkpoint::encode`] never
+    /// adds it (rendered chat templates already contain it where the model wants it).
+    pub add_bos: bool,
+    pub generation: GenerationDefaults,
+    /// Where it was loaded from.
+    pub source: PathBuf,
+}
+
+impl Checkpoint {
+    /// The tensor named `name`, or an error naming it and the checkpoint.
+    pub fn tensor(&self, name: &str) -> Result<&HostTensor> {
+        self.tensors.get(name).ok_or_else(|| self.missing(name))
+    }
+
+    /// Removes and returns the tensor named `name` (to move it to the GPU and free it).
+    pub fn take(&mut self, name: &str) -> Result<HostTensor> {
+        match self.tensors.remove(name) {
+            Some(t) => Ok(t),
+            None => Err(self.missing(name)),
+        }
+    }
+
+    fn missing(&self, name: &str) -> Error {
+        bad_file(&self.source, format!("no tensor '{name}'"))
+    }
+
+    /// Token ids of `text` (special tokens such as `<|im_start|>` written in the text
+    /// are recognized; BOS is not added here, see [`Checkpoint::add_bos`]).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        tokenizer::encode(&self.tokenizer, text)
+    }
+
+    /// Text of `ids` (special tokens kept).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        tokenizer::decode(&self.tokenizer, ids)
+    }
+
+    /// Renders the chat template over `messages`; `add_generation_prompt` appends the
+    /// assistant turn's opening.
+    pub fn render_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let template = self
+            .chat_template
+            .as_deref()
+            .ok_or_else(|| bad_file(&self.source, "the checkpoint has no chat template"))?;
+        let bos = self.bos_token.as_ref().map(|(s, _)| s.as_str());
+        let eos = self
+            .eos_tokens
+            .first()
+            .and_then(|&id| self.tokenizer.id_to_token(id));
+        tokenizer::render_chat_template(
+            template,
+            messages,
+            add_generation_prompt,
+            bos,
+            eos.as_deref(),
+        )
+    }
+}
+
+/// Loads a checkpoint: `path` is a Hugging Face directory (config.json, safetensors,
+/// tokenizer.json) or a `.gguf` file.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if path.is_dir() {
+        hf::load_hf_dir(path)
+    } else if path.is_file() {
+        gguf::load_gguf(path)
+    } else {
+        Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ))
+    }
+}
+
+/// Checks `tensors` against the config's list: every expected tensor present with its
+/// shape, nothing else.
+pub(crate) fn check_tensors(
+    path: &Path,
+    config: &ModelConfig,
+    tensors: &BTreeMap<String, HostTensor>,
+) -> Result<()> {
+    let expected = config.expected_tensors();
+    for spec in &expected {
+        match tensors.get(&spec.name) {
+            None => {
+                return Err(bad_file(
+                    path,
+                    format!("missing tensor '{}' {:?}", spec.name, spec.shape),
+                ))
+            }
+            Some(t) if t.shape != spec.shape => {
+                return Err(bad_file(
+                    path,
+                    format!(
+                        "tensor '{}' has shape {:?}, the config implies {:?}",
+                        spec.name, t.shape, spec.shape
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if tensors.len() != expected.len() {
+        let extra = tensors
+            .keys()
+            .find(|k| !expected.iter().any(|s| &s.name == *k))
+            .cloned()
+            .unwrap_or_default();
+        return Err(bad_file(
+            path,
+            format!("unexpected tensor '{extra}' for this config"),
+        ));
+    }
+    Ok(())
+}
+
+/// Shorthand for [`Error::BadFile`].
+pub(crate) fn bad_file(path: &Path, message: impl Into<String>) -> Error {
+    Error::BadFile {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads a whole (small, text) file, naming it on error.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+/// Appends `id` to `ids` unless present.
+pub(crate) fn push_unique(ids: &mut Vec<u32>, id: u32) {
+    if !ids.contains(&id) {
+        ids.push(id);
+    }
+}

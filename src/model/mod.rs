@@ -1,0 +1,10 @@
+//! The model's description in boha's own terms. Loaders (`crate::loaders`) translate
+//! Hugging Face and GGUF checkpoints into these types; nothing above them sees a
+//! checkpoint's own names.
+
+pub mod config;
+pub mod kv_cache;
+pub mod reference;
+pub mod transformer;
+
+pub use config::{Activation, Architecture, ModelConfig, RopeScaling, TensorSpec};

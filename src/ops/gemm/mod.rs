@@ -1,0 +1,449 @@
+//! General matrix multiply (`shaders/gemm_register.wgsl`, `shaders/gemm_shared.wgsl`).
+//!
+//! C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, row-major f32, where
+//! op(A) is m×k (A stored [m, k], or [k, m] when `trans_a`) and op(B) is k×n (B stored
+//! [k, n], or [n, k] when `trans_b`). With beta = 0, C is written without being read.
+//!
+//! Training needs three products of a linear layer Y = X·Wᵀ:
+//! - forward  [`matmul_nt`]: Y[M,N]  = X[M,K]·W[N,K]ᵀ
+//! - backward [`matmul_nn`]: dX[M,K] = dY[M,N]·W[N,K]
+//! - backward [`matmul_tn`]: dW[N,K] = dY[M,N]ᵀ·X[M,K]
+//!
+//! Two kernel families: register tiles for CPU-type adapters, workgroup-shared tiles for
+//! GPUs ([`GemmFamily`]). Operands larger than the storage-binding limit are bound in
+//! ranges (see [`plan`]); each range is one dispatch, and ranges along k accumulate.
+
+pub mod plan;
+pub mod reference;
+
+use crate::error::{Error, Result};
+use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params, Tensor};
+use crate::shaders::{GEMM_REGISTER, GEMM_SHARED};
+
+/// Rows and columns of C one register-family invocation computes (vec4, scalar entry).
+const REG_TILE: (usize, usize) = (16, 8);
+/// Register-family workgroup (x along n, y along m).
+const REG_WG: (usize, usize) = (8, 8);
+/// Rows and columns of C one shared-family workgroup computes.
+const SHARED_TILE: usize = 64;
+
+/// One GEMM: sizes, transposes, scalars and batch layout (all in elements).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: f32,
+    pub beta: f32,
+    /// Number of independent products; entry b of each operand starts `b · stride_*`
+    /// elements after its first (a stride of 0 shares one matrix across the batch).
+    pub batch: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+}
+
+impl Gemm {
+    /// C = op(A)·op(B) for one m×k by k×n product, no transposes, tight strides.
+    pub fn new(m: usize, n: usize, k: usize) -> Gemm {
+        Gemm {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            alpha: 1.0,
+            beta: 0.0,
+            batch: 1,
+            stride_a: m * k,
+            stride_b: k * n,
+            stride_c: m * n,
+        }
+    }
+
+    /// Row lengths of A, B and C as stored.
+    fn lds(&self) -> (usize, usize, usize) {
+        (
+            if self.trans_a { self.m } else { self.k },
+            if self.trans_b { self.k } else { self.n },
+            self.n,
+        )
+    }
+}
+
+/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], with the device's GEMM family.
+pub fn gemm(gpu: &Gpu, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Vec<Dispatch>> {
+    gemm_with(gpu, gpu.gemm_family(), g, a, b, c)
+}
+
+/// [`gemm`] with an explicit kernel family (tests run both on one device).
+pub fn gemm_with(
+    gpu: &Gpu,
+    family: GemmFamily,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    check(g, a, b, c)?;
+    if g.m == 0 || g.n == 0 || g.batch == 0 {
+        return Ok(Vec::new());
+    }
+    if g.batch == 1 {
+        plan_single(gpu, family, g, a, b, c)
+    } else {
+        plan_batched(gpu, family, g, a, b, c)
+    }
+}
+
+fn check(g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
+    let need = |stride: usize, size: usize| {
+        if g.batch == 0 || size == 0 {
+            0
+        } else {
+            (g.batch - 1) * stride + size
+        }
+    };
+    for (name, t, n) in [
+        ("A", a, need(g.stride_a, g.m * g.k)),
+        ("B", b, need(g.stride_b, g.k * g.n)),
+        ("C", c, need(g.stride_c, g.m * g.n)),
+    ] {
+        if t.len() < n {
+            return Err(Error::shape(
+                "gemm",
+                format!(
+                    "{name} has {} elements, the product needs {n} ({g:?})",
+                    t.len()
+                ),
+            ));
+        }
+    }
+    if !g.alpha.is_finite() || !g.beta.is_finite() {
+        return Err(Error::Invalid(format!(
+            "gemm alpha {} / beta {} must be finite",
+            g.alpha, g.beta
+        )));
+    }
+    Ok(())
+}
+
+/// One dispatch's sizes and bound views.
+#[derive(Clone)]
+struct Part {
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    offs: (usize, usize, usize),
+    strides: (usize, usize, usize),
+    batch: usize,
+    beta: f32,
+}
+
+/// Batch of one: cut m, n and k where a bound operand needs it.
+fn plan_single(
+    gpu: &Gpu,
+    family: GemmFamily,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let (max, align) = (gpu.max_binding_bytes(), gpu.binding_offset_align());
+    let (m, n, k) = (g.m, g.n, g.k);
+    let mut m_rows = vec![n];
+    let mut n_rows = vec![];
+    let mut k_rows = vec![];
+    if g.trans_a {
+        k_rows.push(m)
+    } else {
+        m_rows.push(k)
+    }
+    if g.trans_b {
+        n_rows.push(k)
+    } else {
+        k_rows.push(n)
+    }
+    let ms = plan::split(m, &m_rows, max, align, "gemm")?;
+    let ns = plan::split(n, &n_rows, max, align, "gemm")?;
+    let ks = plan::split(k, &k_rows, max, align, "gemm")?;
+    let mut out = Vec::new();
+    for &(m0, ml) in &ms {
+        for &(n0, nl) in &ns {
+            for (ki, &(k0, kl)) in ks.iter().enumerate() {
+                let (av, a_off) = if g.trans_a {
+                    (a.view(k0 * m, kl * m)?, m0)
+                } else {
+                    (a.view(m0 * k, ml * k)?, k0)
+                };
+                let (bv, b_off) = if g.trans_b {
+                    (b.view(n0 * k, nl * k)?, k0)
+                } else {
+                    (b.view(k0 * n, kl * n)?, n0)
+                };
+                let part = Part {
+                    m: ml,
+                    n: nl,
+                    k: kl,
+                    a: av,
+                    b: bv,
+                    c: c.view(m0 * n, ml * n)?,
+                    offs: (a_off, b_off, n0),
+                    strides: (0, 0, 0),
+                    batch: 1,
+                    beta: if ki == 0 { g.beta } else { 1.0 },
+                };
+                dispatch(gpu, family, g, &part, &mut out)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Several products: cut the batch so each range's views fit.
+fn plan_batched(
+    gpu: &Gpu,
+    family: GemmFamily,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let sizes = [
+        (g.stride_a, g.m * g.k),
+        (g.stride_b, g.k * g.n),
+        (g.stride_c, g.m * g.n),
+    ];
+    let ranges = plan::split_batch(
+        g.batch,
+        &sizes,
+        gpu.max_binding_bytes(),
+        gpu.binding_offset_align(),
+        gpu.max_workgroups_per_dim() as usize,
+        "gemm",
+    )?;
+    let view = |t: &Tensor, (stride, size): (usize, usize), b0: usize, nb: usize| {
+        t.view(
+            b0 * stride,
+            if size == 0 {
+                0
+            } else {
+                (nb - 1) * stride + size
+            },
+        )
+    };
+    let mut out = Vec::new();
+    for &(b0, nb) in &ranges {
+        let part = Part {
+            m: g.m,
+            n: g.n,
+            k: g.k,
+            a: view(a, sizes[0], b0, nb)?,
+            b: view(b, sizes[1], b0, nb)?,
+            c: view(c, sizes[2], b0, nb)?,
+            offs: (0, 0, 0),
+            strides: (g.stride_a, g.stride_b, g.stride_c),
+            batch: nb,
+            beta: g.beta,
+        };
+        dispatch(gpu, family, g, &part, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// True when the register kernel may read an operand's `ld`-long stored rows as vec4s:
+/// the row length, the offset, the batch stride and the extent read along the rows are
+/// multiples of 4. (A partial last step along k is masked when k runs across rows.)
+fn vec4_ok(ld: usize, off: usize, stride: usize, along_rows: usize) -> bool {
+    ld % 4 == 0 && off % 4 == 0 && stride % 4 == 0 && along_rows % 4 == 0
+}
+
+/// Appends `p`'s dispatches: one, except in the register family when k % 4 != 0 and
+/// neither operand is stored along k (dW = dYᵀ·X at an odd token count): then the vec4
+/// kernel takes whole steps of 4 and the scalar kernel accumulates the last k % 4.
+fn dispatch(
+    gpu: &Gpu,
+    family: GemmFamily,
+    g: &Gemm,
+    p: &Part,
+    out: &mut Vec<Dispatch>,
+) -> Result<()> {
+    if family == GemmFamily::Shared {
+        out.push(prepare(
+            gpu,
+            g,
+            p,
+            Kernel::new(GEMM_SHARED, "gemm_tiled"),
+            SHARED_TILE,
+        )?);
+        return Ok(());
+    }
+    let (lda, ldb, _) = g.lds();
+    let k_along_rows = !g.trans_a || g.trans_b;
+    let k4 = if k_along_rows { p.k } else { p.k / 4 * 4 };
+    // An empty operand is bound as 4 bytes, less than one vec4.
+    let vec4 = k4 > 0
+        && vec4_ok(lda, p.offs.0, p.strides.0, if g.trans_a { p.m } else { k4 })
+        && vec4_ok(ldb, p.offs.1, p.strides.1, if g.trans_b { k4 } else { p.n });
+    let scalar = |q: &Part| {
+        prepare(
+            gpu,
+            g,
+            q,
+            Kernel::new(GEMM_REGISTER, "gemm_scalar"),
+            REG_TILE.1,
+        )
+    };
+    if !vec4 {
+        out.push(scalar(p)?);
+        return Ok(());
+    }
+    let main = Part { k: k4, ..p.clone() };
+    out.push(prepare(
+        gpu,
+        g,
+        &main,
+        Kernel::new(GEMM_REGISTER, "gemm_vec4"),
+        REG_TILE.0,
+    )?);
+    if k4 < p.k {
+        let tail = Part {
+            k: p.k - k4,
+            offs: (p.offs.0 + k4 * lda, p.offs.1 + k4 * ldb, p.offs.2),
+            beta: 1.0,
+            ..p.clone()
+        };
+        out.push(scalar(&tail)?);
+    }
+    Ok(())
+}
+
+/// One dispatch of `kernel` (trans flags and, for the register family, workgroup size
+/// added here) over `p`, each invocation or workgroup covering `tile` × `tile` of C.
+fn prepare(gpu: &Gpu, g: &Gemm, p: &Part, kernel: Kernel, tile: usize) -> Result<Dispatch> {
+    let (lda, ldb, ldc) = g.lds();
+    let params = Params::new()
+        .u(p.m)
+        .u(p.n)
+        .u(p.k)
+        .u(lda)
+        .u(ldb)
+        .u(ldc)
+        .u(p.offs.0)
+        .u(p.offs.1)
+        .u(p.offs.2)
+        .u(p.strides.0)
+        .u(p.strides.1)
+        .u(p.strides.2)
+        .f(g.alpha)
+        .f(p.beta)
+        .u(p.batch)
+        .u(0);
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let mut kernel = kernel
+        .with("TRANS_A", flag(g.trans_a))
+        .with("TRANS_B", flag(g.trans_b));
+    let (wx, wy) = if kernel.shader == GEMM_REGISTER {
+        kernel = kernel
+            .with("WG_X", REG_WG.0 as f64)
+            .with("WG_Y", REG_WG.1 as f64);
+        REG_WG
+    } else {
+        (1, 1)
+    };
+    let grid = [p.n.div_ceil(tile * wx), p.m.div_ceil(tile * wy), p.batch];
+    let max = gpu.max_workgroups_per_dim() as usize;
+    if grid.iter().any(|&v| v > max) {
+        return Err(Error::shape(
+            "gemm",
+            format!("workgroup grid {grid:?} exceeds the device limit {max}"),
+        ));
+    }
+    let grid = [grid[0] as u32, grid[1] as u32, grid[2] as u32];
+    gpu.prepare(&kernel, &params, &[&p.a, &p.b, &p.c], grid)
+}
+
+/// (rows, columns) of a tensor seen as a matrix whose rows are its last dimension.
+fn matrix(t: &Tensor) -> (usize, usize) {
+    match t.shape().split_last() {
+        None => (1, 1),
+        Some((&cols, rest)) => (rest.iter().product(), cols),
+    }
+}
+
+fn expect(op: &str, what: &str, t: &Tensor, rows: usize, cols: usize) -> Result<()> {
+    if matrix(t) != (rows, cols) {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what} has shape {:?}, expected [{rows}, {cols}]",
+                t.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Y[M,N] = X[M,K]·W[N,K]ᵀ + beta·Y (beta = 0 overwrites Y, 1 accumulates).
+pub fn matmul_nt(
+    gpu: &Gpu,
+    x: &Tensor,
+    w: &Tensor,
+    y: &Tensor,
+    beta: f32,
+) -> Result<Vec<Dispatch>> {
+    let (m, k) = matrix(x);
+    let (n, _) = matrix(w);
+    expect("matmul_nt", "W", w, n, k)?;
+    expect("matmul_nt", "Y", y, m, n)?;
+    let g = Gemm {
+        trans_b: true,
+        beta,
+        ..Gemm::new(m, n, k)
+    };
+    gemm(gpu, &g, x, w, y)
+}
+
+/// dX[M,K] = dY[M,N]·W[N,K] + beta·dX.
+pub fn matmul_nn(
+    gpu: &Gpu,
+    dy: &Tensor,
+    w: &Tensor,
+    dx: &Tensor,
+    beta: f32,
+) -> Result<Vec<Dispatch>> {
+    let (m, n) = matrix(dy);
+    let (_, k) = matrix(w);
+    expect("matmul_nn", "W", w, n, k)?;
+    expect("matmul_nn", "dX", dx, m, k)?;
+    let g = Gemm {
+        beta,
+        ..Gemm::new(m, k, n)
+    };
+    gemm(gpu, &g, dy, w, dx)
+}
+
+/// dW[N,K] = dY[M,N]ᵀ·X[M,K] + beta·dW.
+pub fn matmul_tn(
+    gpu: &Gpu,
+    dy: &Tensor,
+    x: &Tensor,
+    dw: &Tensor,
+    beta: f32,
+) -> Result<Vec<Dispatch>> {
+    let (m, n) = matrix(dy);
+    let (_, k) = matrix(x);
+    expect("matmul_tn", "X", x, m, k)?;
+    expect("matmul_tn", "dW", dw, n, k)?;
+    let g = Gemm {
+        trans_a: true,
+        beta,
+        ..Gemm::new(n, k, m)
+    };
+    gemm(gpu, &g, dy, x, dw)
+}

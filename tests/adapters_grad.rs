@@ -1,0 +1,331 @@
+//! The fused adapter gradients against a dense f64 CPU computation (Ĝ = dYᵀX formed in
+//! full, then H, dA and dB per block), for both kernel families, both updates, several
+//! grids and ranks, shapes that no tile divides, accumulation, and x / dy bound in ranges.
+
+mod common;
+
+use boha::adapters::grad::{adapter_grads, scratch_bytes};
+use boha::adapters::{AdapterSpec, Method};
+use boha::gpu::{GemmFamily, Gpu, GpuOptions, Recorder};
+use boha::rng::Rng;
+use common::assert_close;
+
+/// Dense reference: (dA, dB) in the [b, b, r_b, q] / [b, b, p, r_b] layouts.
+#[allow(clippy::too_many_arguments)]
+fn reference(
+    spec: &AdapterSpec,
+    d_out: usize,
+    d_in: usize,
+    t: usize,
+    w0: &[f32],
+    x: &[f32],
+    dy: &[f32],
+    a: &[f32],
+    b: &[f32],
+) -> (Vec<f64>, Vec<f64>) {
+    let (nb, rb) = (spec.blocks, spec.block_rank);
+    let (p, q) = (d_out / nb, d_in / nb);
+    let mut h = vec![0f64; d_out * d_in];
+    for o in 0..d_out {
+        for c in 0..d_in {
+            let g: f64 = (0..t)
+                .map(|s| dy[s * d_out + o] as f64 * x[s * d_in + c] as f64)
+                .sum();
+            let w = match spec.method {
+                Method::Boha | Method::Hira => w0[o * d_in + c] as f64,
+                Method::Lora | Method::Additive => 1.0,
+            };
+            h[o * d_in + c] = spec.scale as f64 * w * g;
+        }
+    }
+    let mut da = vec![0f64; nb * nb * rb * q];
+    let mut db = vec![0f64; nb * nb * p * rb];
+    for i in 0..nb {
+        for j in 0..nb {
+            let blk = i * nb + j;
+            for r in 0..p {
+                for c in 0..q {
+                    let hv = h[(i * p + r) * d_in + j * q + c];
+                    for k in 0..rb {
+                        db[(blk * p + r) * rb + k] += hv * a[(blk * rb + k) * q + c] as f64;
+                        da[(blk * rb + k) * q + c] += b[(blk * p + r) * rb + k] as f64 * hv;
+                    }
+                }
+            }
+        }
+    }
+    (da, db)
+}
+
+/// Runs adapter_grads twice on random data with random starting gradients and checks
+/// grad = start + 2·reference.
+fn check(gpu: &Gpu, method: Method, blocks: usize, rb: usize, d_out: usize, d_in: usize, t: usize) {
+    let spec = AdapterSpec {
+        method,
+        blocks,
+        block_rank: rb,
+        scale: 0.75,
+    };
+    let what = format!(
+        "{} {} b={blocks} r_b={rb} {d_out}x{d_in} T={t}",
+        gpu.gemm_family().name(),
+        method.name()
+    );
+    let mut rng = Rng::new((blocks * 1000 + rb * 10 + d_out + t) as u64);
+    let (p, q) = spec.block_shape(d_out, d_in);
+    let na = blocks * blocks * rb * q;
+    let nbv = blocks * blocks * p * rb;
+    let w0 = rng.vec_f32(d_out * d_in, -1.0, 1.0);
+    let x = rng.vec_f32(t * d_in, -1.0, 1.0);
+    let dy = rng.vec_f32(t * d_out, -1.0, 1.0);
+    let a = rng.vec_f32(na, -0.5, 0.5);
+    let b = rng.vec_f32(nbv, -0.5, 0.5);
+    let ga0 = rng.vec_f32(na, -1.0, 1.0);
+    let gb0 = rng.vec_f32(nbv, -1.0, 1.0);
+    let up = |shape: &[usize], v: &[f32]| gpu.upload(shape, v).unwrap();
+    let tw0 = up(&[d_out, d_in], &w0);
+    let tx = up(&[t, d_in], &x);
+    let tdy = up(&[t, d_out], &dy);
+    let ta = up(&spec.a_shape(d_in), &a);
+    let tb = up(&spec.b_shape(d_out), &b);
+    let tga = up(&spec.a_shape(d_in), &ga0);
+    let tgb = up(&spec.b_shape(d_out), &gb0);
+    let ds = adapter_grads(
+        gpu, &spec, d_out, d_in, &tw0, &tx, &tdy, &ta, &tb, &tga, &tgb,
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let mut rec = Recorder::new();
+    rec.run_all(&ds);
+    rec.run_all(&ds);
+    gpu.run(&rec).unwrap();
+    let (da, db) = reference(&spec, d_out, d_in, t, &w0, &x, &dy, &a, &b);
+    // Compare the accumulated part (got − start) with 2·reference, relative to its size.
+    let got_a: Vec<f32> = gpu
+        .download(&tga)
+        .unwrap()
+        .iter()
+        .zip(&ga0)
+        .map(|(g, s)| g - s)
+        .collect();
+    let got_b: Vec<f32> = gpu
+        .download(&tgb)
+        .unwrap()
+        .iter()
+        .zip(&gb0)
+        .map(|(g, s)| g - s)
+        .collect();
+    let want_a: Vec<f32> = da.iter().map(|v| (2.0 * v) as f32).collect();
+    let want_b: Vec<f32> = db.iter().map(|v| (2.0 * v) as f32).collect();
+    assert!(want_a.iter().any(|v| v.abs() > 1e-3) && want_b.iter().any(|v| v.abs() > 1e-3));
+    assert_close(&format!("{what} dA"), &got_a, &want_a, 2e-5);
+    assert_close(&format!("{what} dB"), &got_b, &want_b, 2e-5);
+}
+
+fn family_gpu(family: GemmFamily) -> Option<Gpu> {
+    common::gpu_with(&GpuOptions {
+        gemm_family: Some(family),
+        ..Default::default()
+    })
+}
+
+fn grid_sweep(family: GemmFamily) {
+    let Some(gpu) = family_gpu(family) else {
+        return;
+    };
+    for method in [Method::Boha, Method::Additive] {
+        for blocks in [1, 2, 4] {
+            for rb in [1, 2, 8] {
+                check(&gpu, method, blocks, rb, 96, 80, 37);
+            }
+        }
+    }
+    // Blocks that no tile divides (43 × 35), and HiRA / LoRA at rank 32.
+    check(&gpu, Method::Boha, 2, 3, 86, 70, 37);
+    check(&gpu, Method::Hira, 1, 32, 90, 75, 37);
+    check(&gpu, Method::Lora, 1, 32, 75, 90, 5);
+    // Ranks past the register kernel's in-register dB (32).
+    check(&gpu, Method::Lora, 1, 40, 42, 46, 7);
+    // Enough blocks and columns that regions are split into several strips.
+    check(&gpu, Method::Boha, 1, 8, 300, 260, 9);
+}
+
+#[test]
+fn grads_match_dense_reference_register_family() {
+    grid_sweep(GemmFamily::Register);
+}
+
+#[test]
+fn grads_match_dense_reference_shared_family() {
+    grid_sweep(GemmFamily::Shared);
+}
+
+#[test]
+fn grads_bind_tokens_in_ranges() {
+    for family in [GemmFamily::Register, GemmFamily::Shared] {
+        // x is 200 × 80 × 4 = 64 KB: bound in several token ranges under a 32 KiB limit.
+        let Some(gpu) = common::gpu_with(&GpuOptions {
+            gemm_family: Some(family),
+            max_binding_override: Some(32 << 10),
+            ..Default::default()
+        }) else {
+            return;
+        };
+        check(&gpu, Method::Boha, 1, 2, 96, 80, 200);
+        check(&gpu, Method::Additive, 2, 1, 96, 80, 200);
+    }
+}
+
+#[test]
+fn grads_refuse_bad_shapes_and_report_scratch() {
+    let Some(gpu) = common::gpu() else { return };
+    let spec = AdapterSpec {
+        method: Method::Boha,
+        blocks: 4,
+        block_rank: 2,
+        scale: 1.0,
+    };
+    let z = |n: usize| gpu.zeros(&[n]).unwrap();
+    let (d_out, d_in) = (96, 80);
+    let (na, nb) = (16 * 2 * 20, 16 * 24 * 2);
+    // W0 of the wrong size is an error, not a panic.
+    let r = adapter_grads(
+        &gpu,
+        &spec,
+        d_out,
+        d_in,
+        &z(10),
+        &z(80),
+        &z(96),
+        &z(na),
+        &z(nb),
+        &z(na),
+        &z(nb),
+    );
+    assert!(r.is_err());
+    // A grid that does not divide the layer is refused.
+    let r = adapter_grads(
+        &gpu,
+        &spec,
+        90,
+        80,
+        &z(7200),
+        &z(80),
+        &z(90),
+        &z(na),
+        &z(nb),
+        &z(na),
+        &z(nb),
+    );
+    assert!(r.is_err());
+    // Scratch is a small multiple of the parameter count, independent of d_out·d_in.
+    let bytes = scratch_bytes(&gpu, &spec, 512, 1536, 576);
+    let params = spec.param_count(1536, 576) * 4;
+    assert!(
+        bytes >= params && bytes <= 16 * params,
+        "{bytes} vs {params}"
+    );
+}
+
+/// Timing at real shapes (no assertions on time): `cargo test --release --test
+/// adapters_grad -- --ignored --nocapture`. Prints ms and GFLOP/s counting Ĝ (2·T·d_out·d_in)
+/// plus the contractions (4·r_b·d_out·d_in).
+#[test]
+#[ignore]
+fn grads_timing() {
+    let shapes: &[(Method, usize, usize, usize, usize)] = &[
+        (Method::Boha, 4, 8, 1536, 576),
+        (Method::Boha, 4, 8, 576, 1536),
+        (Method::Hira, 1, 32, 2048, 2048),
+        (Method::Boha, 4, 8, 2048, 2048),
+    ];
+    // BOHA_GRAD_SHAPES="boha:4:8:1536:576,..." (method:b:r_b:d_out:d_in) replaces the list.
+    let custom: Vec<(Method, usize, usize, usize, usize)> = std::env::var("BOHA_GRAD_SHAPES")
+        .map(|v| {
+            v.split(',')
+                .map(|s| {
+                    let f: Vec<&str> = s.split(':').collect();
+                    let n = |i: usize| f[i].parse::<usize>().expect("BOHA_GRAD_SHAPES");
+                    (Method::parse(f[0]).expect("method"), n(1), n(2), n(3), n(4))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let shapes = if custom.is_empty() {
+        shapes
+    } else {
+        &custom[..]
+    };
+    let t: usize = std::env::var("BOHA_GRAD_T")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512);
+    for family in [GemmFamily::Register, GemmFamily::Shared] {
+        let Some(gpu) = family_gpu(family) else {
+            return;
+        };
+        for &(method, blocks, rb, d_out, d_in) in shapes {
+            let spec = AdapterSpec {
+                method,
+                blocks,
+                block_rank: rb,
+                scale: 1.0,
+            };
+            let mut rng = Rng::new(7);
+            let up = |shape: &[usize], rng: &mut Rng| {
+                let n: usize = shape.iter().product();
+                gpu.upload(shape, &rng.vec_f32(n, -1.0, 1.0)).unwrap()
+            };
+            let w0 = up(&[d_out, d_in], &mut rng);
+            let x = up(&[t, d_in], &mut rng);
+            let dy = up(&[t, d_out], &mut rng);
+            let a = up(&spec.a_shape(d_in), &mut rng);
+            let b = up(&spec.b_shape(d_out), &mut rng);
+            let ga = gpu.zeros(&spec.a_shape(d_in)).unwrap();
+            let gb = gpu.zeros(&spec.b_shape(d_out)).unwrap();
+            let ds =
+                adapter_grads(&gpu, &spec, d_out, d_in, &w0, &x, &dy, &a, &b, &ga, &gb).unwrap();
+            let mut rec = Recorder::new();
+            rec.run_all(&ds);
+            gpu.run(&rec).unwrap();
+            let reps = if family == GemmFamily::Register && gpu.info().device_type == "Cpu" {
+                3
+            } else {
+                20
+            };
+            let mut best = f64::MAX;
+            let cpu0 = process_cpu_seconds();
+            for _ in 0..reps {
+                best = best.min(gpu.run_timed(&rec).unwrap());
+            }
+            // On a CPU adapter the process's CPU time per run is a contention-free measure.
+            let cpu = (process_cpu_seconds() - cpu0) / reps as f64;
+            let flop = 2.0 * (t * d_out * d_in) as f64 + 4.0 * (rb * d_out * d_in) as f64;
+            let gemm = 2.0 * (t * d_out * d_in) as f64;
+            println!(
+                "{} on {}: {} b={blocks} r_b={rb} {d_in}->{d_out} T={t}: {:.3} ms, {:.1} GFLOP/s ({:.1} GFLOP/s counting the Ĝ GEMM alone), scratch {} KiB, process CPU {:.1} ms/run",
+                family.name(),
+                gpu.info().name,
+                method.name(),
+                best * 1e3,
+                flop / best * 1e-9,
+                gemm / best * 1e-9,
+                scratch_bytes(&gpu, &spec, t, d_out, d_in) / 1024,
+                cpu * 1e3
+            );
+        }
+    }
+}
+
+/// User + system CPU seconds of this process (Linux /proc; 0 elsewhere).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some(rest) = stat.rsplit(')').next() else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the command name; 100 Hz.
+    (ticks(11) + ticks(12)) / 100.0
+}

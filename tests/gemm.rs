@@ -1,0 +1,217 @@
+//! GEMM against the f64 CPU reference: the three training products, every transpose
+//! combination with alpha/beta, batched products, both kernel families on the same
+//! device, shapes no tile divides (and shapes that take the vec4 path), and a forced
+//! small storage-binding limit so that operands are bound in several ranges.
+
+mod common;
+
+use boha::gpu::{Dispatch, GemmFamily, Gpu, GpuOptions, Recorder, Tensor};
+use boha::ops::gemm::{self, reference, Gemm};
+use boha::rng::Rng;
+use common::assert_close;
+
+const FAMILIES: [GemmFamily; 2] = [GemmFamily::Register, GemmFamily::Shared];
+/// f32 sums of up to ~130 products of values in [-1, 1) against f64.
+const TOL: f32 = 2e-5;
+
+fn run(gpu: &Gpu, ds: &[Dispatch], out: &Tensor) -> Vec<f32> {
+    let mut r = Recorder::new();
+    r.run_all(ds);
+    gpu.run(&r).unwrap();
+    gpu.download(out).unwrap()
+}
+
+/// Runs `g` with `family` on random A, B and C (C = NaN when beta = 0, which must not be
+/// read) and compares with the reference. Returns the number of dispatches.
+fn check(gpu: &Gpu, family: GemmFamily, g: &Gemm, seed: u64) -> usize {
+    let mut rng = Rng::new(seed);
+    let len = |stride: usize, size: usize| (g.batch - 1) * stride + size;
+    let a = rng.vec_f32(len(g.stride_a, g.m * g.k), -1.0, 1.0);
+    let b = rng.vec_f32(len(g.stride_b, g.k * g.n), -1.0, 1.0);
+    let c = if g.beta == 0.0 {
+        vec![f32::NAN; len(g.stride_c, g.m * g.n)]
+    } else {
+        rng.vec_f32(len(g.stride_c, g.m * g.n), -1.0, 1.0)
+    };
+    let (ta, tb, tc) = (
+        gpu.upload(&[a.len()], &a).unwrap(),
+        gpu.upload(&[b.len()], &b).unwrap(),
+        gpu.upload(&[c.len()], &c).unwrap(),
+    );
+    let ds = gemm::gemm_with(gpu, family, g, &ta, &tb, &tc).unwrap();
+    let got = run(gpu, &ds, &tc);
+    assert_close(
+        &format!("{family:?} {g:?}"),
+        &got,
+        &reference::gemm(g, &a, &b, &c),
+        TOL,
+    );
+    ds.len()
+}
+
+/// The three products through their public entry points, with beta = 0 (on NaN) and 1.
+fn check_products(gpu: &Gpu, m: usize, n: usize, k: usize, seed: u64) -> usize {
+    let mut rng = Rng::new(seed);
+    let x = rng.vec_f32(m * k, -1.0, 1.0);
+    let w = rng.vec_f32(n * k, -1.0, 1.0);
+    let dy = rng.vec_f32(m * n, -1.0, 1.0);
+    let (tx, tw, tdy) = (
+        gpu.upload(&[m, k], &x).unwrap(),
+        gpu.upload(&[n, k], &w).unwrap(),
+        gpu.upload(&[m, n], &dy).unwrap(),
+    );
+    let mut dispatches = 0;
+    for beta in [0.0f32, 1.0] {
+        let init = |len: usize, seed: u64| {
+            if beta == 0.0 {
+                vec![f32::NAN; len]
+            } else {
+                Rng::new(seed).vec_f32(len, -1.0, 1.0)
+            }
+        };
+        let what = format!("m {m} n {n} k {k} beta {beta}");
+
+        let y0 = init(m * n, seed + 1);
+        let y = gpu.upload(&[m, n], &y0).unwrap();
+        let ds = gemm::matmul_nt(gpu, &tx, &tw, &y, beta).unwrap();
+        dispatches += ds.len();
+        let want = reference::matmul_nt(&x, &w, &y0, m, n, k, beta);
+        assert_close(&format!("nt {what}"), &run(gpu, &ds, &y), &want, TOL);
+
+        let dx0 = init(m * k, seed + 2);
+        let dx = gpu.upload(&[m, k], &dx0).unwrap();
+        let ds = gemm::matmul_nn(gpu, &tdy, &tw, &dx, beta).unwrap();
+        dispatches += ds.len();
+        let want = reference::matmul_nn(&dy, &w, &dx0, m, n, k, beta);
+        assert_close(&format!("nn {what}"), &run(gpu, &ds, &dx), &want, TOL);
+
+        let dw0 = init(n * k, seed + 3);
+        let dw = gpu.upload(&[n, k], &dw0).unwrap();
+        let ds = gemm::matmul_tn(gpu, &tdy, &tx, &dw, beta).unwrap();
+        dispatches += ds.len();
+        let want = reference::matmul_tn(&dy, &x, &dw0, m, n, k, beta);
+        assert_close(&format!("tn {what}"), &run(gpu, &ds, &dw), &want, TOL);
+    }
+    dispatches
+}
+
+/// (m, n, k): shapes no tile divides, degenerate ones, multiples of 4 (vec4 path), and an
+/// odd token count M, which dW = dYᵀ·X takes through the vec4 path's masked last k-step.
+const SHAPES: [(usize, usize, usize); 7] = [
+    (37, 45, 65),
+    (1, 7, 3),
+    (130, 67, 129),
+    (1, 1, 1),
+    (20, 36, 44),
+    (64, 48, 32),
+    (37, 20, 36),
+];
+
+#[test]
+fn products_match_reference_with_both_families() {
+    for family in FAMILIES {
+        let opts = GpuOptions {
+            gemm_family: Some(family),
+            ..Default::default()
+        };
+        let Some(gpu) = common::gpu_with(&opts) else {
+            return;
+        };
+        for (i, &(m, n, k)) in SHAPES.iter().enumerate() {
+            check_products(&gpu, m, n, k, 10 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn transposes_alpha_beta_and_k_zero() {
+    let Some(gpu) = common::gpu() else { return };
+    for family in FAMILIES {
+        for (i, &(m, n, k)) in [(37, 45, 65), (20, 36, 44), (5, 3, 0)].iter().enumerate() {
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                for (alpha, beta) in [(0.7f32, -1.3f32), (-2.0, 0.0)] {
+                    let g = Gemm {
+                        trans_a: ta,
+                        trans_b: tb,
+                        alpha,
+                        beta,
+                        ..Gemm::new(m, n, k)
+                    };
+                    check(&gpu, family, &g, 100 + i as u64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn batched_products_with_shared_and_padded_operands() {
+    let Some(gpu) = common::gpu() else { return };
+    for family in FAMILIES {
+        for &(m, n, k) in &[(7, 9, 13), (8, 12, 16)] {
+            // Tight strides; a B shared by every entry (stride 0); padded strides.
+            let tight = Gemm {
+                batch: 3,
+                trans_b: true,
+                alpha: 1.5,
+                beta: 0.5,
+                ..Gemm::new(m, n, k)
+            };
+            check(&gpu, family, &tight, 200);
+            let shared_b = Gemm {
+                stride_b: 0,
+                beta: 0.0,
+                trans_b: false,
+                ..tight.clone()
+            };
+            check(&gpu, family, &shared_b, 201);
+            let padded = Gemm {
+                trans_a: true,
+                stride_a: m * k + 4,
+                stride_c: m * n + 8,
+                ..tight.clone()
+            };
+            check(&gpu, family, &padded, 202);
+        }
+    }
+}
+
+#[test]
+fn large_operands_are_bound_in_ranges() {
+    for family in FAMILIES {
+        let opts = GpuOptions {
+            max_binding_override: Some(8192),
+            gemm_family: Some(family),
+            ..Default::default()
+        };
+        let Some(gpu) = common::gpu_with(&opts) else {
+            return;
+        };
+        for &(m, n, k) in &[(130, 67, 129), (64, 40, 96)] {
+            // 6 products (3 × 2 betas); more dispatches means operands were cut.
+            let n_dispatch = check_products(&gpu, m, n, k, 300);
+            assert!(
+                n_dispatch > 6 * 2,
+                "{family:?} {m}x{n}x{k}: {n_dispatch} dispatches"
+            );
+        }
+        let g = Gemm {
+            batch: 9,
+            alpha: 0.5,
+            beta: 2.0,
+            ..Gemm::new(12, 20, 16)
+        };
+        assert!(check(&gpu, family, &g, 301) > 1);
+    }
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    let Some(gpu) = common::gpu() else { return };
+    let x = gpu.zeros(&[4, 5]).unwrap();
+    let w = gpu.zeros(&[3, 6]).unwrap();
+    let y = gpu.zeros(&[4, 3]).unwrap();
+    assert!(gemm::matmul_nt(&gpu, &x, &w, &y, 0.0).is_err());
+    let small = gpu.zeros(&[10]).unwrap();
+    assert!(gemm::gemm(&gpu, &Gemm::new(4, 3, 5), &x, &small, &y).is_err());
+}
