@@ -565,6 +565,17 @@ fn answer_extraction_per_task_format() {
         "solution2"
     ));
     assert!(AnswerFormat::for_task("unknown").is_err());
+    // Without an `answer` field the gold answer comes from the record's output.
+    let s = parse_line(r#"{"instruction":"I","output":"4 + 8 = 12. The answer is 12."}"#).unwrap();
+    assert_eq!(s.gold(), "4 + 8 = 12. The answer is 12.");
+    assert!(is_correct(f, "The answer is 12", s.gold()));
+    assert!(!is_correct(f, "The answer is 8", s.gold()));
+    let s = parse_line(
+        r#"{"instruction":"I","output":"the correct answer is answer3","answer":"answer3"}"#,
+    )
+    .unwrap();
+    let f = AnswerFormat::for_task("obqa").unwrap();
+    assert!(is_correct(f, "answer3", s.gold()) && !is_correct(f, "answer2", s.gold()));
 }
 
 #[test]
@@ -627,4 +638,9 @@ fn data_command_writes_the_task() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown task"));
     assert!(!dir.join("x.jsonl").exists());
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args(["data", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("asks for the largest or the smallest"));
 }

@@ -402,6 +402,9 @@ fn require_default(cfg: &Map<String, Value>, path: &Path, name: &str, ok: &[Valu
     }
 }
 
+/// A tensor as read: its shape and values.
+type Stored = (Vec<usize>, Vec<f32>);
+
 /// Reads and validates the adapter in `dir`.
 pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
     let cpath = dir.join(CONFIG_FILE);
@@ -470,12 +473,14 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
             }
             spec
         }
-        other => return Err(bad_file(
-            &cpath,
-            format!(
+        other => {
+            return Err(bad_file(
+                &cpath,
+                format!(
                 "unsupported peft_type \"{other}\" (expected LORA, HIRA, BOHA or BOHA_ADDITIVE)"
             ),
-        )),
+            ))
+        }
     };
     let base_model = cfg
         .get("base_model_name_or_path")
@@ -505,7 +510,7 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad_file(&wpath, e.to_string()))?;
     let (sa, sb) = suffixes(spec.method);
     // (layer, target) → (A, B) views
-    let mut found: BTreeMap<(usize, usize), [Option<(Vec<usize>, Vec<f32>)>; 2]> = BTreeMap::new();
+    let mut found: BTreeMap<(usize, usize), [Option<Stored>; 2]> = BTreeMap::new();
     for (name, view) in st.tensors() {
         let parsed = parse_key(&name, sa, sb).ok_or_else(|| {
             bad_file(

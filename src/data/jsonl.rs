@@ -48,6 +48,12 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// The gold answer for scoring: the `answer` field, else the target text (whose
+    /// answer the task's extractor finds, e.g. "The answer is 12." or "answer3").
+    pub fn gold(&self) -> &str {
+        self.answer.as_deref().unwrap_or_else(|| self.target_text())
+    }
+
     /// The text the model should produce: `output`, `completion` or the last message.
     pub fn target_text(&self) -> &str {
         match &self.record {

@@ -32,6 +32,9 @@ use crate::{Error, Result};
 /// Number of disjoint parts of each task's item space.
 pub const PARTS: u64 = 16;
 
+/// Consecutive draws without a new item after which the part counts as exhausted.
+const STALE_LIMIT: usize = 200_000;
+
 /// The generated tasks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TaskKind {
@@ -98,17 +101,18 @@ pub fn generate(task: TaskKind, n: usize, seed: u64) -> Result<Vec<Item>> {
     let mut rng = Rng::new(seed);
     let mut seen = HashSet::new();
     let mut out = Vec::with_capacity(n);
-    let budget = 1000 + 200 * n;
-    for _ in 0..budget {
-        if out.len() == n {
-            break;
-        }
+    // About 1 draw in PARTS lands in the part; give up once new items stop coming.
+    let mut stale = 0;
+    while out.len() < n && stale < STALE_LIMIT {
         let item = match task {
             TaskKind::Arith => arith_item(&mut rng),
             TaskKind::Choice => choice_item(&mut rng),
         };
         if part_of(&item.key) == part && seen.insert(item.key.clone()) {
             out.push(item);
+            stale = 0;
+        } else {
+            stale += 1;
         }
     }
     if out.len() < n {

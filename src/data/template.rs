@@ -7,6 +7,8 @@
 //! without). The prompt is the template with an empty output, so the response is
 //! exactly `output`, as LLM-Adapters' `train_on_inputs=False` splits it.
 //!
+//! Evaluation generates after the same prompt text the model was trained on.
+//!
 //! Chat records render the model's chat template: the prompt is every message but the
 //! last, with the generation prompt (the assistant turn's opening); the response is
 //! the rest of the full rendering (the assistant's text and its end-of-turn marker).
