@@ -40,7 +40,9 @@ impl Rng {
 
     /// `n` values uniform in [lo, hi) as f32.
     pub fn vec_f32(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| self.range(lo as f64, hi as f64) as f32).collect()
+        (0..n)
+            .map(|_| self.range(lo as f64, hi as f64) as f32)
+            .collect()
     }
 
     /// Uniform integer in [0, n).

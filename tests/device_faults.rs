@@ -40,11 +40,15 @@ fn misuse_is_an_error_not_a_panic() {
     assert!(elementwise::add(&gpu, &a, &a, &b).is_err());
     // Unknown entry point.
     let k = Kernel::new(boha::shaders::ELEMENTWISE, "no_such_entry");
-    let e = gpu.prepare(&k, &Params::new(), &[&a], [1, 1, 1]).unwrap_err();
+    let e = gpu
+        .prepare(&k, &Params::new(), &[&a], [1, 1, 1])
+        .unwrap_err();
     assert!(e.to_string().contains("no_such_entry"), "{e}");
     // Wrong number of tensors for the entry point.
     let k = Kernel::new(boha::shaders::ELEMENTWISE, "add_forward");
-    assert!(gpu.prepare(&k, &Params::new().u(3), &[&a], [1, 1, 1]).is_err());
+    assert!(gpu
+        .prepare(&k, &Params::new().u(3), &[&a], [1, 1, 1])
+        .is_err());
     // A view that does not start at an aligned offset cannot be bound.
     let big = gpu.zeros(&[1024]).unwrap();
     let v = big.view(1, 3).unwrap();

@@ -22,26 +22,61 @@ fn check_all(gpu: &Gpu, n: usize, cols: usize) {
         gpu.download(&y).unwrap()
     };
     let want: Vec<f32> = a.iter().zip(&b).map(|(x, z)| x + z).collect();
-    assert_close("add", &run(ew::add(gpu, &ta, &tb, &y).unwrap()), &want, 1e-6);
+    assert_close(
+        "add",
+        &run(ew::add(gpu, &ta, &tb, &y).unwrap()),
+        &want,
+        1e-6,
+    );
     let want: Vec<f32> = a.iter().zip(&b).map(|(x, z)| x * z).collect();
-    assert_close("mul", &run(ew::mul(gpu, &ta, &tb, &y).unwrap()), &want, 1e-6);
+    assert_close(
+        "mul",
+        &run(ew::mul(gpu, &ta, &tb, &y).unwrap()),
+        &want,
+        1e-6,
+    );
     let want: Vec<f32> = a.iter().map(|x| -1.5 * x).collect();
-    assert_close("scale", &run(ew::scale(gpu, -1.5, &ta, &y).unwrap()), &want, 1e-6);
+    assert_close(
+        "scale",
+        &run(ew::scale(gpu, -1.5, &ta, &y).unwrap()),
+        &want,
+        1e-6,
+    );
     assert_close("copy", &run(ew::copy(gpu, &ta, &y).unwrap()), &a, 0.0);
     let want: Vec<f32> = a.iter().map(|x| x + 0.25 * x).collect();
-    assert_close("axpy", &run(ew::axpy(gpu, 0.25, &ta, &y).unwrap()), &want, 1e-6);
-    assert_close("fill", &run(ew::fill(gpu, 3.5, &y).unwrap()), &vec![3.5; n], 0.0);
+    assert_close(
+        "axpy",
+        &run(ew::axpy(gpu, 0.25, &ta, &y).unwrap()),
+        &want,
+        1e-6,
+    );
+    assert_close(
+        "fill",
+        &run(ew::fill(gpu, 3.5, &y).unwrap()),
+        &vec![3.5; n],
+        0.0,
+    );
 
     let rows = n / cols;
     let ys = gpu.zeros(&[rows]).unwrap();
     let mut r = Recorder::new();
     r.run_all(&ew::row_sum(gpu, &ta, &ys).unwrap());
     gpu.run(&r).unwrap();
-    assert_close("row_sum", &gpu.download(&ys).unwrap(), &reference::row_sum(&a, cols), 1e-5);
+    assert_close(
+        "row_sum",
+        &gpu.download(&ys).unwrap(),
+        &reference::row_sum(&a, cols),
+        1e-5,
+    );
     let mut r = Recorder::new();
     r.run_all(&ew::row_max(gpu, &ta, &ys).unwrap());
     gpu.run(&r).unwrap();
-    assert_close("row_max", &gpu.download(&ys).unwrap(), &reference::row_max(&a, cols), 0.0);
+    assert_close(
+        "row_max",
+        &gpu.download(&ys).unwrap(),
+        &reference::row_max(&a, cols),
+        0.0,
+    );
 }
 
 #[test]
@@ -58,7 +93,9 @@ fn elementwise_binds_large_tensors_in_ranges() {
         max_binding_override: Some(1024),
         ..Default::default()
     };
-    let Some(gpu) = common::gpu_with(&opts) else { return };
+    let Some(gpu) = common::gpu_with(&opts) else {
+        return;
+    };
     // 3001 × 7 floats = 84 KB, bound in 1 KiB ranges.
     check_all(&gpu, 3001 * 7, 7);
 }

@@ -697,11 +697,7 @@ fn llama3_rope_from_rope_freqs() {
     c.head_dim = 64;
     c.rope_theta = 500000.0;
     let f = converter_rope_factors(64, 500000.0, 8.0);
-    assert!(
-        f.iter().any(|&v| v == 1.0)
-            && f.iter().any(|&v| v == 8.0)
-            && f.iter().any(|&v| v > 1.0 && v < 8.0)
-    );
+    assert!(f.contains(&1.0) && f.contains(&8.0) && f.iter().any(|&v| v > 1.0 && v < 8.0));
     let want = RopeScaling::Llama3 {
         factor: 8.0,
         low_freq_factor: 1.0,

@@ -28,7 +28,7 @@ pub const MAX_STRIPS_REGISTER: usize = 8;
 /// Largest number of strips per block side for the shared family (scratch factor).
 pub const MAX_STRIPS_SHARED: usize = 16;
 
-const WG_REG: usize = 16;
+const WG_REG: usize = 8;
 /// Ranks whose dB the register kernel keeps in registers (the shader's array size).
 const RB_REGISTERS: usize = 32;
 
@@ -56,12 +56,13 @@ impl Plan {
 /// side of a region first, never more than `cap` strips a side (the scratch factor) nor
 /// more than one strip per tile.
 fn plan_for(family: GemmFamily, blocks: usize, p: usize, q: usize) -> Plan {
-    let (tile, target, cap) = match family {
-        GemmFamily::Register => (4, 128, MAX_STRIPS_REGISTER),
-        GemmFamily::Shared => (64, 264, MAX_STRIPS_SHARED),
+    // Register tiles are 4 × 4, shared tiles 64 × 64.
+    let (tile_r, tile_c, target, cap) = match family {
+        GemmFamily::Register => (4, 4, 128, MAX_STRIPS_REGISTER),
+        GemmFamily::Shared => (64, 64, 264, MAX_STRIPS_SHARED),
     };
-    let units_r = p.div_ceil(tile).max(1);
-    let units_c = q.div_ceil(tile).max(1);
+    let units_r = p.div_ceil(tile_r).max(1);
+    let units_c = q.div_ceil(tile_c).max(1);
     let (cap_r, cap_c) = (cap.min(units_r), cap.min(units_c));
     // Register family: the column strips interleave 4-column chunks and come first, so
     // that neighbouring invocations share rows (see the shader).
@@ -80,11 +81,11 @@ fn plan_for(family: GemmFamily, blocks: usize, p: usize, q: usize) -> Plan {
             break;
         }
     }
-    let strip_rows = units_r.div_ceil(sr) * tile;
+    let strip_rows = units_r.div_ceil(sr) * tile_r;
     let (strips_c, strip_cols) = match family {
-        GemmFamily::Register => (sc, tile),
+        GemmFamily::Register => (sc, tile_c),
         GemmFamily::Shared => {
-            let cols = units_c.div_ceil(sc) * tile;
+            let cols = units_c.div_ceil(sc) * tile_c;
             (q.div_ceil(cols).max(1), cols)
         }
     };
@@ -118,7 +119,7 @@ pub fn scratch_bytes(
     4 * (pl.strips_r * sa + pl.strips_c * sb)
 }
 
-/// Elements of one dA slot (rows padded to a multiple of 4) and of one dB slot.
+/// Elements of one dA slot (rows padded to a multiple of 8) and of one dB slot.
 fn slot_lens(spec: &AdapterSpec, d_out: usize, d_in: usize) -> (usize, usize) {
     let (p, q) = spec.block_shape(d_out, d_in);
     let bb = spec.blocks * spec.blocks;
@@ -222,7 +223,7 @@ pub fn adapter_grads(
     check("b", b, nb)?;
     check("grad_a", grad_a, na)?;
     check("grad_b", grad_b, nb)?;
-    if x.len() % d_in != 0 {
+    if !x.len().is_multiple_of(d_in) {
         return Err(Error::shape(
             "adapter_grads",
             format!(

@@ -131,7 +131,9 @@ impl AdapterSpec {
             (None, None) => 8usize.div_ceil(b).max(1),
         };
         if r_b == 0 {
-            return Err(Error::Invalid("the per-block rank must be at least 1".into()));
+            return Err(Error::Invalid(
+                "the per-block rank must be at least 1".into(),
+            ));
         }
         let scale = match (method, alpha) {
             (_, Some(a)) => a / r_b as f32,
@@ -168,11 +170,11 @@ impl AdapterSpec {
     /// shape and the grid sizes that would work.
     pub fn check_shape(&self, layer: &str, d_out: usize, d_in: usize) -> Result<()> {
         let b = self.blocks;
-        if d_out % b == 0 && d_in % b == 0 {
+        if d_out.is_multiple_of(b) && d_in.is_multiple_of(b) {
             return Ok(());
         }
         let works: Vec<String> = (1..=d_out.min(d_in).min(64))
-            .filter(|g| d_out % g == 0 && d_in % g == 0)
+            .filter(|g| d_out.is_multiple_of(*g) && d_in.is_multiple_of(*g))
             .map(|g| g.to_string())
             .collect();
         Err(Error::shape(
@@ -215,15 +217,22 @@ mod tests {
         assert_eq!(s.param_count(576, 1536), l.param_count(576, 1536));
         assert!(AdapterSpec::from_options(Method::Boha, Some(4), Some(30), None, None).is_err());
         assert!(AdapterSpec::from_options(Method::Hira, Some(2), Some(8), None, None).is_err());
-        let a = AdapterSpec::from_options(Method::Additive, Some(2), None, Some(3), Some(6.0)).unwrap();
+        let a =
+            AdapterSpec::from_options(Method::Additive, Some(2), None, Some(3), Some(6.0)).unwrap();
         assert_eq!((a.blocks, a.block_rank, a.scale), (2, 3, 2.0));
     }
 
     #[test]
     fn undivisible_shape_names_layer_and_working_grids() {
         let s = AdapterSpec::from_options(Method::Boha, Some(4), None, Some(2), None).unwrap();
-        let e = s.check_shape("layers.0.q_proj", 90, 60).unwrap_err().to_string();
-        assert!(e.contains("layers.0.q_proj") && e.contains("90×60") && e.contains("1, 2, 3, 5, 6"), "{e}");
+        let e = s
+            .check_shape("layers.0.q_proj", 90, 60)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("layers.0.q_proj") && e.contains("90×60") && e.contains("1, 2, 3, 5, 6"),
+            "{e}"
+        );
         assert!(s.check_shape("x", 96, 80).is_ok());
     }
 }

@@ -59,12 +59,20 @@ fn spec(method: Method) -> Result<AdapterSpec> {
         Method::Boha | Method::Additive => {
             AdapterSpec::from_options(method, Some(4), None, Some(8), None)
         }
-        Method::Hira | Method::Lora => AdapterSpec::from_options(method, None, Some(32), None, None),
+        Method::Hira | Method::Lora => {
+            AdapterSpec::from_options(method, None, Some(32), None, None)
+        }
     }
 }
 
 /// A layer with random non-zero factors (timing must not depend on B = 0 shortcuts).
-fn random_layer(gpu: &Gpu, method: Method, d_out: usize, d_in: usize, rng: &mut Rng) -> Result<AdaptedLinear> {
+fn random_layer(
+    gpu: &Gpu,
+    method: Method,
+    d_out: usize,
+    d_in: usize,
+    rng: &mut Rng,
+) -> Result<AdaptedLinear> {
     let s = spec(method)?;
     let na: usize = s.a_shape(d_in).iter().product();
     let nb: usize = s.b_shape(d_out).iter().product();
@@ -88,7 +96,15 @@ fn inputs(gpu: &Gpu, t: usize, d_in: usize, d_out: usize, rng: &mut Rng) -> Resu
 }
 
 /// Times one training step of `method` and measures the bytes it holds at its peak.
-fn step(gpu: &Gpu, method: Method, t: usize, d_in: usize, d_out: usize, reps: usize, runs: usize) -> Result<(f64, u64)> {
+fn step(
+    gpu: &Gpu,
+    method: Method,
+    t: usize,
+    d_in: usize,
+    d_out: usize,
+    reps: usize,
+    runs: usize,
+) -> Result<(f64, u64)> {
     let mut rng = Rng::new(7);
     gpu.wait()?;
     let base = gpu.live_bytes();

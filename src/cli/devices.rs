@@ -6,17 +6,22 @@ use boha::{Error, Result};
 pub fn run(json: bool) -> Result<()> {
     let devices = list_devices();
     if json {
-        let s = serde_json::to_string_pretty(&devices).map_err(|e| Error::Invalid(e.to_string()))?;
+        let s =
+            serde_json::to_string_pretty(&devices).map_err(|e| Error::Invalid(e.to_string()))?;
         println!("{s}");
         return Ok(());
     }
     if devices.is_empty() {
         return Err(Error::NoAdapter(
-            "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)".into(),
+            "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
+                .into(),
         ));
     }
     for d in &devices {
-        println!("[{}] {} ({}, {})", d.index, d.name, d.backend, d.device_type);
+        println!(
+            "[{}] {} ({}, {})",
+            d.index, d.name, d.backend, d.device_type
+        );
         println!("    driver: {} {}", d.driver, d.driver_info);
         println!(
             "    max buffer {} B, max storage binding {} B, workgroup storage {} B, invocations {}",

@@ -48,7 +48,10 @@ impl DeviceArgs {
     /// Opens the chosen device.
     pub fn open(&self) -> Result<Gpu> {
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err(Error::Invalid(format!("--timeout {} must be positive", self.timeout)));
+            return Err(Error::Invalid(format!(
+                "--timeout {} must be positive",
+                self.timeout
+            )));
         }
         Gpu::new(&GpuOptions {
             device: self.device.clone(),

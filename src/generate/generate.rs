@@ -73,6 +73,11 @@ pub fn generate(
             .max(prompt.len() + 1),
     );
     let mut session = Session::new(gpu, model, capacity)?;
+    // Pipelines and bind groups are made before the clocks start.
+    session.prepare(gpu, prompt.len(), false)?;
+    if opts.max_new_tokens > 1 {
+        session.prepare(gpu, 1, false)?;
+    }
     let t0 = Instant::now();
     let mut logits = session.forward(gpu, prompt, false)?;
     let prefill_seconds = t0.elapsed().as_secs_f64();

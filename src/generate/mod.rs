@@ -1,5 +1,6 @@
 //! Text generation: token sampling and the prefill / decode loop.
 
+#[allow(clippy::module_inception)]
 pub mod generate;
 pub mod sampling;
 pub mod score;

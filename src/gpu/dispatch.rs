@@ -24,7 +24,8 @@ impl Params {
     }
     /// Appends a `u32` field.
     pub fn u(mut self, v: usize) -> Params {
-        self.0.push(u32::try_from(v).expect("kernel parameter exceeds u32"));
+        self.0
+            .push(u32::try_from(v).expect("kernel parameter exceeds u32"));
         self
     }
     /// Appends an `f32` field.
@@ -35,7 +36,7 @@ impl Params {
     fn bytes(&self) -> Vec<u8> {
         // Uniform buffers are sized in 16-byte steps.
         let mut words = self.0.clone();
-        while words.is_empty() || words.len() % 4 != 0 {
+        while words.is_empty() || !words.len().is_multiple_of(4) {
             words.push(0);
         }
         bytemuck::cast_slice(&words).to_vec()
@@ -172,13 +173,14 @@ impl Gpu {
                         message: "the params uniform must be binding 0".into(),
                     });
                 }
-                uniform = Some(self.device.create_buffer_init(
-                    &wgpu::util::BufferInitDescriptor {
-                        label: Some("params"),
-                        contents: &param_bytes,
-                        usage: wgpu::BufferUsages::UNIFORM,
-                    },
-                ));
+                uniform = Some(
+                    self.device
+                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                            label: Some("params"),
+                            contents: &param_bytes,
+                            usage: wgpu::BufferUsages::UNIFORM,
+                        }),
+                );
                 continue;
             }
             let t = tensors[next];
@@ -193,7 +195,7 @@ impl Gpu {
                     ),
                 ));
             }
-            if t.byte_offset() % self.binding_offset_align() != 0 {
+            if !t.byte_offset().is_multiple_of(self.binding_offset_align()) {
                 return Err(Error::shape(
                     kernel.entry,
                     format!(
@@ -239,11 +241,7 @@ impl Gpu {
         })
     }
 
-    fn encode(
-        &self,
-        rec: &Recorder,
-        timestamps: Option<&wgpu::QuerySet>,
-    ) -> wgpu::CommandEncoder {
+    fn encode(&self, rec: &Recorder, timestamps: Option<&wgpu::QuerySet>) -> wgpu::CommandEncoder {
         let mut enc = self.device.create_command_encoder(&Default::default());
         let n = rec.commands.len();
         let mut i = 0;
@@ -272,7 +270,9 @@ impl Gpu {
                         timestamp_writes: tw,
                     });
                     for c in &rec.commands[i..j] {
-                        let Command::Dispatch(d) = c else { unreachable!() };
+                        let Command::Dispatch(d) = c else {
+                            unreachable!()
+                        };
                         pass.set_pipeline(&d.pipeline.pipeline);
                         pass.set_bind_group(0, &d.bind_group, &[]);
                         pass.dispatch_workgroups(d.groups[0], d.groups[1], d.groups[2]);

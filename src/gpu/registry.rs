@@ -106,7 +106,9 @@ fn used_bindings(
     let ep_info = info.get_entry_point(idx);
     let mut out = Vec::new();
     for (handle, var) in module.global_variables.iter() {
-        let Some(binding) = &var.binding else { continue };
+        let Some(binding) = &var.binding else {
+            continue;
+        };
         if ep_info[handle].is_empty() {
             continue;
         }
@@ -135,7 +137,11 @@ fn used_bindings(
 
 impl Gpu {
     fn module(&self, shader: &Shader) -> Result<Arc<ParsedModule>> {
-        let mut modules = self.pipelines.modules.lock().unwrap_or_else(|p| p.into_inner());
+        let mut modules = self
+            .pipelines
+            .modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let Some(m) = modules.get(shader.name) {
             return Ok(m.clone());
         }

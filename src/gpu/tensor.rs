@@ -104,7 +104,12 @@ impl Tensor {
         if n != self.len() {
             return Err(Error::shape(
                 "reshape",
-                format!("{:?} ({} elements) to {:?} ({n})", self.shape, self.len(), shape),
+                format!(
+                    "{:?} ({} elements) to {:?} ({n})",
+                    self.shape,
+                    self.len(),
+                    shape
+                ),
             ));
         }
         Ok(Tensor {
@@ -119,7 +124,11 @@ impl Tensor {
         if start + len > self.len() {
             return Err(Error::shape(
                 "view",
-                format!("range {start}..{} outside {} elements", start + len, self.len()),
+                format!(
+                    "range {start}..{} outside {} elements",
+                    start + len,
+                    self.len()
+                ),
             ));
         }
         Ok(Tensor {
@@ -240,8 +249,11 @@ impl Gpu {
             return Ok(());
         }
         self.scoped("writing a tensor", || {
-            self.queue
-                .write_buffer(&t.storage.buffer, t.byte_offset(), bytemuck::cast_slice(data))
+            self.queue.write_buffer(
+                &t.storage.buffer,
+                t.byte_offset(),
+                bytemuck::cast_slice(data),
+            )
         })
     }
 
@@ -277,10 +289,13 @@ impl Gpu {
             Err(_) => return Err(Error::DeviceTimeout(self.timeout)),
         }
         let out = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Gpu {
-                context: "reading a download".into(),
-                message: e.to_string(),
-            })?;
+            let view = staging
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu {
+                    context: "reading a download".into(),
+                    message: e.to_string(),
+                })?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();

@@ -372,6 +372,29 @@ impl Trainer {
         Ok(gpu.download(&self.loss)?[0])
     }
 
+    /// Diagnostics: runs the forward + backward one dispatch per submit and returns the
+    /// wall time per kernel entry point, largest first (tokens and targets as last
+    /// loaded). Slow; for finding the op that dominates a step.
+    pub fn profile(&self, gpu: &Gpu) -> Result<Vec<(&'static str, usize, f64)>> {
+        let mut by: Vec<(&'static str, usize, f64)> = Vec::new();
+        for d in &self.grad_pass {
+            let mut rec = Recorder::new();
+            rec.run(d);
+            let t0 = std::time::Instant::now();
+            gpu.run(&rec)?;
+            let dt = t0.elapsed().as_secs_f64();
+            match by.iter_mut().find(|e| e.0 == d.label()) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += dt;
+                }
+                None => by.push((d.label(), 1, dt)),
+            }
+        }
+        by.sort_by(|a, b| b.2.total_cmp(&a.2));
+        Ok(by)
+    }
+
     /// The global gradient norm of the last step (before clipping).
     pub fn grad_norm(&self, gpu: &Gpu) -> Result<f32> {
         self.optimizer.scalars.grad_norm(gpu)

@@ -149,6 +149,28 @@ impl<'m> Session<'m> {
         })
     }
 
+    /// Prepares (once) the dispatches for calls of `seq` tokens, so that the first such
+    /// call does not pay for pipeline and bind-group creation.
+    pub fn prepare(&mut self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<()> {
+        self.plan_index(gpu, seq, all_logits).map(|_| ())
+    }
+
+    fn plan_index(&mut self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<usize> {
+        if seq == 0 {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        if let Some(i) = self
+            .plans
+            .iter()
+            .position(|p| p.seq == seq && p.all_logits == all_logits)
+        {
+            return Ok(i);
+        }
+        let p = self.plan(gpu, seq, all_logits)?;
+        self.plans.push(p);
+        Ok(self.plans.len() - 1)
+    }
+
     /// Runs `tokens` at the next positions and returns their logits: [T, V] with
     /// `all_logits`, else the last row's [V]. Plans are prepared once per (T, all_logits).
     pub fn forward(&mut self, gpu: &Gpu, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
@@ -167,18 +189,7 @@ impl<'m> Session<'m> {
         if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= v) {
             return Err(Error::Invalid(format!("token id {bad} ≥ vocabulary {v}")));
         }
-        let idx = match self
-            .plans
-            .iter()
-            .position(|p| p.seq == t && p.all_logits == all_logits)
-        {
-            Some(i) => i,
-            None => {
-                let p = self.plan(gpu, t, all_logits)?;
-                self.plans.push(p);
-                self.plans.len() - 1
-            }
-        };
+        let idx = self.plan_index(gpu, t, all_logits)?;
         let plan = &self.plans[idx];
         let bits: Vec<f32> = tokens.iter().map(|&i| f32::from_bits(i)).collect();
         gpu.write(&plan.ids, &bits)?;

@@ -197,7 +197,7 @@ impl Reference {
     }
 
     fn check_tokens(&self, tokens: &[u32], batch: usize) -> Result<usize> {
-        if batch == 0 || tokens.is_empty() || tokens.len() % batch != 0 {
+        if batch == 0 || tokens.is_empty() || !tokens.len().is_multiple_of(batch) {
             return Err(Error::Invalid(format!(
                 "{} tokens do not split into {batch} sequences",
                 tokens.len()

@@ -213,8 +213,8 @@ impl Weights {
     }
 
     /// Replaces each adapted projection's weight by its merge (W0 ⊙ (1 + s·M) or
-    /// W0 + s·M) and returns the now-unneeded adapters emptied: inference without
-    /// adapter cost. W0 is not modified in place; the merged weight is a new tensor.
+    /// W0 + s·M): inference without adapter cost. W0 is not modified in place; the
+    /// merged weight is a new tensor, and the adapters are no longer needed.
     pub fn merge(&mut self, gpu: &Gpu, adapters: &Adapters) -> Result<()> {
         let mut ds = Vec::new();
         for (l, layer) in adapters.layers.iter().enumerate() {

@@ -54,14 +54,14 @@ impl Attention {
             || a.seq == 0
             || a.heads == 0
             || a.kv_heads == 0
-            || a.heads % a.kv_heads != 0
+            || !a.heads.is_multiple_of(a.kv_heads)
         {
             return Err(Error::shape(
                 op,
                 format!("{a:?}: sizes must be positive and NKV must divide NH"),
             ));
         }
-        if a.head_size == 0 || a.head_size % 4 != 0 || a.head_size > 256 {
+        if a.head_size == 0 || !a.head_size.is_multiple_of(4) || a.head_size > 256 {
             return Err(Error::shape(
                 op,
                 format!("head size {} must be a multiple of 4, ≤ 256", a.head_size),
@@ -174,7 +174,7 @@ pub fn forward_cached(
 
 fn cache_rows(op: &str, a: &Attention, cache: &Tensor) -> Result<usize> {
     let row = a.kv_heads * a.head_size;
-    if cache.is_empty() || cache.len() % (a.batch * row) != 0 {
+    if cache.is_empty() || !cache.len().is_multiple_of(a.batch * row) {
         return Err(Error::shape(
             op,
             format!(

@@ -18,8 +18,19 @@ fn gcd(a: u64, b: u64) -> u64 {
 /// Splits `rows` rows of `row_elems` f32 elements into `(first_row, rows)` ranges whose
 /// bytes fit `gpu`'s binding limit, each starting at an aligned byte offset (given an
 /// aligned start of the whole tensor). One range when it all fits.
-pub fn row_ranges(gpu: &Gpu, rows: usize, row_elems: usize, op: &str) -> Result<Vec<(usize, usize)>> {
-    row_ranges_with(gpu.max_binding_bytes(), gpu.binding_offset_align(), rows, row_elems, op)
+pub fn row_ranges(
+    gpu: &Gpu,
+    rows: usize,
+    row_elems: usize,
+    op: &str,
+) -> Result<Vec<(usize, usize)>> {
+    row_ranges_with(
+        gpu.max_binding_bytes(),
+        gpu.binding_offset_align(),
+        rows,
+        row_elems,
+        op,
+    )
 }
 
 /// [`row_ranges`] with explicit limits (unit-testable without a device).
@@ -74,6 +85,9 @@ mod tests {
             assert_eq!(next, rows);
         }
         assert!(row_ranges_with(1024, 256, 10, 300, "t").is_err());
-        assert_eq!(row_ranges_with(1 << 20, 256, 10, 3, "t").unwrap(), vec![(0, 10)]);
+        assert_eq!(
+            row_ranges_with(1 << 20, 256, 10, 3, "t").unwrap(),
+            vec![(0, 10)]
+        );
     }
 }

@@ -23,7 +23,13 @@ fn same_len(op: &str, ts: &[&Tensor]) -> Result<usize> {
 }
 
 /// Shared body of the flat elementwise ops: `inputs` are read, `y` written.
-fn flat(gpu: &Gpu, entry: &'static str, alpha: f32, inputs: &[&Tensor], y: &Tensor) -> Result<Vec<Dispatch>> {
+fn flat(
+    gpu: &Gpu,
+    entry: &'static str,
+    alpha: f32,
+    inputs: &[&Tensor],
+    y: &Tensor,
+) -> Result<Vec<Dispatch>> {
     let mut all: Vec<&Tensor> = inputs.to_vec();
     all.push(y);
     let n = same_len(entry, &all)?;
@@ -73,11 +79,15 @@ pub fn axpy(gpu: &Gpu, alpha: f32, a: &Tensor, y: &Tensor) -> Result<Vec<Dispatc
 
 fn rows_op(gpu: &Gpu, entry: &'static str, a: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
     let cols = *a.shape().last().unwrap_or(&1);
-    let rows = if cols == 0 { 0 } else { a.len() / cols };
+    let rows = a.len().checked_div(cols).unwrap_or(0);
     if y.len() != rows {
         return Err(Error::shape(
             entry,
-            format!("input {:?} has {rows} rows, output has {}", a.shape(), y.len()),
+            format!(
+                "input {:?} has {rows} rows, output has {}",
+                a.shape(),
+                y.len()
+            ),
         ));
     }
     let kernel = Kernel::new(ELEMENTWISE, entry);
@@ -107,10 +117,14 @@ pub fn row_max(gpu: &Gpu, a: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
 pub mod reference {
     /// Σ over each row of a `[rows, cols]` matrix, in f64.
     pub fn row_sum(a: &[f32], cols: usize) -> Vec<f32> {
-        a.chunks(cols).map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32).collect()
+        a.chunks(cols)
+            .map(|r| r.iter().map(|&v| v as f64).sum::<f64>() as f32)
+            .collect()
     }
     /// Max over each row of a `[rows, cols]` matrix.
     pub fn row_max(a: &[f32], cols: usize) -> Vec<f32> {
-        a.chunks(cols).map(|r| r.iter().cloned().fold(f32::MIN, f32::max)).collect()
+        a.chunks(cols)
+            .map(|r| r.iter().cloned().fold(f32::MIN, f32::max))
+            .collect()
     }
 }

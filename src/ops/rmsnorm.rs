@@ -47,6 +47,7 @@ fn dims(op: &str, x: &Tensor, w: &Tensor, others: &[&Tensor]) -> Result<(usize, 
     Ok((x.len() / c, c))
 }
 
+#[allow(clippy::too_many_arguments)] // one private helper behind the public forward/backward
 fn dispatches(
     gpu: &Gpu,
     entry: &'static str,

@@ -72,8 +72,8 @@ fn rotate(
 ) -> Result<Vec<Dispatch>> {
     let width = *x.shape().last().unwrap_or(&0);
     if head_size == 0
-        || head_size % 2 != 0
-        || width % head_size != 0
+        || !head_size.is_multiple_of(2)
+        || !width.is_multiple_of(head_size)
         || inv_freq.len() != head_size / 2
     {
         return Err(Error::shape(
@@ -85,8 +85,8 @@ fn rotate(
             ),
         ));
     }
-    let rows = if width == 0 { 0 } else { x.len() / width };
-    if seq == 0 || rows % seq != 0 {
+    let rows = x.len().checked_div(width).unwrap_or(0);
+    if seq == 0 || !rows.is_multiple_of(seq) {
         return Err(Error::shape(
             entry,
             format!("{rows} rows are not whole sequences of {seq}"),
@@ -165,7 +165,7 @@ pub mod reference {
         let half = head_size / 2;
         let mut y = x.to_vec();
         let rows = starts.len() * seq;
-        let width = if rows == 0 { 0 } else { x.len() / rows };
+        let width = x.len().checked_div(rows).unwrap_or(0);
         for r in 0..rows {
             let pos = starts[r / seq] as usize + r % seq;
             for h in 0..width / head_size {

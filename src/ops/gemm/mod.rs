@@ -260,7 +260,10 @@ fn plan_batched(
 /// the row length, the offset, the batch stride and the extent read along the rows are
 /// multiples of 4. (A partial last step along k is masked when k runs across rows.)
 fn vec4_ok(ld: usize, off: usize, stride: usize, along_rows: usize) -> bool {
-    ld % 4 == 0 && off % 4 == 0 && stride % 4 == 0 && along_rows % 4 == 0
+    ld.is_multiple_of(4)
+        && off.is_multiple_of(4)
+        && stride.is_multiple_of(4)
+        && along_rows.is_multiple_of(4)
 }
 
 /// Appends `p`'s dispatches: one, except in the register family when k % 4 != 0 and
