@@ -67,7 +67,13 @@ fn plan_for(family: GemmFamily, blocks: usize, p: usize, q: usize) -> Plan {
     // Register family: the column strips interleave 4-column chunks and come first, so
     // that neighbouring invocations share rows (see the shader).
     let (mut sr, mut sc) = match family {
-        GemmFamily::Register => (1usize, cap_c),
+        GemmFamily::Register => (
+            1usize,
+            std::env::var("XSC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(cap_c),
+        ),
         GemmFamily::Shared => (1usize, 1usize),
     };
     while blocks * blocks * sr * sc < target {
