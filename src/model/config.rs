@@ -156,40 +156,11 @@ impl ModelConfig {
     /// `rope_scaling` (Linear: θ_i / factor; Llama3: as transformers'
     /// `_compute_llama3_parameters`). Position p rotates pair i by angle p·θ_i.
     pub fn rope_inv_freq(&self) -> Vec<f64> {
-        let hs = self.head_dim as f64;
-        let base = self.rope_theta as f64;
-        let plain = (0..self.head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f64 / hs));
-        match self.rope_scaling {
-            None => plain.collect(),
-            Some(RopeScaling::Linear { factor }) => plain.map(|f| f / factor as f64).collect(),
-            Some(RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            }) => {
-                let (factor, lo, hi) = (
-                    factor as f64,
-                    low_freq_factor as f64,
-                    high_freq_factor as f64,
-                );
-                let old = original_max_position_embeddings as f64;
-                let (lo_wavelen, hi_wavelen) = (old / lo, old / hi);
-                plain
-                    .map(|f| {
-                        let wavelen = 2.0 * std::f64::consts::PI / f;
-                        if wavelen < hi_wavelen {
-                            f
-                        } else if wavelen > lo_wavelen {
-                            f / factor
-                        } else {
-                            let smooth = (old / wavelen - lo) / (hi - lo);
-                            (1.0 - smooth) * f / factor + smooth * f
-                        }
-                    })
-                    .collect()
-            }
-        }
+        crate::ops::rope::inv_freq_f64(
+            self.head_dim,
+            self.rope_theta as f64,
+            self.rope_scaling.as_ref(),
+        )
     }
 
     /// Checks internal consistency; returns the first problem as a message.

@@ -27,8 +27,16 @@ use crate::shaders::ROPE;
 ///
 /// Computed in f64 and rounded once to f32.
 pub fn inv_freq(head_size: usize, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f32> {
+    inv_freq_f64(head_size, theta, scaling)
+        .into_iter()
+        .map(|f| f as f32)
+        .collect()
+}
+
+/// [`inv_freq`] in f64 (the CPU references and `ModelConfig::rope_inv_freq` use it).
+pub fn inv_freq_f64(head_size: usize, theta: f64, scaling: Option<&RopeScaling>) -> Vec<f64> {
     let plain = (0..head_size / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / head_size as f64));
-    let scaled: Vec<f64> = match scaling {
+    match scaling {
         None => plain.collect(),
         Some(RopeScaling::Linear { factor }) => plain.map(|f| f / *factor as f64).collect(),
         Some(RopeScaling::Llama3 {
@@ -57,8 +65,7 @@ pub fn inv_freq(head_size: usize, theta: f64, scaling: Option<&RopeScaling>) -> 
                 })
                 .collect()
         }
-    };
-    scaled.into_iter().map(|f| f as f32).collect()
+    }
 }
 
 fn rotate(
