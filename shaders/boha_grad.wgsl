@@ -5,19 +5,21 @@
 //   H_ij = s·(W0_ij ⊙ Ĝ_ij)  (hadamard = 1)      H_ij = s·Ĝ_ij  (hadamard = 0)
 //   dB_ij = H_ij A_ijᵀ   (p × r_b)                dA_ij = B_ijᵀ H_ij   (r_b × q)
 //
-// Each block is cut into strips_r × strips_c rectangular regions. One region is owned by
-// one invocation (register family) or one workgroup (shared family), which forms the Ĝ
-// tiles of its region over all tokens, turns them into H and contracts them with A and B
-// at once. A region's dB rows are summed over the region's columns only, its dA columns
-// over the region's rows only: those are the partials, one slot per column strip (dB)
-// and per row strip (dA), each element written by exactly one owner (no float atomics
-// needed). `grad_reduce_backward` then adds the slots into grad_a / grad_b. Scratch is
-// about strips_r·|A| + strips_c·|B|, a small multiple of the adapter's parameters (dA
-// slot rows are padded to q4, q rounded up to 4).
+// Each block is cut into strips_r × strips_c rectangular regions, each owned by one
+// workgroup, which walks it in 64 × 64 tiles: it forms a tile of Ĝ over all tokens, turns
+// it into H and contracts it with A and B at once. A region's dB rows are summed over the
+// region's columns only, its dA columns over the region's rows only: those are the
+// partials, one slot per column strip (dB) and per row strip (dA), each element written
+// by exactly one workgroup (no float atomics needed). `grad_reduce_backward` then adds the
+// slots into grad_a / grad_b. Scratch is strips_r·|A| + strips_c·|B|, a small multiple of
+// the adapter's parameters.
 //
 // The kernels only ever add into the slots; the reduce pass reads them and leaves them
-// zero for the next run (they start zeroed). So token chunks (x / dy bound in ranges)
-// simply add up, and padding entries of the dA slots (q4 > q) stay harmless.
+// zero for the next run (they start zeroed), so token chunks simply add up.
+//
+// Loop budget: llvmpipe (lavapipe) ends every loop once an invocation has run 65535 loop
+// iterations in all, silently. The host keeps each invocation's count (tiles per region
+// × iterations per tile) well below that by sizing regions and token chunks.
 
 struct Params {
     tokens: u32,      // T: rows of x and dy bound in this dispatch
@@ -33,7 +35,7 @@ struct Params {
     strips_c: u32,    // column strips per block
     strip_rows: u32,  // rows per row strip
     strip_cols: u32,  // columns per column strip
-    _unused: u32,
+    _unused: u32,     // (kept for the layout)
     regions: u32,     // b²·strips_r·strips_c
     n_a: u32,         // |A| = b²·r_b·q (reduce pass)
     n_b: u32,         // |B| = b²·p·r_b (reduce pass)
@@ -48,13 +50,12 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;            // [T, d_out]
 @group(0) @binding(4) var<storage, read> fa: array<f32>;            // A: [b, b, r_b, q]
 @group(0) @binding(5) var<storage, read> fb: array<f32>;            // B: [b, b, p, r_b]
-@group(0) @binding(6) var<storage, read_write> part_a: array<f32>;  // [strips_r, b, b, r_b, q4]
+@group(0) @binding(6) var<storage, read_write> part_a: array<f32>;  // [strips_r, b, b, r_b, q]
 @group(0) @binding(7) var<storage, read_write> part_b: array<f32>;  // [strips_c, b, b, p, r_b]
 @group(0) @binding(8) var<storage, read_write> grad_a: array<f32>;  // [b, b, r_b, q]
 @group(0) @binding(9) var<storage, read_write> grad_b: array<f32>;  // [b, b, p, r_b]
 
-// Rows of the dA slots are padded to a multiple of 4 columns.
-fn q4() -> u32 { return (p.bq + 3u) / 4u * 4u; }
+
 
 struct Region {
     blk: u32,     // block index i·b + j
@@ -84,133 +85,153 @@ fn region(rid: u32) -> Region {
 
 
 // ---------------------------------------------------------------------------------------
-// Register family (CPU-type adapters): one invocation per region, no barriers. The
-// invocation walks its region in 4 × 4 tiles of Ĝ held in registers, each reduced over
-// all tokens straight from global memory, then contracted with A and B. Neighbouring
-// invocations (the SIMD lanes of a CPU adapter) share rows, so that their dy loads are
-// the same and their x loads are adjacent. dB of a 4-row tile stays in registers over
-// the column sweep for the first RB ranks (RB is a pipeline constant, so that loop has a
-// fixed trip count and its array indices become static).
+// Both families: one workgroup per region, walking it in 64 × 64 tiles of Ĝ, each
+// invocation owning a register tile of it. They differ only in how the tile is reduced
+// over the tokens. After that, H goes to workgroup memory (store_h), where the
+// contractions read it (tile_contract).
+const TS: u32 = 64u;   // tile side
+const KT: u32 = 16u;   // tokens per step (shared family)
+var<workgroup> smem: array<f32, 4096>;  // staging [2][KT][TS] (shared family), H [TS][TS]
 
-// One rank k of a 4 × 4 tile of H (rows hv[0..4], columns c0..c0+4): adds B[rows, k]ᵀ H
-// into the dA slot and returns H A[k, cols]ᵀ, the tile's dB contribution for its 4 rows.
-fn reg_contract(k: u32, h0: vec4<f32>, h1: vec4<f32>, h2: vec4<f32>, h3: vec4<f32>,
-                cc: vec4<u32>, rc: vec4<u32>, a_base: u32, b_base: u32, pa: u32) -> vec4<f32> {
-    let ab = a_base + k * p.bq;
-    let av = vec4<f32>(fa[ab + cc.x], fa[ab + cc.y], fa[ab + cc.z], fa[ab + cc.w]);
-    let bv = vec4<f32>(fb[b_base + rc.x * p.rb + k], fb[b_base + rc.y * p.rb + k],
-                       fb[b_base + rc.z * p.rb + k], fb[b_base + rc.w * p.rb + k]);
-    let da = h0 * bv.x + h1 * bv.y + h2 * bv.z + h3 * bv.w;
-    // Slot rows are padded to q4, so a tail chunk is written whole (its H is 0 there).
-    let i = pa + k * q4();
-    part_a[i] += da.x;
-    part_a[i + 1u] += da.y;
-    part_a[i + 2u] += da.z;
-    part_a[i + 3u] += da.w;
-    return vec4<f32>(dot(h0, av), dot(h1, av), dot(h2, av), dot(h3, av));
+// Writes s·Ĝ (⊙ W0) for 4 adjacent columns of one tile row into workgroup memory.
+// Rows and columns past the block read a valid weight; their Ĝ is 0.
+fn store_h(g: Region, r0: u32, c0: u32, i: u32, j: u32, acc: vec4<f32>) {
+    var h = acc * p.scale;
+    if (p.hadamard == 1u) {
+        let rr = g.bi * p.bp + min(r0 + i, p.bp - 1u);
+        let cl = min(vec4<u32>(c0 + j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.bq - 1u));
+        let w = rr * p.d_in + g.bj * p.bq;
+        h *= vec4<f32>(w0[w + cl.x], w0[w + cl.y], w0[w + cl.z], w0[w + cl.w]);
+    }
+    let hb = i * TS + j;
+    smem[hb] = h.x;
+    smem[hb + 1u] = h.y;
+    smem[hb + 2u] = h.z;
+    smem[hb + 3u] = h.w;
 }
 
-fn put_b4(base: u32, rok: vec4<bool>, db: vec4<f32>) {
-    if (rok.x) { part_b[base] += db.x; }
-    if (rok.y) { part_b[base + p.rb] += db.y; }
-    if (rok.z) { part_b[base + 2u * p.rb] += db.z; }
-    if (rok.w) { part_b[base + 3u * p.rb] += db.w; }
-}
-
-override WG_REG: u32 = 16u;
-override RB: u32 = 1u;  // min(r_b, 32)
-
-@compute @workgroup_size(WG_REG)
-fn grad_register_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let rid = gid.x + gid.y * nwg.x * WG_REG;
-    if (rid >= p.regions) { return; }
-    let g = region(rid);
-    // Column strips interleave 4-column chunks (strip sc owns chunks sc, sc + strips_c,
-    // ...), so that neighbouring invocations, which share rows, read neighbouring x.
-    let c_first = g.sc * 4u;
-    let c_step = p.strips_c * 4u;
-    if (g.r_lo >= g.r_hi || c_first >= p.bq) { return; }
+// With H of the tile in workgroup memory: its contractions with A and B, added into this
+// region's slots by the `nthreads` invocations. Called in uniform control flow: it holds
+// the barriers around the reads of H.
+fn tile_contract(tid: u32, nthreads: u32, g: Region, r0: u32, c0: u32) {
+    workgroupBarrier();
     let nbb = p.nb * p.nb;
     let a_base = g.blk * p.rb * p.bq;
     let b_base = g.blk * p.bp * p.rb;
-    let pa_base = (g.sr * nbb + g.blk) * p.rb * q4();
+    let pa_base = (g.sr * nbb + g.blk) * p.rb * p.bq;
     let pb_base = (g.sc * nbb + g.blk) * p.bp * p.rb;
-    let zero = vec4<f32>(0.0);
-    let one = vec4<f32>(1.0);
-    for (var r0 = g.r_lo; r0 < g.r_hi; r0 += 4u) {
-        let rv = vec4<u32>(r0, r0 + 1u, r0 + 2u, r0 + 3u);
-        let rok = rv < vec4<u32>(g.r_hi);
-        // Rows past the region read a valid row and are masked out of H.
-        let rc = min(rv, vec4<u32>(g.r_hi - 1u));
-        let orow = vec4<u32>(g.bi * p.bp) + rc;
-        let rmask = select(zero, one, rok) * p.scale;
-        var dbacc: array<vec4<f32>, 32>;
-        for (var k = 0u; k < RB; k++) { dbacc[k] = zero; }
-        for (var c0 = c_first; c0 < p.bq; c0 += c_step) {
-            let cv = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
-            let cok = cv < vec4<u32>(p.bq);
-            let cc = min(cv, vec4<u32>(p.bq - 1u));
-            let icol = vec4<u32>(g.bj * p.bq) + cc;
-            var acc0 = zero;
-            var acc1 = zero;
-            var acc2 = zero;
-            var acc3 = zero;
+    // dB partial: rows of this tile, summed over its columns. Reads are rotated by the row
+    // so that a warp's rows fall in different memory banks.
+    let rows = min(TS, g.r_hi - r0);
+    let cols = min(TS, g.c_hi - c0);
+    for (var e = tid; e < TS * p.rb; e += nthreads) {
+        let o = e / p.rb;
+        let k = e % p.rb;
+        if (o < rows) {
+            var s = 0.0;
+            for (var c = 0u; c < TS; c++) {
+                let cr = (c + o) % TS;
+                let cl = min(c0 + cr, p.bq - 1u);
+                s += smem[o * TS + cr] * fa[a_base + k * p.bq + cl];
+            }
+            part_b[pb_base + (r0 + o) * p.rb + k] += s;
+        }
+    }
+    // dA partial: columns of this tile, summed over its rows.
+    for (var e = tid; e < TS * p.rb; e += nthreads) {
+        let c = e % TS;
+        let k = e / TS;
+        if (c < cols) {
+            var s = 0.0;
+            for (var o = 0u; o < rows; o++) {
+                s += smem[o * TS + c] * fb[b_base + (r0 + o) * p.rb + k];
+            }
+            part_a[pa_base + k * p.bq + c0 + c] += s;
+        }
+    }
+    workgroupBarrier();
+}
+
+// Register family (CPU-type adapters, where loads of per-invocation addresses and
+// barriers are what costs): 64 invocations, each reducing an 8 × 8 tile over all tokens
+// straight from global memory (16 loads feed 64 FMAs), no barrier until the tile is
+// done. The 8 lanes of a CPU SIMD batch share rows (the same dy loads) and read 64
+// adjacent x values.
+@compute @workgroup_size(64)
+fn grad_register_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
+    let rid = wid.x + wid.y * nwg.x;
+    // Uniform across the workgroup, so the early exit cannot split a barrier.
+    if (rid >= p.regions) { return; }
+    let g = region(rid);
+    let ty = tid / 8u;
+    let tx = tid % 8u;
+    let row0 = g.bi * p.bp;
+    let col0 = g.bj * p.bq;
+    let i4 = vec4<u32>(0u, 1u, 2u, 3u);
+    for (var r0 = g.r_lo; r0 < g.r_hi; r0 += TS) {
+        // Rows and columns past the region load 0 from dy / x, keeping them out of Ĝ.
+        let ra = vec4<u32>(r0 + ty * 8u) + i4;
+        let rb = ra + vec4<u32>(4u);
+        let ma = select(vec4<f32>(0.0), vec4<f32>(1.0), ra < vec4<u32>(g.r_hi));
+        let mb = select(vec4<f32>(0.0), vec4<f32>(1.0), rb < vec4<u32>(g.r_hi));
+        let oa = vec4<u32>(row0) + min(ra, vec4<u32>(g.r_hi - 1u));
+        let ob = vec4<u32>(row0) + min(rb, vec4<u32>(g.r_hi - 1u));
+        for (var c0 = g.c_lo; c0 < g.c_hi; c0 += TS) {
+            let ca = vec4<u32>(c0 + tx * 8u) + i4;
+            let cb = ca + vec4<u32>(4u);
+            let na = select(vec4<f32>(0.0), vec4<f32>(1.0), ca < vec4<u32>(g.c_hi));
+            let nb = select(vec4<f32>(0.0), vec4<f32>(1.0), cb < vec4<u32>(g.c_hi));
+            let ia = vec4<u32>(col0) + min(ca, vec4<u32>(g.c_hi - 1u));
+            let ib = vec4<u32>(col0) + min(cb, vec4<u32>(g.c_hi - 1u));
+            // Rows (u) × column halves (a: the first 4 columns, b: the next 4).
+            var s0a = vec4<f32>(0.0); var s0b = vec4<f32>(0.0);
+            var s1a = vec4<f32>(0.0); var s1b = vec4<f32>(0.0);
+            var s2a = vec4<f32>(0.0); var s2b = vec4<f32>(0.0);
+            var s3a = vec4<f32>(0.0); var s3b = vec4<f32>(0.0);
+            var s4a = vec4<f32>(0.0); var s4b = vec4<f32>(0.0);
+            var s5a = vec4<f32>(0.0); var s5b = vec4<f32>(0.0);
+            var s6a = vec4<f32>(0.0); var s6b = vec4<f32>(0.0);
+            var s7a = vec4<f32>(0.0); var s7b = vec4<f32>(0.0);
             for (var t = 0u; t < p.tokens; t++) {
                 let xb = t * p.d_in;
                 let gb = t * p.d_out;
-                let xv = vec4<f32>(x[xb + icol.x], x[xb + icol.y], x[xb + icol.z], x[xb + icol.w]);
-                acc0 += dy[gb + orow.x] * xv;
-                acc1 += dy[gb + orow.y] * xv;
-                acc2 += dy[gb + orow.z] * xv;
-                acc3 += dy[gb + orow.w] * xv;
+                let xa = vec4<f32>(x[xb + ia.x], x[xb + ia.y], x[xb + ia.z], x[xb + ia.w]);
+                let xc = vec4<f32>(x[xb + ib.x], x[xb + ib.y], x[xb + ib.z], x[xb + ib.w]);
+                let ga = vec4<f32>(dy[gb + oa.x], dy[gb + oa.y], dy[gb + oa.z], dy[gb + oa.w]);
+                let gc = vec4<f32>(dy[gb + ob.x], dy[gb + ob.y], dy[gb + ob.z], dy[gb + ob.w]);
+                s0a += ga.x * xa; s0b += ga.x * xc;
+                s1a += ga.y * xa; s1b += ga.y * xc;
+                s2a += ga.z * xa; s2b += ga.z * xc;
+                s3a += ga.w * xa; s3b += ga.w * xc;
+                s4a += gc.x * xa; s4b += gc.x * xc;
+                s5a += gc.y * xa; s5b += gc.y * xc;
+                s6a += gc.z * xa; s6b += gc.z * xc;
+                s7a += gc.w * xa; s7b += gc.w * xc;
             }
-            let cmask = select(zero, one, cok);
-            var h0 = acc0 * cmask * rmask.x;
-            var h1 = acc1 * cmask * rmask.y;
-            var h2 = acc2 * cmask * rmask.z;
-            var h3 = acc3 * cmask * rmask.w;
-            if (p.hadamard == 1u) {
-                let w = orow * p.d_in;
-                h0 *= vec4<f32>(w0[w.x + icol.x], w0[w.x + icol.y], w0[w.x + icol.z], w0[w.x + icol.w]);
-                h1 *= vec4<f32>(w0[w.y + icol.x], w0[w.y + icol.y], w0[w.y + icol.z], w0[w.y + icol.w]);
-                h2 *= vec4<f32>(w0[w.z + icol.x], w0[w.z + icol.y], w0[w.z + icol.z], w0[w.z + icol.w]);
-                h3 *= vec4<f32>(w0[w.w + icol.x], w0[w.w + icol.y], w0[w.w + icol.z], w0[w.w + icol.w]);
-            }
-            let pa = pa_base + c0;
-            for (var k = 0u; k < RB; k++) {
-                dbacc[k] += reg_contract(k, h0, h1, h2, h3, cc, rc, a_base, b_base, pa);
-            }
-            for (var k = RB; k < p.rb; k++) {
-                put_b4(pb_base + r0 * p.rb + k, rok,
-                       reg_contract(k, h0, h1, h2, h3, cc, rc, a_base, b_base, pa));
-            }
-        }
-        for (var k = 0u; k < RB; k++) {
-            put_b4(pb_base + r0 * p.rb + k, rok, dbacc[k]);
+            let i = ty * 8u;
+            let ja = tx * 8u;
+            let jb = ja + 4u;
+            store_h(g, r0, c0, i, ja, s0a * na * ma.x); store_h(g, r0, c0, i, jb, s0b * nb * ma.x);
+            store_h(g, r0, c0, i + 1u, ja, s1a * na * ma.y); store_h(g, r0, c0, i + 1u, jb, s1b * nb * ma.y);
+            store_h(g, r0, c0, i + 2u, ja, s2a * na * ma.z); store_h(g, r0, c0, i + 2u, jb, s2b * nb * ma.z);
+            store_h(g, r0, c0, i + 3u, ja, s3a * na * ma.w); store_h(g, r0, c0, i + 3u, jb, s3b * nb * ma.w);
+            store_h(g, r0, c0, i + 4u, ja, s4a * na * mb.x); store_h(g, r0, c0, i + 4u, jb, s4b * nb * mb.x);
+            store_h(g, r0, c0, i + 5u, ja, s5a * na * mb.y); store_h(g, r0, c0, i + 5u, jb, s5b * nb * mb.y);
+            store_h(g, r0, c0, i + 6u, ja, s6a * na * mb.z); store_h(g, r0, c0, i + 6u, jb, s6b * nb * mb.z);
+            store_h(g, r0, c0, i + 7u, ja, s7a * na * mb.w); store_h(g, r0, c0, i + 7u, jb, s7b * nb * mb.w);
+            tile_contract(tid, 64u, g, r0, c0);
         }
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Shared family (discrete / integrated GPUs): one workgroup of 256 per region, walking it
-// in 64 × 64 tiles of Ĝ. The token reduction is a workgroup-shared tiled product (16
-// tokens per step, a 4 × 4 register tile per invocation); H then goes to workgroup
-// memory (overlaying the product's staging), where the contractions read it.
-const TS: u32 = 64u;   // tile side
-const KT: u32 = 16u;   // tokens per step
-var<workgroup> smem: array<f32, 4096>;  // staging [2][KT][TS] during the product, H [TS][TS] after
-
+// Shared family (discrete / integrated GPUs): the token reduction is a workgroup-shared
+// tiled product, KT tokens per step.
 @compute @workgroup_size(256)
 fn grad_shared_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
     let rid = wid.x + wid.y * nwg.x;
     // Uniform across the workgroup, so the early exit cannot split a barrier.
     if (rid >= p.regions) { return; }
     let g = region(rid);
-    let nbb = p.nb * p.nb;
-    let a_base = g.blk * p.rb * p.bq;
-    let b_base = g.blk * p.bp * p.rb;
-    let pa_base = (g.sr * nbb + g.blk) * p.rb * q4();
-    let pb_base = (g.sc * nbb + g.blk) * p.bp * p.rb;
     let ty = tid / 16u;
     let tx = tid % 16u;
     let row0 = g.bi * p.bp;
@@ -249,52 +270,10 @@ fn grad_shared_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                 }
                 workgroupBarrier();
             }
-            // H = s·(W0 ⊙ Ĝ) for this invocation's 4 × 4, into workgroup memory.
             for (var u = 0u; u < 4u; u++) {
-                let r = r0 + ty * 4u + u;
-                var h = acc[u] * p.scale;
-                if (p.hadamard == 1u) {
-                    let rr = row0 + min(r, p.bp - 1u);
-                    for (var v = 0u; v < 4u; v++) {
-                        let cl = min(c0 + tx * 4u + v, p.bq - 1u);
-                        h[v] *= w0[rr * p.d_in + col0 + cl];
-                    }
-                }
-                for (var v = 0u; v < 4u; v++) {
-                    smem[(ty * 4u + u) * TS + tx * 4u + v] = h[v];
-                }
+                store_h(g, r0, c0, ty * 4u + u, tx * 4u, acc[u]);
             }
-            workgroupBarrier();
-            // dB partial: rows of this tile, summed over its columns. Reads are rotated by
-            // the row so that a warp's rows fall in different memory banks.
-            let rows = min(TS, g.r_hi - r0);
-            let cols = min(TS, g.c_hi - c0);
-            for (var e = tid; e < TS * p.rb; e += 256u) {
-                let o = e / p.rb;
-                let k = e % p.rb;
-                if (o < rows) {
-                    var s = 0.0;
-                    for (var c = 0u; c < TS; c++) {
-                        let cr = (c + o) % TS;
-                        let cl = min(c0 + cr, p.bq - 1u);
-                        s += smem[o * TS + cr] * fa[a_base + k * p.bq + cl];
-                    }
-                    part_b[pb_base + (r0 + o) * p.rb + k] += s;
-                }
-            }
-            // dA partial: columns of this tile, summed over its rows.
-            for (var e = tid; e < TS * p.rb; e += 256u) {
-                let c = e % TS;
-                let k = e / TS;
-                if (c < cols) {
-                    var s = 0.0;
-                    for (var o = 0u; o < rows; o++) {
-                        s += smem[o * TS + c] * fb[b_base + (r0 + o) * p.rb + k];
-                    }
-                    part_a[pa_base + k * q4() + c0 + c] += s;
-                }
-            }
-            workgroupBarrier();
+            tile_contract(tid, 256u, g, r0, c0);
         }
     }
 }
@@ -305,13 +284,10 @@ fn grad_shared_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 fn grad_reduce_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let e = gid.x + gid.y * nwg.x * 64u;
     if (e < p.n_a) {
-        let q4 = q4();
-        let rows = p.n_a / p.bq;
-        let at = (e / p.bq) * q4 + e % p.bq;
         var s = 0.0;
         for (var i = 0u; i < p.strips_r; i++) {
-            s += part_a[i * rows * q4 + at];
-            part_a[i * rows * q4 + at] = 0.0;
+            s += part_a[i * p.n_a + e];
+            part_a[i * p.n_a + e] = 0.0;
         }
         grad_a[e] = grad_a[e] + s;
     } else if (e < p.n_a + p.n_b) {

@@ -143,8 +143,10 @@ fn grid_sweep(family: GemmFamily) {
     check(&gpu, Method::Boha, 2, 3, 86, 70, 37);
     check(&gpu, Method::Hira, 1, 32, 90, 75, 37);
     check(&gpu, Method::Lora, 1, 32, 75, 90, 5);
-    // Ranks past the register kernel's in-register dB (32).
+    // A rank above 32 (more contraction work per tile than the token loop at T = 7).
     check(&gpu, Method::Lora, 1, 40, 42, 46, 7);
+    // More tokens than one dispatch reduces over (2048): two dispatches add up.
+    check(&gpu, Method::Boha, 2, 2, 96, 80, 2100);
     // Enough blocks and columns that regions are split into several strips.
     check(&gpu, Method::Boha, 1, 8, 300, 260, 9);
 }
@@ -228,7 +230,11 @@ fn grads_refuse_bad_shapes_and_report_scratch() {
 
 /// Timing at real shapes (no assertions on time): `cargo test --release --test
 /// adapters_grad -- --ignored --nocapture`. Prints ms and GFLOP/s counting Ĝ (2·T·d_out·d_in)
-/// plus the contractions (4·r_b·d_out·d_in).
+/// plus the contractions (4·r_b·d_out·d_in), and the time of one plain GEMM of the same size
+/// (`matmul_tn`, Ĝ into a d_out × d_in buffer); then checks the fused result against H,
+/// dA, dB formed on the CPU. Knobs: BOHA_GRAD_BENCH=register|shared (one family),
+/// BOHA_GRAD_SHAPES=method:b:r_b:d_out:d_in,... BOHA_GRAD_T (tokens, 512),
+/// BOHA_GRAD_REPS (3 on CPU adapters, else 20).
 #[test]
 #[ignore]
 fn grads_timing() {
@@ -259,7 +265,14 @@ fn grads_timing() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(512);
+    // BOHA_GRAD_BENCH=register|shared limits the run to one family.
+    let only = std::env::var("BOHA_GRAD_BENCH")
+        .ok()
+        .and_then(|s| GemmFamily::parse(&s));
     for family in [GemmFamily::Register, GemmFamily::Shared] {
+        if only.is_some_and(|f| f != family) {
+            continue;
+        }
         let Some(gpu) = family_gpu(family) else {
             return;
         };
@@ -287,11 +300,14 @@ fn grads_timing() {
             let mut rec = Recorder::new();
             rec.run_all(&ds);
             gpu.run(&rec).unwrap();
-            let reps = if family == GemmFamily::Register && gpu.info().device_type == "Cpu" {
-                3
-            } else {
-                20
-            };
+            let reps = std::env::var("BOHA_GRAD_REPS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(if gpu.info().device_type == "Cpu" {
+                    3
+                } else {
+                    20
+                });
             let mut best = f64::MAX;
             let cpu0 = process_cpu_seconds();
             for _ in 0..reps {
@@ -299,10 +315,75 @@ fn grads_timing() {
             }
             // On a CPU adapter the process's CPU time per run is a contention-free measure.
             let cpu = (process_cpu_seconds() - cpu0) / reps as f64;
+            // One plain GEMM of the same size (Ĝ = dyᵀx into a d_out × d_in buffer): the
+            // floor the fused kernel is compared with.
+            let dw = gpu.zeros(&[d_out, d_in]).unwrap();
+            let mut grec = Recorder::new();
+            grec.run_all(&boha::ops::gemm::matmul_tn(&gpu, &dy, &x, &dw, 0.0).unwrap());
+            gpu.run(&grec).unwrap();
+            let mut gemm_best = f64::MAX;
+            for _ in 0..reps {
+                gemm_best = gemm_best.min(gpu.run_timed(&grec).unwrap());
+            }
+            // Check the fused result at this real shape against H, dA, dB formed on the
+            // CPU from the GEMM's Ĝ.
+            let mut once = Recorder::new();
+            once.zero(&ga);
+            once.zero(&gb);
+            once.run_all(&ds);
+            gpu.run(&once).unwrap();
+            let (xh, dyh) = (gpu.download(&x).unwrap(), gpu.download(&dy).unwrap());
+            let mut ghat = vec![0f64; d_out * d_in];
+            for s in 0..t {
+                for o in 0..d_out {
+                    let g = dyh[s * d_out + o] as f64;
+                    let row = &mut ghat[o * d_in..(o + 1) * d_in];
+                    for (r, &xv) in row.iter_mut().zip(&xh[s * d_in..(s + 1) * d_in]) {
+                        *r += g * xv as f64;
+                    }
+                }
+            }
+            let gemm_err = gpu
+                .download(&dw)
+                .unwrap()
+                .iter()
+                .zip(&ghat)
+                .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
+            println!("matmul_tn max |error| against the CPU: {gemm_err:e}");
+            let (w0h, ah, bh) = (
+                gpu.download(&w0).unwrap(),
+                gpu.download(&a).unwrap(),
+                gpu.download(&b).unwrap(),
+            );
+            let (p, q) = spec.block_shape(d_out, d_in);
+            let mut want_a = vec![0f64; ah.len()];
+            let mut want_b = vec![0f64; bh.len()];
+            for o in 0..d_out {
+                for c in 0..d_in {
+                    let (i, j) = (o / p, c / q);
+                    let blk = i * blocks + j;
+                    let w = if method == Method::Boha || method == Method::Hira {
+                        w0h[o * d_in + c] as f64
+                    } else {
+                        1.0
+                    };
+                    let h = spec.scale as f64 * w * ghat[o * d_in + c];
+                    for k in 0..rb {
+                        want_b[(blk * p + o % p) * rb + k] +=
+                            h * ah[(blk * rb + k) * q + c % q] as f64;
+                        want_a[(blk * rb + k) * q + c % q] +=
+                            bh[(blk * p + o % p) * rb + k] as f64 * h;
+                    }
+                }
+            }
+            let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+            assert_close("timing dA", &gpu.download(&ga).unwrap(), &f(want_a), 1e-4);
+            assert_close("timing dB", &gpu.download(&gb).unwrap(), &f(want_b), 1e-4);
+            drop(dw);
             let flop = 2.0 * (t * d_out * d_in) as f64 + 4.0 * (rb * d_out * d_in) as f64;
             let gemm = 2.0 * (t * d_out * d_in) as f64;
             println!(
-                "{} on {}: {} b={blocks} r_b={rb} {d_in}->{d_out} T={t}: {:.3} ms, {:.1} GFLOP/s ({:.1} GFLOP/s counting the Ĝ GEMM alone), scratch {} KiB, process CPU {:.1} ms/run",
+                "{} on {}: {} b={blocks} r_b={rb} {d_in}->{d_out} T={t}: {:.3} ms, {:.1} GFLOP/s ({:.1} GFLOP/s counting the Ĝ GEMM alone), scratch {} KiB, process CPU {:.1} ms/run; matmul_tn {:.3} ms, ratio {:.2}",
                 family.name(),
                 gpu.info().name,
                 method.name(),
@@ -310,7 +391,9 @@ fn grads_timing() {
                 flop / best * 1e-9,
                 gemm / best * 1e-9,
                 scratch_bytes(&gpu, &spec, t, d_out, d_in) / 1024,
-                cpu * 1e3
+                cpu * 1e3,
+                gemm_best * 1e3,
+                best / gemm_best
             );
         }
     }

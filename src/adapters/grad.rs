@@ -7,111 +7,131 @@
 //! dB_ij += H_ij A_ijᵀ   (p × r_b)               dA_ij += B_ijᵀ H_ij   (r_b × q)
 //! ```
 //!
-//! Every block is cut into `strips_r × strips_c` regions. The main kernel forms the Ĝ tiles
-//! of a region (reduced over all tokens), multiplies them by their W0 tile and contracts
-//! them with A and B while they are in registers or workgroup memory, writing one partial
-//! of dB per column strip and one of dA per row strip. A second, small kernel adds the
-//! partials into the gradients. Scratch is `strips_r·|A| + strips_c·|B|` floats: at most
-//! [`MAX_STRIPS_REGISTER`] or [`MAX_STRIPS_SHARED`] times the adapter's parameters.
+//! Every block is cut into `strips_r × strips_c` regions, one workgroup each. The main
+//! kernel forms the 64 × 64 Ĝ tiles of its region (reduced over all tokens), multiplies
+//! them by their W0 tile and contracts them with A and B while they are in registers and
+//! workgroup memory, adding into one partial of dB per column strip and one of dA per row
+//! strip. A second, small kernel adds the partials into the gradients (and clears them).
+//! Scratch is `strips_r·|A| + strips_c·|B|` floats: at most [`MAX_STRIPS`] times the
+//! adapter's parameters for layers up to 1024 × 1024 per block at 512 tokens, a few times
+//! more only where the lavapipe loop budget (see the shader) needs smaller regions.
 //!
-//! Two variants, as for the GEMMs: [`GemmFamily::Register`] (one invocation per region,
-//! no barriers: CPU-type adapters) and [`GemmFamily::Shared`] (one 256-invocation
-//! workgroup per region, 64 × 64 tiles staged in workgroup memory: GPUs).
+//! Two variants, as for the GEMMs: [`GemmFamily::Register`] (64 invocations, each reducing
+//! an 8 × 8 tile straight from global memory, no barrier in the token loop: CPU-type
+//! adapters) and [`GemmFamily::Shared`] (256 invocations with 4 × 4 tiles, tokens staged
+//! through workgroup memory: GPUs).
 
 use crate::adapters::{AdapterSpec, Update};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params, Tensor};
 use crate::shaders::BOHA_GRAD;
 
-/// Largest number of strips per block side for the register family (scratch factor).
-pub const MAX_STRIPS_REGISTER: usize = 8;
-/// Largest number of strips per block side for the shared family (scratch factor).
-pub const MAX_STRIPS_SHARED: usize = 16;
+/// Largest number of strips per block side chosen for parallelism (the scratch factor).
+pub const MAX_STRIPS: usize = 16;
+/// Tile side of the kernels.
+const TILE: usize = 64;
+/// Most tokens one dispatch reduces over; longer batches run as several dispatches that
+/// add into the same partials.
+const MAX_TOKENS: usize = 2048;
+/// Loop iterations one invocation may run in all: llvmpipe silently ends loops after
+/// 65535 (see the shader); kept well below.
+const LOOP_BUDGET: usize = 40_000;
 
-const WG_REG: usize = 8;
-/// Ranks whose dB the register kernel keeps in registers (the shader's array size).
-const RB_REGISTERS: usize = 32;
-
-/// How the blocks are cut into regions.
+/// How the blocks are cut into regions (one workgroup each).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub family: GemmFamily,
     /// Row strips per block: contiguous runs of `strip_rows` rows.
     pub strips_r: usize,
-    /// Column strips per block: contiguous runs of `strip_cols` columns (shared family),
-    /// or every `strips_c`-th 4-column chunk (register family, `strip_cols` = 4).
+    /// Column strips per block: contiguous runs of `strip_cols` columns.
     pub strips_c: usize,
     pub strip_rows: usize,
     pub strip_cols: usize,
+    /// Tokens per dispatch.
+    pub tokens: usize,
 }
 
 impl Plan {
-    /// Regions in all: b²·strips_r·strips_c.
+    /// Regions (workgroups) in all: b²·strips_r·strips_c.
     pub fn regions(&self, blocks: usize) -> usize {
         blocks * blocks * self.strips_r * self.strips_c
     }
 }
 
-/// Chooses the strips: enough regions to fill the device (`target`), splitting the longer
-/// side of a region first, never more than `cap` strips a side (the scratch factor) nor
-/// more than one strip per tile.
-fn plan_for(family: GemmFamily, blocks: usize, p: usize, q: usize) -> Plan {
-    // Register tiles are 4 × 4, shared tiles 64 × 64.
-    let (tile_r, tile_c, target, cap) = match family {
-        GemmFamily::Register => (4, 4, 128, MAX_STRIPS_REGISTER),
-        GemmFamily::Shared => (64, 64, 264, MAX_STRIPS_SHARED),
+/// Loop iterations of one invocation per tile: the token loop (the shared family's also
+/// runs its staging loop per 16 tokens), the two contractions and the small fixed loops.
+fn iterations_per_tile(family: GemmFamily, tokens: usize, rb: usize) -> usize {
+    let (token_loop, threads) = match family {
+        GemmFamily::Register => (tokens, 64),
+        GemmFamily::Shared => (tokens.div_ceil(16) * 22, 256),
     };
-    let units_r = p.div_ceil(tile_r).max(1);
-    let units_c = q.div_ceil(tile_c).max(1);
-    let (cap_r, cap_c) = (cap.min(units_r), cap.min(units_c));
-    // Register family: the column strips interleave 4-column chunks and come first, so
-    // that neighbouring invocations share rows (see the shader).
-    let (mut sr, mut sc) = match family {
-        GemmFamily::Register => (
-            1usize,
-            std::env::var("XSC")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(cap_c),
-        ),
-        GemmFamily::Shared => (1usize, 1usize),
+    token_loop + 2 * (TILE + 1) * (TILE * rb).div_ceil(threads) + 32
+}
+
+/// Chooses the strips: enough regions to fill the device, splitting the longer side of a
+/// region first and at most [`MAX_STRIPS`] strips a side; then, whatever that gives, small
+/// enough regions for the loop budget.
+fn plan_for(
+    family: GemmFamily,
+    blocks: usize,
+    p: usize,
+    q: usize,
+    tokens: usize,
+    rb: usize,
+) -> Plan {
+    // On a CPU adapter a workgroup runs on one thread, and measured on lavapipe more
+    // regions than threads only cost; discrete GPUs want a few workgroups per compute unit.
+    let cpu_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let target = match family {
+        GemmFamily::Register => (2 * cpu_threads).clamp(2, 64),
+        GemmFamily::Shared => 264,
     };
-    while blocks * blocks * sr * sc < target {
-        let can_r = sr < cap_r;
-        let can_c = sc < cap_c;
-        if can_r && (!can_c || units_r.div_ceil(sr) >= units_c.div_ceil(sc)) {
-            sr += 1;
+    let t = tokens.clamp(1, MAX_TOKENS);
+    let units_r = p.div_ceil(TILE).max(1);
+    let units_c = q.div_ceil(TILE).max(1);
+    let (mut sr, mut sc) = (1usize, 1usize);
+    let split = |sr: &mut usize, sc: &mut usize, cap: usize| -> bool {
+        let (can_r, can_c) = (*sr < cap.min(units_r), *sc < cap.min(units_c));
+        if can_r && (!can_c || units_r.div_ceil(*sr) >= units_c.div_ceil(*sc)) {
+            *sr += 1;
         } else if can_c {
-            sc += 1;
+            *sc += 1;
         } else {
-            break;
+            return false;
         }
-    }
-    let strip_rows = units_r.div_ceil(sr) * tile_r;
-    let (strips_c, strip_cols) = match family {
-        GemmFamily::Register => (sc, tile_c),
-        GemmFamily::Shared => {
-            let cols = units_c.div_ceil(sc) * tile_c;
-            (q.div_ceil(cols).max(1), cols)
-        }
+        true
     };
+    while blocks * blocks * sr * sc < target && split(&mut sr, &mut sc, MAX_STRIPS) {}
+    let per_tile = iterations_per_tile(family, t, rb);
+    while units_r.div_ceil(sr) * units_c.div_ceil(sc) * per_tile > LOOP_BUDGET
+        && split(&mut sr, &mut sc, usize::MAX)
+    {}
+    let strip_rows = units_r.div_ceil(sr) * TILE;
+    let strip_cols = units_c.div_ceil(sc) * TILE;
     Plan {
         family,
         strips_r: p.div_ceil(strip_rows).max(1),
-        strips_c,
+        strips_c: q.div_ceil(strip_cols).max(1),
         strip_rows,
         strip_cols,
+        tokens: t,
     }
 }
 
-/// The plan [`adapter_grads`] uses on `gpu` for this layer.
-pub fn plan(gpu: &Gpu, spec: &AdapterSpec, d_out: usize, d_in: usize) -> Plan {
+/// The plan [`adapter_grads`] uses on `gpu` for this layer and token count.
+pub fn plan(gpu: &Gpu, spec: &AdapterSpec, tokens: usize, d_out: usize, d_in: usize) -> Plan {
     let (p, q) = spec.block_shape(d_out, d_in);
-    plan_for(gpu.gemm_family(), spec.blocks, p, q)
+    plan_for(
+        gpu.gemm_family(),
+        spec.blocks,
+        p,
+        q,
+        tokens,
+        spec.block_rank,
+    )
 }
 
 /// Bytes of scratch (the partial slots) that [`adapter_grads`] allocates for this layer.
-/// `tokens` does not change it: the token reduction happens inside the kernel.
 pub fn scratch_bytes(
     gpu: &Gpu,
     spec: &AdapterSpec,
@@ -119,20 +139,9 @@ pub fn scratch_bytes(
     d_out: usize,
     d_in: usize,
 ) -> usize {
-    let _ = tokens;
-    let pl = plan(gpu, spec, d_out, d_in);
-    let (sa, sb) = slot_lens(spec, d_out, d_in);
-    4 * (pl.strips_r * sa + pl.strips_c * sb)
-}
-
-/// Elements of one dA slot (rows padded to a multiple of 8) and of one dB slot.
-fn slot_lens(spec: &AdapterSpec, d_out: usize, d_in: usize) -> (usize, usize) {
-    let (p, q) = spec.block_shape(d_out, d_in);
-    let bb = spec.blocks * spec.blocks;
-    (
-        bb * spec.block_rank * q.div_ceil(4) * 4,
-        bb * p * spec.block_rank,
-    )
+    let pl = plan(gpu, spec, tokens, d_out, d_in);
+    let (na, nb) = param_lens(spec, d_out, d_in);
+    4 * (pl.strips_r * na + pl.strips_c * nb)
 }
 
 fn param_lens(spec: &AdapterSpec, d_out: usize, d_in: usize) -> (usize, usize) {
@@ -149,25 +158,26 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-/// Token ranges in which x and dy can both be bound: each range fits the binding limit
-/// for both, and starts at an aligned byte offset in both.
+/// Token ranges of at most `max_tokens` in which x and dy can both be bound: each range
+/// fits the binding limit for both and starts at an aligned byte offset in both.
 fn token_ranges(
     gpu: &Gpu,
     tokens: usize,
     d_out: usize,
     d_in: usize,
+    max_tokens: usize,
 ) -> Result<Vec<(usize, usize)>> {
     let max = gpu.max_binding_bytes() as usize;
     let align = gpu.binding_offset_align().max(1) as usize;
     let row_max = 4 * d_out.max(d_in).max(1);
-    if tokens * row_max <= max {
+    if tokens <= max_tokens && tokens * row_max <= max {
         return Ok(vec![(0, tokens)]);
     }
     let step_of = |row: usize| align / gcd(align, 4 * row.max(1));
     let (sx, sg) = (step_of(d_in), step_of(d_out));
     let step = sx / gcd(sx, sg) * sg;
-    let per = (max / row_max) / step * step;
-    if per == 0 {
+    let per = ((max / row_max).min(max_tokens) / step * step).max(step);
+    if per * row_max > max {
         return Err(Error::shape(
             "adapter_grads",
             format!("{step} token rows of {row_max} bytes exceed the {max}-byte binding limit"),
@@ -200,7 +210,8 @@ fn check(name: &str, t: &Tensor, want: usize) -> Result<()> {
 /// Shapes: w0 [d_out, d_in], x [T, d_in], dy [T, d_out], a and grad_a [b, b, r_b, q],
 /// b and grad_b [b, b, p, r_b]. The scratch for the partials is allocated here and kept
 /// alive by the returned dispatches (see [`scratch_bytes`]); record the dispatches in
-/// order. Callers zero the gradients once per step.
+/// order, as often as needed (the last one leaves the scratch cleared). Callers zero the
+/// gradients once per step.
 #[allow(clippy::too_many_arguments)]
 pub fn adapter_grads(
     gpu: &Gpu,
@@ -250,10 +261,9 @@ pub fn adapter_grads(
             ),
         ));
     }
-    let pl = plan(gpu, spec, d_out, d_in);
-    let (sa, sb) = slot_lens(spec, d_out, d_in);
-    let part_a = gpu.zeros(&[pl.strips_r * sa])?;
-    let part_b = gpu.zeros(&[pl.strips_c * sb])?;
+    let pl = plan(gpu, spec, tokens, d_out, d_in);
+    let part_a = gpu.zeros(&[pl.strips_r * na])?;
+    let part_b = gpu.zeros(&[pl.strips_c * nb])?;
     let regions = pl.regions(spec.blocks);
     let params = |t: usize| {
         Params::new()
@@ -275,27 +285,19 @@ pub fn adapter_grads(
             .u(na)
             .u(nb)
     };
-    let (kernel, groups) = match pl.family {
-        GemmFamily::Register => (
-            Kernel::new(BOHA_GRAD, "grad_register_backward")
-                .with("WG_REG", WG_REG as f64)
-                .with("RB", spec.block_rank.min(RB_REGISTERS) as f64),
-            gpu.grid(regions.div_ceil(WG_REG)),
-        ),
-        GemmFamily::Shared => (
-            Kernel::new(BOHA_GRAD, "grad_shared_backward"),
-            gpu.grid(regions),
-        ),
+    let kernel = match pl.family {
+        GemmFamily::Register => Kernel::new(BOHA_GRAD, "grad_register_backward"),
+        GemmFamily::Shared => Kernel::new(BOHA_GRAD, "grad_shared_backward"),
     };
     let mut out = Vec::new();
-    for (t0, n) in token_ranges(gpu, tokens, d_out, d_in)? {
+    for (t0, n) in token_ranges(gpu, tokens, d_out, d_in, pl.tokens)? {
         let xv = x.view(t0 * d_in, n * d_in)?;
         let gv = dy.view(t0 * d_out, n * d_out)?;
         out.push(gpu.prepare(
             &kernel,
             &params(n),
             &[w0, &xv, &gv, a, b, &part_a, &part_b],
-            groups,
+            gpu.grid(regions),
         )?);
     }
     let reduce = Kernel::new(BOHA_GRAD, "grad_reduce_backward");
@@ -313,29 +315,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn plans_cover_blocks_within_the_scratch_cap() {
+    fn plans_cover_blocks_and_keep_the_loop_budget() {
         for family in [GemmFamily::Register, GemmFamily::Shared] {
-            for &(b, p, q) in &[
-                (1, 2048, 2048),
-                (4, 384, 144),
-                (4, 144, 384),
-                (2, 48, 40),
-                (1, 3, 5),
+            for &(b, p, q, t, rb) in &[
+                (1, 2048, 2048, 512, 32),
+                (4, 384, 144, 512, 8),
+                (4, 144, 384, 512, 8),
+                (2, 48, 40, 37, 2),
+                (1, 3, 5, 1, 1),
+                (1, 8192, 8192, 4096, 64),
             ] {
-                let pl = plan_for(family, b, p, q);
+                let pl = plan_for(family, b, p, q, t, rb);
                 assert!(pl.strips_r * pl.strip_rows >= p && (pl.strips_r - 1) * pl.strip_rows < p);
-                if family == GemmFamily::Shared {
+                assert!(pl.strips_c * pl.strip_cols >= q && (pl.strips_c - 1) * pl.strip_cols < q);
+                let tiles = (pl.strip_rows / TILE) * (pl.strip_cols / TILE);
+                assert!(
+                    tiles * iterations_per_tile(family, pl.tokens, rb) <= LOOP_BUDGET,
+                    "{pl:?}"
+                );
+                if p <= 1024 * 1024 / q.max(1) && t <= 512 {
                     assert!(
-                        pl.strips_c * pl.strip_cols >= q && (pl.strips_c - 1) * pl.strip_cols < q
+                        pl.strips_r <= MAX_STRIPS && pl.strips_c <= MAX_STRIPS,
+                        "{pl:?}"
                     );
-                } else {
-                    assert!(pl.strips_c >= 1 && (pl.strips_c - 1) * 4 < q, "{pl:?}");
                 }
-                let cap = match family {
-                    GemmFamily::Register => MAX_STRIPS_REGISTER,
-                    GemmFamily::Shared => MAX_STRIPS_SHARED,
-                };
-                assert!(pl.strips_r <= cap && pl.strips_c <= cap, "{pl:?}");
             }
         }
     }
