@@ -3,7 +3,10 @@
 mod bench;
 mod data;
 mod devices;
+mod eval;
+mod finetune;
 mod generate;
+mod merge;
 mod score;
 mod synthetic;
 
@@ -85,6 +88,12 @@ pub enum Command {
     /// Write a generated task (arith or choice) as JSONL; `boha data --help` gives the rules.
     #[command(long_about = data::LONG_ABOUT)]
     Data(data::DataArgs),
+    /// Fine-tune adapters (BoHA, HiRA, LoRA or the additive control) on a JSONL dataset.
+    Finetune(finetune::FinetuneArgs),
+    /// Accuracy of greedy answers on a JSONL dataset, extracted as LLM-Adapters does.
+    Eval(eval::EvalArgs),
+    /// Merge an adapter into its model and write an adapter-free Hugging Face directory.
+    Merge(merge::MergeArgs),
 }
 
 /// Runs a parsed command line.
@@ -96,5 +105,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => generate::run(&cli.device, &args),
         Command::Score(args) => score::run(&cli.device, &args),
         Command::Data(args) => data::run(&args),
+        Command::Finetune(args) => finetune::run(&cli.device, &args),
+        Command::Eval(args) => eval::run(&cli.device, &args),
+        Command::Merge(args) => merge::run(&cli.device, &args),
     }
 }

@@ -2,6 +2,7 @@
 //! Hugging Face and GGUF checkpoints into these types; nothing above them sees a
 //! checkpoint's own names.
 
+pub mod adapter_io;
 pub mod config;
 pub mod kv_cache;
 pub mod reference;
