@@ -18,5 +18,6 @@ pub mod model;
 pub mod ops;
 pub mod rng;
 pub mod shaders;
+pub mod train;
 
 pub use error::{Error, Result};

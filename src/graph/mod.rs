@@ -78,7 +78,9 @@ pub struct Trainer {
     steps: u32,
     /// forward + loss
     eval_pass: Vec<Dispatch>,
-    /// forward + loss + backward into the adapter gradients
+    /// grad_a = grad_b = 0 for every adapter
+    zero_grads: Vec<Dispatch>,
+    /// forward + loss + backward, accumulated (+=) into the adapter gradients
     grad_pass: Vec<Dispatch>,
     /// Bytes of gradient scratch after liveness planning, and before.
     pub scratch_bytes: (u64, u64),
@@ -108,14 +110,27 @@ impl Trainer {
         seq: usize,
         opts: TrainOptions,
     ) -> Result<Trainer> {
+        let weights = Weights::upload(gpu, ck)?;
+        let adapters = Adapters::new(gpu, &weights, spec, targets, opts.seed)?;
+        Trainer::from_parts(gpu, weights, adapters, batch, seq, opts)
+    }
+
+    /// Prepares a step on `batch` × `seq` tokens for given weights and adapters (fresh,
+    /// or loaded to continue training them).
+    pub fn from_parts(
+        gpu: &Gpu,
+        weights: Weights,
+        adapters: Adapters,
+        batch: usize,
+        seq: usize,
+        opts: TrainOptions,
+    ) -> Result<Trainer> {
         if batch == 0 || seq == 0 {
             return Err(Error::Invalid(format!(
                 "batch {batch} × sequence {seq} must be positive"
             )));
         }
         opts.adamw.validate()?;
-        let weights = Weights::upload(gpu, ck)?;
-        let adapters = Adapters::new(gpu, &weights, spec, targets, opts.seed)?;
         let cfg = weights.config.clone();
         let (n, c, layers) = (batch * seq, cfg.hidden_size, cfg.num_layers);
         let ids = gpu.zeros(&[n])?;
@@ -211,11 +226,12 @@ impl Trainer {
             t(dh1, c)?,
         );
 
-        let mut grad_pass = eval_pass.clone();
+        let mut zero_grads = Vec::new();
         for (_, ad) in adapters.iter() {
-            grad_pass.extend(fill(gpu, 0.0, &ad.grad_a)?);
-            grad_pass.extend(fill(gpu, 0.0, &ad.grad_b)?);
+            zero_grads.extend(fill(gpu, 0.0, &ad.grad_a)?);
+            zero_grads.extend(fill(gpu, 0.0, &ad.grad_b)?);
         }
+        let mut grad_pass = eval_pass.clone();
         grad_pass.extend(cross_entropy::backward(
             gpu,
             &ce,
@@ -293,6 +309,7 @@ impl Trainer {
             optimizer,
             steps: 0,
             eval_pass,
+            zero_grads,
             grad_pass,
             scratch_bytes,
         })
@@ -342,6 +359,7 @@ impl Trainer {
         self.load(gpu, tokens, targets)?;
         self.optimizer.set_step(gpu, self.steps + 1, lr, 1.0)?;
         let mut rec = Recorder::new();
+        rec.run_all(&self.zero_grads);
         rec.run_all(&self.grad_pass);
         rec.run_all(self.optimizer.dispatches());
         gpu.submit(&rec)?;
@@ -358,9 +376,71 @@ impl Trainer {
     pub fn gradients(&mut self, gpu: &Gpu, tokens: &[u32], targets: &[u32]) -> Result<f32> {
         self.load(gpu, tokens, targets)?;
         let mut rec = Recorder::new();
+        rec.run_all(&self.zero_grads);
         rec.run_all(&self.grad_pass);
         gpu.run(&rec)?;
         Ok(gpu.download(&self.loss)?[0])
+    }
+
+    /// Gradient accumulation, part one: forward and backward on one micro-batch, adding
+    /// its gradient of the mean loss to grad_a / grad_b (`zero` first clears them: the
+    /// first micro-batch of a step). One submit; the micro-batch's mean loss is read
+    /// back only with `read_loss`.
+    pub fn accumulate(
+        &mut self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        targets: &[u32],
+        zero: bool,
+        read_loss: bool,
+    ) -> Result<Option<f32>> {
+        self.load(gpu, tokens, targets)?;
+        let mut rec = Recorder::new();
+        if zero {
+            rec.run_all(&self.zero_grads);
+        }
+        rec.run_all(&self.grad_pass);
+        gpu.submit(&rec)?;
+        if read_loss {
+            Ok(Some(gpu.download(&self.loss)?[0]))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Gradient accumulation, part two: one AdamW update from the accumulated gradient
+    /// scaled by `grad_scale` (1/k after k micro-batches, for the mean of their losses),
+    /// clipped by its global norm when the options say so.
+    pub fn apply(&mut self, gpu: &Gpu, lr: f32, grad_scale: f32) -> Result<()> {
+        self.optimizer
+            .set_step(gpu, self.steps + 1, lr, grad_scale)?;
+        let mut rec = Recorder::new();
+        rec.run_all(self.optimizer.dispatches());
+        gpu.submit(&rec)?;
+        self.steps += 1;
+        Ok(())
+    }
+
+    /// Sets the count of steps taken (AdamW's bias correction depends on it): for a
+    /// run resumed from a checkpoint.
+    pub fn set_steps(&mut self, steps: u32) {
+        self.steps = steps;
+    }
+
+    /// AdamW's moment estimates, in the order of [`Trainer::parameters`].
+    pub fn optimizer_states(&self) -> &[crate::ops::adamw::AdamState] {
+        &self.optimizer.states
+    }
+
+    /// Every trainable tensor with a stable name (`layers.{i}.{proj}.A` / `.B`), in the
+    /// optimizer's order.
+    pub fn parameters(&self) -> Vec<(String, &Tensor)> {
+        let mut out = Vec::new();
+        for (name, ad) in self.adapters.iter() {
+            out.push((format!("{name}.A"), &ad.a));
+            out.push((format!("{name}.B"), &ad.b));
+        }
+        out
     }
 
     /// The mean loss without gradients.

@@ -60,9 +60,7 @@ impl Adapters {
         for (l, map) in layers.iter().enumerate() {
             for t in &loaded.targets {
                 if !map.contains_key(t) {
-                    return Err(mismatch(format!(
-                        "target {t} has no tensors for layer {l}"
-                    )));
+                    return Err(mismatch(format!("target {t} has no tensors for layer {l}")));
                 }
             }
         }

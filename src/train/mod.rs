@@ -1,0 +1,12 @@
+//! Fine-tuning runs: the loop around [`crate::graph::Trainer`] — data, learning-rate
+//! schedule, gradient accumulation, evaluation, checkpoints and resume, metrics and the
+//! loss plot — as `boha finetune` and the library's users run it.
+
+pub mod checkpoint;
+pub mod metrics;
+pub mod plot;
+pub mod run;
+pub mod schedule;
+
+pub use run::{finetune, Control, Event, FinetuneConfig, Summary};
+pub use schedule::Schedule;
