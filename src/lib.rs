@@ -8,6 +8,7 @@ pub mod adapters;
 pub mod bench;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod experiments;
 pub mod generate;
 pub mod gpu;

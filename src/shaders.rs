@@ -33,6 +33,7 @@ shader!(ATTENTION, "attention");
 shader!(CROSS_ENTROPY, "cross_entropy");
 shader!(GEMM_REGISTER, "gemm_register");
 shader!(GEMM_SHARED, "gemm_shared");
+shader!(GEMV, "gemv");
 shader!(BENCH, "bench");
 
 /// Every shader, for the portability test.
@@ -51,5 +52,6 @@ pub const ALL: &[Shader] = &[
     CROSS_ENTROPY,
     GEMM_REGISTER,
     GEMM_SHARED,
+    GEMV,
     BENCH,
 ];

@@ -203,7 +203,14 @@ fn continues_from_a_saved_adapter() {
         s(&d),
         s(&first),
         &[
-            "--steps", "3", "--method", "lora", "--blocks", "1", "--block-rank", "4",
+            "--steps",
+            "3",
+            "--method",
+            "lora",
+            "--blocks",
+            "1",
+            "--block-rank",
+            "4",
         ],
     )));
     let second = dir.join("second");
@@ -275,4 +282,39 @@ fn bad_input_and_divergence_are_clear_errors() {
     assert!(e.contains("checkpoint"), "{e}");
     assert!(div.join("checkpoint.safetensors").is_file());
     assert!(!div.join("adapter_config.json").exists());
+}
+
+#[test]
+fn every_method_learns_a_memorizable_set() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let m = model("methods");
+    let dir = temp_dir("ft-methods");
+    let d = data(&dir, 4);
+    for (method, size) in [
+        ("boha", ["--blocks", "2", "--block-rank", "2"]),
+        ("additive", ["--blocks", "2", "--block-rank", "2"]),
+        ("lora", ["--blocks", "1", "--block-rank", "4"]),
+        ("hira", ["--blocks", "1", "--block-rank", "4"]),
+    ] {
+        let out = dir.join(method);
+        let mut extra = vec![
+            "--method",
+            method,
+            "--steps",
+            "16",
+            "--batch",
+            "4",
+            "--lr",
+            "0.03",
+            "--schedule",
+            "constant",
+        ];
+        extra.extend(size);
+        ok(&boha(&run_args(s(&m), s(&d), s(&out), &extra)));
+        let c = read_curves(&out.join("metrics.jsonl")).unwrap();
+        let (first, last) = (c.train[0].1, c.train[15].1);
+        assert!(last < 0.7 * first, "{method}: loss {first} → {last}");
+    }
 }

@@ -1,12 +1,14 @@
 //! GEMM against the f64 CPU reference: the three training products, every transpose
 //! combination with alpha/beta, batched products, both kernel families on the same
 //! device, shapes no tile divides (and shapes that take the vec4 path), and a forced
-//! small storage-binding limit so that operands are bound in several ranges.
+//! small storage-binding limit so that operands are bound in several ranges. The GEMV
+//! kernels (few rows, NT) are checked the same way, each variant explicitly and through
+//! the automatic choice of the public entry points.
 
 mod common;
 
 use boha::gpu::{Dispatch, GemmFamily, Gpu, GpuOptions, Recorder, Tensor};
-use boha::ops::gemm::{self, reference, Gemm};
+use boha::ops::gemm::{self, reference, Gemm, GemvKernel, Path};
 use boha::rng::Rng;
 use common::assert_close;
 
@@ -24,6 +26,19 @@ fn run(gpu: &Gpu, ds: &[Dispatch], out: &Tensor) -> Vec<f32> {
 /// Runs `g` with `family` on random A, B and C (C = NaN when beta = 0, which must not be
 /// read) and compares with the reference. Returns the number of dispatches.
 fn check(gpu: &Gpu, family: GemmFamily, g: &Gemm, seed: u64) -> usize {
+    check_path(gpu, family, Path::Auto, g, seed, TOL).len()
+}
+
+/// [`check`] on the kernels `path` picks, within `tol`; returns the dispatches' entry
+/// points.
+fn check_path(
+    gpu: &Gpu,
+    family: GemmFamily,
+    path: Path,
+    g: &Gemm,
+    seed: u64,
+    tol: f32,
+) -> Vec<&'static str> {
     let mut rng = Rng::new(seed);
     let len = |stride: usize, size: usize| (g.batch - 1) * stride + size;
     let a = rng.vec_f32(len(g.stride_a, g.m * g.k), -1.0, 1.0);
@@ -38,15 +53,15 @@ fn check(gpu: &Gpu, family: GemmFamily, g: &Gemm, seed: u64) -> usize {
         gpu.upload(&[b.len()], &b).unwrap(),
         gpu.upload(&[c.len()], &c).unwrap(),
     );
-    let ds = gemm::gemm_with(gpu, family, g, &ta, &tb, &tc).unwrap();
+    let ds = gemm::gemm_path(gpu, family, path, g, &ta, &tb, &tc).unwrap();
     let got = run(gpu, &ds, &tc);
     assert_close(
-        &format!("{family:?} {g:?}"),
+        &format!("{family:?} {path:?} {g:?}"),
         &got,
         &reference::gemm(g, &a, &b, &c),
-        TOL,
+        tol,
     );
-    ds.len()
+    ds.iter().map(|d| d.label()).collect()
 }
 
 /// The three products through their public entry points, with beta = 0 (on NaN) and 1.
@@ -214,4 +229,165 @@ fn bad_shapes_are_errors() {
     assert!(gemm::matmul_nt(&gpu, &x, &w, &y, 0.0).is_err());
     let small = gpu.zeros(&[10]).unwrap();
     assert!(gemm::gemm(&gpu, &Gemm::new(4, 3, 5), &x, &small, &y).is_err());
+}
+
+const GEMV_KERNELS: [GemvKernel; 2] = [GemvKernel::Rows, GemvKernel::Split];
+
+/// Y = alpha·X·Wᵀ + beta·Y for m = 1..8 on both GEMV kernels: n and m that no block
+/// divides, beta = 0 (Y = NaN, never read) and beta ≠ 0, and every dispatch a GEMV.
+#[test]
+fn gemv_matches_reference_for_small_m() {
+    let Some(gpu) = common::gpu() else { return };
+    for kernel in GEMV_KERNELS {
+        for (i, m) in (1..=8).enumerate() {
+            for &(n, k) in &[(37, 64), (130, 36), (5, 4)] {
+                for (alpha, beta) in [(1.0f32, 0.0f32), (0.7, -1.3)] {
+                    let g = Gemm {
+                        trans_b: true,
+                        alpha,
+                        beta,
+                        ..Gemm::new(m, n, k)
+                    };
+                    let names = check_path(
+                        &gpu,
+                        gpu.gemm_family(),
+                        Path::Gemv(kernel),
+                        &g,
+                        400 + i as u64,
+                        TOL,
+                    );
+                    assert!(
+                        names.iter().all(|n| n.starts_with("gemv")),
+                        "{kernel:?} {g:?}: {names:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The public entry points choose a GEMV for small m (NT only) and the tiles otherwise;
+/// shapes GEMV cannot load as vec4 (k % 4 != 0) stay on the tiles and stay correct.
+#[test]
+fn small_m_products_choose_gemv_automatically() {
+    for family in FAMILIES {
+        let opts = GpuOptions {
+            gemm_family: Some(family),
+            ..Default::default()
+        };
+        let Some(gpu) = common::gpu_with(&opts) else {
+            return;
+        };
+        for (i, &(m, n, k)) in [(1, 37, 64), (4, 45, 36), (8, 20, 16), (3, 9, 7)]
+            .iter()
+            .enumerate()
+        {
+            check_products(&gpu, m, n, k, 500 + i as u64);
+            let x = gpu.zeros(&[m, k]).unwrap();
+            let w = gpu.zeros(&[n, k]).unwrap();
+            let y = gpu.zeros(&[m, n]).unwrap();
+            let ds = gemm::matmul_nt(&gpu, &x, &w, &y, 0.0).unwrap();
+            let gemv = ds.iter().all(|d| d.label().starts_with("gemv"));
+            assert_eq!(gemv, k % 4 == 0, "{family:?} {m}x{n}x{k}");
+        }
+        let x = gpu.zeros(&[9, 16]).unwrap();
+        let w = gpu.zeros(&[20, 16]).unwrap();
+        let y = gpu.zeros(&[9, 20]).unwrap();
+        let ds = gemm::matmul_nt(&gpu, &x, &w, &y, 0.0).unwrap();
+        assert!(ds.iter().all(|d| !d.label().starts_with("gemv")));
+    }
+}
+
+/// Batched GEMV: tight strides, a W shared by every entry, padded strides.
+#[test]
+fn gemv_batched_products() {
+    let Some(gpu) = common::gpu() else { return };
+    for kernel in GEMV_KERNELS {
+        let tight = Gemm {
+            batch: 3,
+            trans_b: true,
+            alpha: 1.5,
+            beta: 0.5,
+            ..Gemm::new(2, 9, 12)
+        };
+        let shared_w = Gemm {
+            stride_b: 0,
+            beta: 0.0,
+            ..tight.clone()
+        };
+        let padded = Gemm {
+            stride_a: 2 * 12 + 4,
+            stride_b: 9 * 12 + 8,
+            stride_c: 2 * 9 + 3,
+            ..tight.clone()
+        };
+        for (i, g) in [tight, shared_w, padded].iter().enumerate() {
+            let names = check_path(
+                &gpu,
+                gpu.gemm_family(),
+                Path::Gemv(kernel),
+                g,
+                600 + i as u64,
+                TOL,
+            );
+            assert!(names.iter().all(|n| n.starts_with("gemv")), "{names:?}");
+        }
+    }
+}
+
+/// A W over the (forced, 8 KiB) binding limit is bound in row ranges, as is a Y whose m
+/// rows do not fit; with beta ≠ 0 and on both kernels.
+#[test]
+fn gemv_binds_large_operands_in_ranges() {
+    let opts = GpuOptions {
+        max_binding_override: Some(8192),
+        ..Default::default()
+    };
+    let Some(gpu) = common::gpu_with(&opts) else {
+        return;
+    };
+    for kernel in GEMV_KERNELS {
+        // W: 300 × 64 floats (75 KiB); Y: 6 × 400 floats (9.4 KiB) with k = 8.
+        for (i, &(m, n, k)) in [(1, 300, 64), (5, 300, 64), (6, 400, 8)].iter().enumerate() {
+            let g = Gemm {
+                trans_b: true,
+                alpha: 0.5,
+                beta: 2.0,
+                ..Gemm::new(m, n, k)
+            };
+            let names = check_path(
+                &gpu,
+                gpu.gemm_family(),
+                Path::Gemv(kernel),
+                &g,
+                700 + i as u64,
+                TOL,
+            );
+            assert!(names.len() > 1, "{kernel:?} {g:?}: one dispatch");
+            assert!(names.iter().all(|n| n.starts_with("gemv")), "{names:?}");
+        }
+    }
+}
+
+/// A k long enough that one invocation's loop would pass llvmpipe's loop budget is cut
+/// into dispatches that accumulate.
+#[test]
+fn gemv_cuts_long_k_for_the_loop_budget() {
+    let Some(gpu) = common::gpu() else { return };
+    let g = Gemm {
+        trans_b: true,
+        alpha: 1.0,
+        beta: 0.5,
+        ..Gemm::new(1, 5, 140_000)
+    };
+    // f32 sums of 140 000 products against f64.
+    let names = check_path(
+        &gpu,
+        gpu.gemm_family(),
+        Path::Gemv(GemvKernel::Rows),
+        &g,
+        800,
+        1e-4,
+    );
+    assert_eq!(names, ["gemv_rows", "gemv_rows"]);
 }

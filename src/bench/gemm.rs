@@ -1,14 +1,17 @@
 //! `boha bench gemm`: the device's FMA peak and copy bandwidth (`shaders/bench.wgsl`),
 //! then the forward GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ at 256³, 1024³ and the two projection
 //! shapes of a 576-wide model at 512 tokens, each as a fraction of the FMA peak measured
-//! in the same run.
+//! in the same run; then the decode step's products (M = 1 and 4 rows against the
+//! projections and the LM head of SmolLM2-135M) on the GEMV kernels, which are
+//! bandwidth-bound: bytes of W read per second as a fraction of the copy bandwidth
+//! measured in the same run, against the tiled kernel on the same product.
 
 use serde::Serialize;
 
 use super::timing::{median, median_ms};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, Params};
-use crate::ops::gemm::matmul_nt;
+use crate::ops::gemm::{gemm_path, Gemm, GemvKernel, Path};
 use crate::rng::Rng;
 use crate::shaders::BENCH;
 
@@ -42,6 +45,56 @@ pub struct GemmReport {
     pub fma_peak_gflops: f64,
     pub copy_gbps: f64,
     pub gemm: Vec<GemmPoint>,
+    /// The decode shapes on the GEMV kernels ([`DECODE_SHAPES`] × [`DECODE_M`]).
+    pub gemv: Vec<GemvPoint>,
+}
+
+/// One decode product Y[M,N] = X[M,K]·W[N,K]ᵀ on the GEMV kernels.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemvPoint {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// The GEMV kernel the GEMM op chooses on this device (`rows` / `split`).
+    pub kernel: String,
+    /// Median milliseconds per product with that kernel.
+    pub ms: f64,
+    /// Bytes of W read per second (4·N·K / time), in GB/s.
+    pub w_gbps: f64,
+    /// w_gbps / the copy bandwidth measured right before this shape
+    pub ratio_of_copy: f64,
+    /// Median milliseconds of the family's tiled kernel on the same product.
+    pub tiled_ms: f64,
+    /// tiled_ms / ms
+    pub speedup: f64,
+    /// Milliseconds of every GEMV kernel variant, for comparison.
+    pub variants: Vec<GemvVariant>,
+}
+
+/// One GEMV kernel's time on a decode product.
+#[derive(Clone, Debug, Serialize)]
+pub struct GemvVariant {
+    pub kernel: String,
+    pub ms: f64,
+}
+
+/// The decode products' (K, N): q/o, k/v, gate/up and down projections of SmolLM2-135M,
+/// and its tied LM head.
+pub const DECODE_SHAPES: [(usize, usize); 5] = [
+    (576, 576),
+    (576, 192),
+    (576, 1536),
+    (1536, 576),
+    (576, 49152),
+];
+
+/// Rows of X in the decode benchmark (one token; four sequences or draft tokens).
+pub const DECODE_M: [usize; 2] = [1, 4];
+
+const GEMV_KERNELS: [GemvKernel; 2] = [GemvKernel::Rows, GemvKernel::Split];
+
+fn kernel_name(k: GemvKernel) -> String {
+    format!("{k:?}").to_lowercase()
 }
 
 /// The (m, k, n) shapes benchmarked: M tokens, K inputs, N outputs.
@@ -52,10 +105,13 @@ pub const SHAPES: [(usize, usize, usize); 4] = [
     (512, 1536, 576),
 ];
 
-/// Runs the whole GEMM benchmark (well under a minute on lavapipe). The FMA peak is
+/// Runs the whole GEMM benchmark (under a minute on lavapipe). The FMA peak is
 /// measured right before each GEMM shape and that shape's ratio uses it, so a machine
 /// whose load changes during the run still gets fair ratios; the report's peak is the
-/// median of those measurements.
+/// median of those measurements. The copy bandwidth is likewise measured again before
+/// each decode shape; `ratio_of_copy` compares bytes of W read per second with it (the
+/// copy's figure counts bytes read and written, so on llvmpipe, where both cost one
+/// per-lane memory operation per vec4, a GEMV that keeps up with the copy scores ~2).
 pub fn bench_gemm(gpu: &Gpu) -> Result<GemmReport> {
     let peak = FmaPeak::new(gpu)?;
     let copy = copy_gbps(gpu)?;
@@ -75,13 +131,49 @@ pub fn bench_gemm(gpu: &Gpu) -> Result<GemmReport> {
             ms,
         });
     }
+    let mut gemv = Vec::new();
+    let mut copies = vec![copy];
+    let chosen = GemvKernel::for_family(gpu.gemm_family());
+    for &(k, n) in &DECODE_SHAPES {
+        // Copy bandwidth right before each shape, as the FMA peak above.
+        let copy_now = copy_gbps(gpu)?;
+        copies.push(copy_now);
+        for &m in &DECODE_M {
+            let mut variants = Vec::new();
+            for kernel in GEMV_KERNELS {
+                variants.push(GemvVariant {
+                    kernel: kernel_name(kernel),
+                    ms: product_ms(gpu, Path::Gemv(kernel), m, k, n)?,
+                });
+            }
+            let ms = variants
+                .iter()
+                .find(|v| v.kernel == kernel_name(chosen))
+                .map_or(f64::NAN, |v| v.ms);
+            let tiled_ms = product_ms(gpu, Path::Tiled, m, k, n)?;
+            let w_gbps = 4.0 * (n * k) as f64 / (ms * 1e-3) / 1e9;
+            gemv.push(GemvPoint {
+                m,
+                n,
+                k,
+                kernel: kernel_name(chosen),
+                ms,
+                w_gbps,
+                ratio_of_copy: w_gbps / copy_now,
+                tiled_ms,
+                speedup: tiled_ms / ms,
+                variants,
+            });
+        }
+    }
     Ok(GemmReport {
         device: gpu.info().name.clone(),
         backend: gpu.info().backend.clone(),
         family: gpu.gemm_family().name().to_string(),
         fma_peak_gflops: median(&mut peaks),
-        copy_gbps: copy,
+        copy_gbps: median(&mut copies),
         gemm,
+        gemv,
     })
 }
 
@@ -144,13 +236,23 @@ fn copy_gbps(gpu: &Gpu) -> Result<f64> {
     Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
 }
 
-/// Median milliseconds of Y[m,n] = X[m,k]·W[n,k]ᵀ on random data.
+/// Median milliseconds of Y[m,n] = X[m,k]·W[n,k]ᵀ on random data (the op's own choice
+/// of kernels).
 fn gemm_ms(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64> {
+    product_ms(gpu, Path::Auto, m, k, n)
+}
+
+/// [`gemm_ms`] on the kernels `path` picks.
+fn product_ms(gpu: &Gpu, path: Path, m: usize, k: usize, n: usize) -> Result<f64> {
     let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
     let x = gpu.upload(&[m, k], &rng.vec_f32(m * k, -1.0, 1.0))?;
     let w = gpu.upload(&[n, k], &rng.vec_f32(n * k, -1.0, 1.0))?;
     let y = gpu.zeros(&[m, n])?;
-    let ds = matmul_nt(gpu, &x, &w, &y, 0.0)?;
+    let g = Gemm {
+        trans_b: true,
+        ..Gemm::new(m, n, k)
+    };
+    let ds = gemm_path(gpu, gpu.gemm_family(), path, &g, &x, &w, &y)?;
     let one = median_ms(gpu, &ds, 1, 1)? * 1e-3;
     median_ms(gpu, &ds, reps_for(one, 256), RUNS)
 }
@@ -176,6 +278,31 @@ pub fn print_table(r: &GemmReport) {
             p.ms,
             p.gflops,
             100.0 * p.ratio_of_peak
+        );
+    }
+    println!("decode products on GEMV (W GB/s against the copy bandwidth; tiled = GEMM tiles):");
+    println!(
+        "{:>6} {:>6} {:>6} {:>7} {:>10} {:>8} {:>8} {:>10} {:>8}  variants (ms)",
+        "M", "K", "N", "kernel", "ms", "W GB/s", "of copy", "tiled ms", "speedup"
+    );
+    for p in &r.gemv {
+        let variants: Vec<String> = p
+            .variants
+            .iter()
+            .map(|v| format!("{} {:.3}", v.kernel, v.ms))
+            .collect();
+        println!(
+            "{:>6} {:>6} {:>6} {:>7} {:>10.3} {:>8.2} {:>7.1}% {:>10.3} {:>7.1}x  {}",
+            p.m,
+            p.k,
+            p.n,
+            p.kernel,
+            p.ms,
+            p.w_gbps,
+            100.0 * p.ratio_of_copy,
+            p.tiled_ms,
+            p.speedup,
+            variants.join(", ")
         );
     }
 }

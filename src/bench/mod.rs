@@ -3,4 +3,5 @@
 
 pub mod gemm;
 pub mod layer;
+pub mod step;
 pub mod timing;

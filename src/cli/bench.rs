@@ -2,14 +2,18 @@
 
 use clap::Subcommand;
 
-use boha::bench::{gemm, layer};
+use std::path::PathBuf;
+
+use boha::bench::{gemm, layer, step};
+use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
 use super::DeviceArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
-    /// FMA peak, copy bandwidth and GEMM GFLOP/s as a fraction of the peak.
+    /// FMA peak, copy bandwidth, GEMM GFLOP/s as a fraction of the peak, and the decode
+    /// products (M = 1, 4) on the GEMV kernels against the copy bandwidth.
     Gemm {
         /// Print one JSON object instead of a table.
         #[arg(long)]
@@ -18,6 +22,25 @@ pub enum BenchCommand {
     /// One adapted linear layer at transformer shapes: forward and training step of
     /// BoHA (b = 4, r_b = 8), HiRA (r = 32) and LoRA (r = 32) against the base GEMM.
     Layer {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One real training step (forward, backward, AdamW) of a model for BoHA (b = 4,
+    /// r_b = 8), HiRA (r = 32), LoRA (r = 32) and the additive control on all seven
+    /// projections, and forward passes of the base and the BoHA-merged model.
+    Step {
+        /// A Hugging Face directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        /// Timed steps per method (after one warm-up step); the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -39,6 +62,24 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                 print_json(&r)
             } else {
                 gemm::print_table(&r);
+                Ok(())
+            }
+        }
+        BenchCommand::Step {
+            model,
+            batch,
+            max_len,
+            runs,
+            json,
+        } => {
+            let ck = load_checkpoint(&model)?;
+            let r = step::bench_step(&gpu, &ck, batch, max_len, runs, &mut |what, ms| {
+                eprintln!("{what}: {ms:.0} ms");
+            })?;
+            if json {
+                print_json(&r)
+            } else {
+                step::print_table(&r);
                 Ok(())
             }
         }

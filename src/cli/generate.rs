@@ -1,25 +1,80 @@
-//! `boha generate --model PATH (--prompt TEXT | --chat [--prompt TEXT]) [--max-new-tokens N]
-//! [--temperature T] [--top-p P] [--top-k K] [--seed S] [--stop STR]...`
+//! `boha generate --model PATH [--adapter DIR [--merged]] (--prompt TEXT | --chat
+//! [--prompt TEXT]) [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K]
+//! [--seed S] [--stop STR]...`
 //!
-//! Text is streamed to stdout; prefill and decode speeds go to stderr.
+//! Text is streamed to stdout; prefill and decode speeds go to stderr. Also home of the
+//! helpers `score` and `eval` share: prompt tokens and `--adapter DIR [--merged]`.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
 
+use boha::adapters::files::{load_adapter, LoadedAdapter};
 use boha::generate::{eos_ids, generate, GenerateOptions, Sampling};
+use boha::gpu::Gpu;
 use boha::loaders::{load_checkpoint, tokenizer::ChatMessage, Checkpoint};
 use boha::model::kv_cache::Model;
+use boha::model::transformer::Adapters;
 use boha::{Error, Result};
 
 use super::DeviceArgs;
+
+/// `--adapter DIR [--merged]`: an adapter applied to the model (generate, score, eval).
+#[derive(Args, Debug, Clone, Default)]
+pub struct AdapterArgs {
+    /// An adapter directory (adapter_config.json and adapter_model.safetensors, as
+    /// `boha finetune` or PEFT writes them) to apply to the model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
+    /// Merge the adapter into the weights (faster generation) instead of running it
+    /// unmerged beside them.
+    #[arg(long)]
+    pub merged: bool,
+}
+
+/// An adapter read from disk, not yet uploaded (so that a bad directory fails before
+/// the device is opened and the model uploaded).
+pub struct PendingAdapter {
+    dir: PathBuf,
+    loaded: LoadedAdapter,
+    merged: bool,
+}
+
+impl AdapterArgs {
+    /// Reads the adapter files, if an adapter was given.
+    pub fn read(&self) -> Result<Option<PendingAdapter>> {
+        match &self.adapter {
+            None if self.merged => Err(Error::Invalid(
+                "--merged needs an adapter to merge (--adapter DIR)".into(),
+            )),
+            None => Ok(None),
+            Some(dir) => Ok(Some(PendingAdapter {
+                dir: dir.clone(),
+                loaded: load_adapter(dir)?,
+                merged: self.merged,
+            })),
+        }
+    }
+}
+
+/// Uploads the checkpoint's weights and attaches the adapter (unmerged or merged).
+pub fn load_model(gpu: &Gpu, ck: &Checkpoint, adapter: Option<&PendingAdapter>) -> Result<Model> {
+    let mut model = Model::load(gpu, ck)?;
+    if let Some(p) = adapter {
+        let ads = Adapters::from_loaded(gpu, &model.weights, &p.loaded, &p.dir)?;
+        model.attach(gpu, ads, p.merged)?;
+    }
+    Ok(model)
+}
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     /// A Hugging Face directory or a .gguf file.
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
     /// The prompt (with --chat, the user message; read from stdin when absent).
     #[arg(long)]
     pub prompt: Option<String>,
@@ -73,10 +128,11 @@ pub fn run(dev: &DeviceArgs, a: &GenerateArgs) -> Result<()> {
         }
         None => return Err(Error::Invalid("give --prompt TEXT or --chat".into())),
     };
-    let gpu = dev.open()?;
     let ck = load_checkpoint(&a.model)?;
     let ids = prompt_tokens(&ck, &prompt, a.chat)?;
-    let model = Model::load(&gpu, &ck)?;
+    let adapter = a.adapter.read()?;
+    let gpu = dev.open()?;
+    let model = load_model(&gpu, &ck, adapter.as_ref())?;
     let opts = GenerateOptions {
         max_new_tokens: a.max_new_tokens,
         sampling: Sampling {

@@ -1,14 +1,44 @@
-//! `boha merge` (being built).
+//! `boha merge --model PATH --adapter DIR --out DIR`: merge an adapter into its model
+//! and write an adapter-free Hugging Face directory (config.json, model.safetensors in
+//! F32, tokenizer files, generation_config.json) that boha and transformers both load.
+//! `--out` must not exist or be empty; it is written atomically.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
-use boha::{Error, Result};
+use boha::model::export::merge_to_hf;
+use boha::Result;
 
 use super::DeviceArgs;
 
 #[derive(Args, Debug)]
-pub struct MergeArgs {}
+pub struct MergeArgs {
+    /// The base model: a Hugging Face directory or a .gguf file.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The adapter directory (adapter_config.json, adapter_model.safetensors).
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Where to write the merged model; must not exist or be an empty directory.
+    #[arg(long)]
+    pub out: PathBuf,
+}
 
-pub fn run(_dev: &DeviceArgs, _a: &MergeArgs) -> Result<()> {
-    Err(Error::Invalid("boha merge is not built yet".into()))
+/// Merges `--adapter` into `--model` on the chosen device and writes `--out`.
+pub fn run(dev: &DeviceArgs, a: &MergeArgs) -> Result<()> {
+    // Refuse a bad destination before opening the device or reading the model.
+    boha::model::export::check_destination(&a.out)?;
+    let gpu = dev.open()?;
+    let s = merge_to_hf(&gpu, &a.model, &a.adapter, &a.out)?;
+    println!(
+        "merged {} adapted matrices from {} into {}: wrote {} ({} tensors, {:.1} MB F32)",
+        s.merged_matrices,
+        a.adapter.display(),
+        a.model.display(),
+        a.out.display(),
+        s.tensors,
+        s.weight_bytes as f64 / 1e6
+    );
+    Ok(())
 }

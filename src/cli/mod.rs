@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch to the library.
 
 mod bench;
+mod continual;
 mod data;
 mod devices;
 mod eval;
@@ -94,6 +95,9 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Merge an adapter into its model and write an adapter-free Hugging Face directory.
     Merge(merge::MergeArgs),
+    /// The continual-learning diagnostic: task one, then task two, for each method at a
+    /// matched budget; retention and plasticity.
+    Continual(continual::ContinualArgs),
 }
 
 /// Runs a parsed command line.
@@ -108,5 +112,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Finetune(args) => finetune::run(&cli.device, &args),
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Merge(args) => merge::run(&cli.device, &args),
+        Command::Continual(args) => continual::run(&cli.device, &args),
     }
 }

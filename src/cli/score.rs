@@ -1,5 +1,6 @@
-//! `boha score --model PATH --text TEXT [--json] [--dump-logits FILE]`: mean next-token
-//! NLL and perplexity of a text; optionally every position's logits as safetensors.
+//! `boha score --model PATH [--adapter DIR [--merged]] --text TEXT [--json]
+//! [--dump-logits FILE]`: mean next-token NLL and perplexity of a text; optionally every
+//! position's logits as safetensors.
 
 use std::path::PathBuf;
 
@@ -7,9 +8,9 @@ use clap::Args;
 
 use boha::generate::score::{dump_logits, score};
 use boha::loaders::load_checkpoint;
-use boha::model::kv_cache::Model;
 use boha::Result;
 
+use super::generate::{load_model, AdapterArgs};
 use super::DeviceArgs;
 
 #[derive(Args, Debug)]
@@ -17,6 +18,8 @@ pub struct ScoreArgs {
     /// A Hugging Face directory or a .gguf file.
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub adapter: AdapterArgs,
     #[arg(long)]
     pub text: String,
     /// Print one JSON object.
@@ -28,10 +31,11 @@ pub struct ScoreArgs {
 }
 
 pub fn run(dev: &DeviceArgs, a: &ScoreArgs) -> Result<()> {
-    let gpu = dev.open()?;
     let ck = load_checkpoint(&a.model)?;
     let ids = super::generate::prompt_tokens(&ck, &a.text, false)?;
-    let model = Model::load(&gpu, &ck)?;
+    let adapter = a.adapter.read()?;
+    let gpu = dev.open()?;
+    let model = load_model(&gpu, &ck, adapter.as_ref())?;
     let s = score(&gpu, &model, &ids)?;
     if let Some(p) = &a.dump_logits {
         dump_logits(p, &s)?;

@@ -21,6 +21,7 @@
 //! again right before its backward (gradient checkpointing; only the residual stream is
 //! kept per layer).
 
+pub mod forward;
 pub mod plan;
 
 use crate::adapters::AdapterSpec;
@@ -326,23 +327,14 @@ impl Trainer {
     }
 
     fn load(&self, gpu: &Gpu, tokens: &[u32], targets: &[u32]) -> Result<()> {
-        let n = self.batch * self.seq;
-        if tokens.len() != n || targets.len() != n {
-            return Err(Error::Invalid(format!(
-                "{} tokens and {} targets for a {}×{} batch",
-                tokens.len(),
-                targets.len(),
-                self.batch,
-                self.seq
-            )));
-        }
-        let v = self.weights.config.vocab_size;
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= v) {
-            return Err(Error::Invalid(format!("token id {bad} ≥ vocabulary {v}")));
-        }
-        let bits = |v: &[u32]| v.iter().map(|&i| f32::from_bits(i)).collect::<Vec<f32>>();
-        gpu.write(&self.ids, &bits(tokens))?;
-        gpu.write(&self.targets, &bits(targets))
+        forward::write_batch(
+            gpu,
+            (&self.ids, &self.targets),
+            (self.batch, self.seq),
+            self.weights.config.vocab_size,
+            tokens,
+            targets,
+        )
     }
 
     /// One AdamW step at learning rate `lr` on `tokens` [batch·seq] with `targets`

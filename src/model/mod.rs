@@ -4,6 +4,7 @@
 
 pub mod adapter_io;
 pub mod config;
+pub mod export;
 pub mod kv_cache;
 pub mod reference;
 pub mod transformer;

@@ -3,6 +3,7 @@
 //! loss plot — as `boha finetune` and the library's users run it.
 
 pub mod checkpoint;
+pub mod continual;
 pub mod metrics;
 pub mod plot;
 pub mod run;

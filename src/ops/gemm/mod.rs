@@ -12,13 +12,18 @@
 //! Two kernel families: register tiles for CPU-type adapters, workgroup-shared tiles for
 //! GPUs ([`GemmFamily`]). Operands larger than the storage-binding limit are bound in
 //! ranges (see [`plan`]); each range is one dispatch, and ranges along k accumulate.
+//!
+//! Products with a few rows (m ≤ [`gemv::MAX_M`], NT: the decode step's projections and
+//! logits) run on the GEMV kernels ([`gemv`]) instead, chosen automatically ([`Path`]).
 
+pub mod gemv;
 pub mod plan;
 pub mod reference;
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params, Tensor};
 use crate::shaders::{GEMM_REGISTER, GEMM_SHARED};
+pub use gemv::GemvKernel;
 
 /// Rows and columns of C one register-family invocation computes (vec4, scalar entry).
 const REG_TILE: (usize, usize) = (16, 8);
@@ -87,15 +92,55 @@ pub fn gemm_with(
     b: &Tensor,
     c: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    gemm_path(gpu, family, Path::Auto, g, a, b, c)
+}
+
+/// Which kernels a product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// The family's GEMV kernel where [`gemv::applies`] (m ≤ 8, NT), else the tiles.
+    Auto,
+    /// Always the family's tiled kernels.
+    Tiled,
+    /// This GEMV kernel where it applies, else the tiles.
+    Gemv(GemvKernel),
+}
+
+/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] as [`gemm_with`], on the kernels
+/// `path` picks (tests and benchmarks compare them). With [`Path::Auto`] (what [`gemm`],
+/// [`matmul_nt`] and the rest use) an NT product of m ≤ [`gemv::MAX_M`] rows,
+/// Y[i, j] = alpha · Σ_k X[i, k] · W[j, k] + beta · Y[i, j], runs on the GEMV kernels.
+pub fn gemm_path(
+    gpu: &Gpu,
+    family: GemmFamily,
+    path: Path,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<Vec<Dispatch>> {
     check(g, a, b, c)?;
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return Ok(Vec::new());
     }
+    let gemv = match path {
+        Path::Auto if gemv::applies(g) => Some(GemvKernel::for_family(family)),
+        Path::Gemv(kernel) if gemv::applies(g) => Some(kernel),
+        _ => None,
+    };
+    let how = How { family, gemv };
     if g.batch == 1 {
-        plan_single(gpu, family, g, a, b, c)
+        plan_single(gpu, how, g, a, b, c)
     } else {
-        plan_batched(gpu, family, g, a, b, c)
+        plan_batched(gpu, how, g, a, b, c)
     }
+}
+
+/// The kernels chosen for one product.
+#[derive(Clone, Copy)]
+struct How {
+    family: GemmFamily,
+    gemv: Option<GemvKernel>,
 }
 
 fn check(g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
@@ -148,7 +193,7 @@ struct Part {
 /// Batch of one: cut m, n and k where a bound operand needs it.
 fn plan_single(
     gpu: &Gpu,
-    family: GemmFamily,
+    how: How,
     g: &Gemm,
     a: &Tensor,
     b: &Tensor,
@@ -198,7 +243,7 @@ fn plan_single(
                     batch: 1,
                     beta: if ki == 0 { g.beta } else { 1.0 },
                 };
-                dispatch(gpu, family, g, &part, &mut out)?;
+                dispatch(gpu, how, g, &part, &mut out)?;
             }
         }
     }
@@ -208,7 +253,7 @@ fn plan_single(
 /// Several products: cut the batch so each range's views fit.
 fn plan_batched(
     gpu: &Gpu,
-    family: GemmFamily,
+    how: How,
     g: &Gemm,
     a: &Tensor,
     b: &Tensor,
@@ -251,7 +296,7 @@ fn plan_batched(
             batch: nb,
             beta: g.beta,
         };
-        dispatch(gpu, family, g, &part, &mut out)?;
+        dispatch(gpu, how, g, &part, &mut out)?;
     }
     Ok(out)
 }
@@ -266,16 +311,17 @@ fn vec4_ok(ld: usize, off: usize, stride: usize, along_rows: usize) -> bool {
         && along_rows.is_multiple_of(4)
 }
 
-/// Appends `p`'s dispatches: one, except in the register family when k % 4 != 0 and
-/// neither operand is stored along k (dW = dYᵀ·X at an odd token count): then the vec4
-/// kernel takes whole steps of 4 and the scalar kernel accumulates the last k % 4.
-fn dispatch(
-    gpu: &Gpu,
-    family: GemmFamily,
-    g: &Gemm,
-    p: &Part,
-    out: &mut Vec<Dispatch>,
-) -> Result<()> {
+/// Appends `p`'s dispatches: the chosen GEMV kernel's where the part allows vec4 loads
+/// along k ([`gemv::dispatch`]); else one, except in the register family when k % 4 != 0
+/// and neither operand is stored along k (dW = dYᵀ·X at an odd token count): then the
+/// vec4 kernel takes whole steps of 4 and the scalar kernel accumulates the last k % 4.
+fn dispatch(gpu: &Gpu, how: How, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) -> Result<()> {
+    if let Some(kernel) = how.gemv {
+        if gemv::part_applies(g, p) {
+            return gemv::dispatch(gpu, kernel, g, p, out);
+        }
+    }
+    let family = how.family;
     if family == GemmFamily::Shared {
         out.push(prepare(
             gpu,
@@ -392,7 +438,8 @@ fn expect(op: &str, what: &str, t: &Tensor, rows: usize, cols: usize) -> Result<
     Ok(())
 }
 
-/// Y[M,N] = X[M,K]·W[N,K]ᵀ + beta·Y (beta = 0 overwrites Y, 1 accumulates).
+/// Y[M,N] = X[M,K]·W[N,K]ᵀ + beta·Y (beta = 0 overwrites Y, 1 accumulates). M ≤ 8 rows
+/// (a decode step) run on the GEMV kernels when K is a multiple of 4.
 pub fn matmul_nt(
     gpu: &Gpu,
     x: &Tensor,

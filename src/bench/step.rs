@@ -1,0 +1,168 @@
+//! `boha bench step`: one real training step (forward, backward, AdamW) of a model, for
+//! BoHA (b = 4, r_b = 8), HiRA (r = 32), LoRA (r = 32) and the additive control (b = 4,
+//! r_b = 8), all on the seven projections of every layer, timed in one run; plus a
+//! forward-only pass of the base model and of the model with the BoHA adapter merged.
+//!
+//! Each method's peak is the most GPU buffer bytes alive while its trainer exists
+//! (weights, activations, adapters, gradients, moments, scratch). Ratios (BoHA step /
+//! LoRA step, BoHA peak / LoRA peak, merged forward / base forward) come from the same
+//! run.
+
+use serde::Serialize;
+
+use super::timing::median;
+use crate::adapters::{AdapterSpec, Method};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::graph::forward::ForwardPass;
+use crate::graph::{TrainOptions, Trainer};
+use crate::loaders::Checkpoint;
+use crate::model::transformer::{Adapters, Weights};
+use crate::rng::Rng;
+
+/// One method's step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    pub method: String,
+    pub step_ms: f64,
+    pub tokens_per_s: f64,
+    pub peak_bytes: u64,
+}
+
+/// The report `boha bench step --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub model: String,
+    pub device: String,
+    pub tokens_per_step: usize,
+    pub results: Vec<StepResult>,
+    pub base_fwd_ms: f64,
+    pub merged_fwd_ms: f64,
+    /// BoHA step / LoRA step (target ≤ 1.3)
+    pub boha_step_over_lora: f64,
+    /// BoHA peak / LoRA peak (target ≤ 1.05)
+    pub boha_peak_over_lora: f64,
+    /// merged forward / base forward (target 1, within noise)
+    pub merged_fwd_over_base: f64,
+}
+
+/// The budget-matched spec of each method (rank 32).
+pub fn bench_spec(method: Method) -> Result<AdapterSpec> {
+    match method {
+        Method::Boha | Method::Additive => {
+            AdapterSpec::from_options(method, Some(4), None, Some(8), None)
+        }
+        Method::Lora | Method::Hira => {
+            AdapterSpec::from_options(method, None, Some(32), None, None)
+        }
+    }
+}
+
+fn batch_tokens(vocab: usize, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
+    let mut rng = Rng::new(seed);
+    let t: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
+    let y: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
+    (t, y)
+}
+
+/// Times each method's step (`runs` timed steps after one warm-up) and the forward
+/// passes, on `batch` × `seq` random tokens.
+pub fn bench_step(
+    gpu: &Gpu,
+    ck: &Checkpoint,
+    batch: usize,
+    seq: usize,
+    runs: usize,
+    on_result: &mut dyn FnMut(&str, f64),
+) -> Result<StepReport> {
+    let n = batch * seq;
+    let (tokens, targets) = batch_tokens(ck.config.vocab_size, n, 1);
+    let mut results = Vec::new();
+    for method in [Method::Boha, Method::Hira, Method::Lora, Method::Additive] {
+        gpu.reset_peak();
+        let mut tr = Trainer::new(
+            gpu,
+            ck,
+            bench_spec(method)?,
+            &["all"],
+            batch,
+            seq,
+            TrainOptions::default(),
+        )?;
+        tr.step(gpu, &tokens, &targets, 1e-4, true)?;
+        let mut times = Vec::new();
+        for _ in 0..runs.max(1) {
+            let t0 = std::time::Instant::now();
+            tr.step(gpu, &tokens, &targets, 1e-4, true)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let ms = median(&mut times);
+        on_result(method.name(), ms);
+        results.push(StepResult {
+            method: method.name().into(),
+            step_ms: ms,
+            tokens_per_s: n as f64 / (ms / 1e3),
+            peak_bytes: gpu.peak_bytes(),
+        });
+    }
+    let time_fwd = |pass: &ForwardPass| -> Result<f64> {
+        pass.loss(gpu, &tokens, &targets)?;
+        let mut times = Vec::new();
+        for _ in 0..runs.max(1) {
+            let t0 = std::time::Instant::now();
+            pass.loss(gpu, &tokens, &targets)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(&mut times))
+    };
+    let mut weights = Weights::upload(gpu, ck)?;
+    let base_fwd_ms = time_fwd(&ForwardPass::new(gpu, &weights, None, batch, seq, 8192)?)?;
+    on_result("base forward", base_fwd_ms);
+    let mut adapters = Adapters::new(gpu, &weights, bench_spec(Method::Boha)?, &["all"], 3)?;
+    // Non-zero B, so the merge really changes the weights.
+    let mut rng = Rng::new(5);
+    for m in adapters.layers.iter_mut() {
+        for ad in m.values() {
+            gpu.write(&ad.b, &rng.vec_f32(ad.b.len(), -0.01, 0.01))?;
+        }
+    }
+    weights.merge(gpu, &adapters)?;
+    drop(adapters);
+    let merged_fwd_ms = time_fwd(&ForwardPass::new(gpu, &weights, None, batch, seq, 8192)?)?;
+    on_result("merged forward", merged_fwd_ms);
+    let get = |m: &str| results.iter().find(|r| r.method == m).expect("measured");
+    let (b, l) = (get("boha"), get("lora"));
+    Ok(StepReport {
+        model: ck.source.display().to_string(),
+        device: gpu.info().name.clone(),
+        tokens_per_step: n,
+        boha_step_over_lora: b.step_ms / l.step_ms,
+        boha_peak_over_lora: b.peak_bytes as f64 / l.peak_bytes as f64,
+        merged_fwd_over_base: merged_fwd_ms / base_fwd_ms,
+        results,
+        base_fwd_ms,
+        merged_fwd_ms,
+    })
+}
+
+/// The report as a table.
+pub fn print_table(r: &StepReport) {
+    println!(
+        "{} on {}, {} tokens per step",
+        r.model, r.device, r.tokens_per_step
+    );
+    println!("| method | step ms | tokens/s | peak MiB |\n| --- | --- | --- | --- |");
+    for x in &r.results {
+        println!(
+            "| {} | {:.0} | {:.1} | {:.1} |",
+            x.method,
+            x.step_ms,
+            x.tokens_per_s,
+            x.peak_bytes as f64 / (1 << 20) as f64
+        );
+    }
+    println!(
+        "base forward {:.0} ms, merged forward {:.0} ms (ratio {:.3})\nBoHA/LoRA: step {:.3}, peak {:.3}",
+        r.base_fwd_ms, r.merged_fwd_ms, r.merged_fwd_over_base, r.boha_step_over_lora, r.boha_peak_over_lora
+    );
+}

@@ -1,0 +1,344 @@
+//! Evaluation: greedy answers to a dataset's prompts, scored as LLM-Adapters scores its
+//! benchmarks ([`crate::data::answer`]).
+//!
+//! Each [`Sample`] is rendered exactly as training renders it ([`render`]) and tokenized
+//! by the same code ([`tokenize`]: BOS in front of raw-text prompts when the model wants
+//! it, none for chat templates, which place their own); the model then decodes greedily
+//! through the KV cache, and the task's [`AnswerFormat`] extracts and judges the answer
+//! against [`Sample::gold`].
+//!
+//! ## When decoding stops
+//!
+//! - at an end-of-sequence token ([`eos_ids`]), which is not part of the text;
+//! - after `max_new_tokens` tokens (or when the cache reaches the length that
+//!   [`generate()`](crate::generate::generate()) would give it: the prompt plus the
+//!   budget, no more than `max_position_embeddings` unless the prompt alone is longer);
+//! - for Alpaca records, before the text [`ALPACA_STOP`] (`### Response:`): LLM-Adapters
+//!   keeps only the text between the prompt's `### Response:` and the next one, so
+//!   stopping there changes no answer;
+//! - for label tasks (boolq, piqa, answer1–5, ending1–4, option1/2), as soon as the text
+//!   holds a label: the extractor takes the leftmost label, which later tokens cannot
+//!   change, so the verdict is the same as after a full decode. Number tasks take the
+//!   *last* number, so they run to EOS or the budget.
+//!
+//! Apart from these two early stops, a record's `generated` text is exactly what
+//! [`generate()`](crate::generate::generate()) returns for the same prompt ids with
+//! greedy sampling.
+//!
+//! ## Speed
+//!
+//! One [`Session`] (KV cache and prepared dispatch lists) serves every record: the cache
+//! is [`Session::reset`] between records, the decode step's dispatch list is prepared
+//! once, and each distinct prompt length's prefill list is prepared once. Prefill lists
+//! hold activations sized by their length, so once their total exceeds
+//! [`PLAN_ROWS_BUDGET`] rows the session is replaced by a fresh one.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::data::answer::{extract, is_correct, AccuracyReport, AnswerFormat, Scorer};
+use crate::data::batch::{tokenize, TokenizeOptions};
+use crate::data::jsonl::{Record, Sample};
+use crate::data::template::render;
+use crate::generate::{eos_ids, greedy};
+use crate::gpu::Gpu;
+use crate::loaders::Checkpoint;
+use crate::model::kv_cache::{Model, Session};
+use crate::{Error, Result};
+
+/// Default token budget per answer (LLM-Adapters' commonsense evaluation uses 32).
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
+
+/// Stop string of Alpaca-template records (see the module docs).
+pub const ALPACA_STOP: &str = "### Response:";
+
+/// Total prompt length (in tokens) of the prefill dispatch lists one session keeps
+/// before it is replaced (each list holds activations for its length).
+pub const PLAN_ROWS_BUDGET: usize = 4096;
+
+/// What to evaluate and how.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// Most tokens generated per record (at least 1).
+    pub max_new_tokens: usize,
+    /// The task of every record, overriding their `task` fields.
+    pub task: Option<String>,
+    /// The file the samples came from, named in per-record errors (`file:line: …`).
+    pub source: Option<PathBuf>,
+}
+
+impl Default for EvalOptions {
+    fn default() -> Self {
+        EvalOptions {
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
+            task: None,
+            source: None,
+        }
+    }
+}
+
+/// Why one record's decoding stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalStop {
+    /// An end-of-sequence token.
+    Eos,
+    /// A stop string (the text ends before it).
+    StopString,
+    /// The text holds a label, which settles a label task's answer.
+    Answer,
+    /// The token budget.
+    MaxTokens,
+    /// The cache length `generate` would have had.
+    CacheFull,
+}
+
+impl EvalStop {
+    /// A short lowercase name ("eos", "stop_string", "answer", "max_tokens", "cache_full").
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalStop::Eos => "eos",
+            EvalStop::StopString => "stop_string",
+            EvalStop::Answer => "answer",
+            EvalStop::MaxTokens => "max_tokens",
+            EvalStop::CacheFull => "cache_full",
+        }
+    }
+}
+
+/// One evaluated record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordResult {
+    /// Index of the sample in the slice given to [`evaluate`].
+    pub index: usize,
+    /// The sample's 1-based line in its file (0 when not read from a file).
+    pub line: usize,
+    /// The task it was scored as.
+    pub task: String,
+    /// The rendered prompt text.
+    pub prompt: String,
+    /// The generated text (without EOS, cut before a stop string).
+    pub generated: String,
+    /// The gold answer ([`Sample::gold`]).
+    pub gold: String,
+    /// Whether the extracted answer matches the gold one.
+    pub correct: bool,
+    /// Prompt length in tokens (BOS included).
+    pub prompt_tokens: usize,
+    /// Tokens generated (without the stopping EOS).
+    pub new_tokens: usize,
+    /// Why decoding stopped.
+    pub stop: EvalStop,
+    /// Wall-clock seconds for this record (prefill and decode).
+    pub seconds: f64,
+}
+
+impl RecordResult {
+    /// The record as one `--out` JSONL line: `{line, task, prompt, generated, gold,
+    /// correct}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "line": self.line,
+            "task": self.task,
+            "prompt": self.prompt,
+            "generated": self.generated,
+            "gold": self.gold,
+            "correct": self.correct,
+        })
+    }
+}
+
+/// An error about the sample on `line` of `source` (`file:line: message`).
+fn record_error(source: Option<&Path>, line: usize, message: String) -> Error {
+    match (source, line) {
+        (Some(p), l) if l > 0 => Error::BadFile {
+            path: PathBuf::from(format!("{}:{l}", p.display())),
+            message,
+        },
+        (Some(p), _) => Error::BadFile {
+            path: p.to_path_buf(),
+            message,
+        },
+        (None, l) if l > 0 => Error::Invalid(format!("line {l}: {message}")),
+        (None, _) => Error::Invalid(message),
+    }
+}
+
+/// The task a sample is scored as (`opts.task`, else its `task` field) and its answer
+/// format. A sample with neither, or with an unknown task, is an error naming
+/// `file:line`; an unknown `opts.task` is an error of its own.
+pub fn record_task(sample: &Sample, opts: &EvalOptions) -> Result<(String, AnswerFormat)> {
+    if let Some(t) = &opts.task {
+        return Ok((t.clone(), AnswerFormat::for_task(t)?));
+    }
+    let err = |m: String| record_error(opts.source.as_deref(), sample.line, m);
+    match &sample.task {
+        Some(t) => match AnswerFormat::for_task(t) {
+            Ok(f) => Ok((t.clone(), f)),
+            Err(e) => Err(err(e.to_string())),
+        },
+        None => Err(err(
+            "the record has no \"task\" field and no task was given for all records (--task)"
+                .into(),
+        )),
+    }
+}
+
+/// Checks every sample's task (see [`record_task`]) without touching a model, so that a
+/// bad dataset fails before any work.
+pub fn check_tasks(samples: &[Sample], opts: &EvalOptions) -> Result<()> {
+    if let Some(t) = &opts.task {
+        AnswerFormat::for_task(t)?;
+    }
+    for s in samples {
+        record_task(s, opts)?;
+    }
+    Ok(())
+}
+
+/// The stop strings decoding uses for `record` (see the module docs).
+pub fn stop_strings(record: &Record) -> Vec<String> {
+    match record {
+        Record::Alpaca { .. } => vec![ALPACA_STOP.to_string()],
+        _ => Vec::new(),
+    }
+}
+
+/// A sample ready to run.
+struct Prepared {
+    task: String,
+    format: AnswerFormat,
+    prompt: String,
+    ids: Vec<u32>,
+    stops: Vec<String>,
+    /// The cache length `generate` would allocate for this prompt.
+    capacity: usize,
+}
+
+fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepared> {
+    let (task, format) = record_task(sample, opts)?;
+    let err = |m: String| record_error(opts.source.as_deref(), sample.line, m);
+    let rendered = render(ck, &sample.record).map_err(|e| err(e.to_string()))?;
+    // The ids training sees before the response: [BOS] prompt.
+    let tk = TokenizeOptions {
+        max_len: usize::MAX,
+        train_on_prompt: false,
+    };
+    let ex = tokenize(ck, sample, &tk).map_err(|e| err(e.to_string()))?;
+    let mut ids = ex.ids;
+    ids.truncate(ex.prompt_len);
+    if ids.is_empty() {
+        return Err(err("the prompt encodes to no tokens".into()));
+    }
+    let n = ids.len();
+    let capacity = (n + opts.max_new_tokens).min(ck.config.max_position_embeddings.max(n + 1));
+    Ok(Prepared {
+        task,
+        format,
+        prompt: rendered.prompt,
+        ids,
+        stops: stop_strings(&sample.record),
+        capacity,
+    })
+}
+
+/// Evaluates `samples` with `model` (its adapters attached, if any) and returns the
+/// accuracy report and every record's result, in order; `on_record` sees each result as
+/// it is made (for progress). Every sample's task and prompt are checked before any
+/// generation, so a bad record fails fast.
+pub fn evaluate(
+    gpu: &Gpu,
+    model: &Model,
+    ck: &Checkpoint,
+    samples: &[Sample],
+    opts: &EvalOptions,
+    on_record: &mut dyn FnMut(&RecordResult),
+) -> Result<(AccuracyReport, Vec<RecordResult>)> {
+    if opts.max_new_tokens == 0 {
+        return Err(Error::Invalid(
+            "max_new_tokens must be at least 1 to generate an answer".into(),
+        ));
+    }
+    check_tasks(samples, opts)?;
+    let prepared = samples
+        .iter()
+        .map(|s| prepare(ck, s, opts))
+        .collect::<Result<Vec<_>>>()?;
+    let capacity = prepared.iter().map(|p| p.capacity).max().unwrap_or(1);
+    let eos = eos_ids(ck);
+
+    let mut session: Option<Session<'_>> = None;
+    let mut planned: Vec<usize> = Vec::new();
+    let mut scorer = Scorer::new();
+    let mut results = Vec::with_capacity(samples.len());
+    for (index, (sample, p)) in samples.iter().zip(&prepared).enumerate() {
+        let n = p.ids.len();
+        if !planned.contains(&n) {
+            if planned.iter().sum::<usize>() + n > PLAN_ROWS_BUDGET && !planned.is_empty() {
+                session = None;
+                planned.clear();
+            }
+            planned.push(n);
+        }
+        let s = match &mut session {
+            Some(s) => s,
+            None => session.insert(Session::new(gpu, model, capacity)?),
+        };
+        s.reset();
+        let t0 = Instant::now();
+        let mut logits = s.forward(gpu, &p.ids, false)?;
+        let mut tokens = Vec::new();
+        let mut text = String::new();
+        let stop = loop {
+            if tokens.len() >= opts.max_new_tokens {
+                break EvalStop::MaxTokens;
+            }
+            let next = greedy(&logits);
+            if eos.contains(&next) {
+                break EvalStop::Eos;
+            }
+            tokens.push(next);
+            text = ck.decode(&tokens)?;
+            if let Some(at) = p
+                .stops
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|s| text.find(s.as_str()))
+                .min()
+            {
+                text.truncate(at);
+                break EvalStop::StopString;
+            }
+            if p.format != AnswerFormat::Number && extract(p.format, &text).is_some() {
+                break EvalStop::Answer;
+            }
+            if tokens.len() >= opts.max_new_tokens {
+                break EvalStop::MaxTokens;
+            }
+            if s.cache.len >= p.capacity {
+                break EvalStop::CacheFull;
+            }
+            logits = s.forward(gpu, &[next], false)?;
+        };
+        let gold = sample.gold();
+        let correct = is_correct(p.format, &text, gold);
+        scorer.record(&p.task, correct);
+        let r = RecordResult {
+            index,
+            line: sample.line,
+            task: p.task.clone(),
+            prompt: p.prompt.clone(),
+            generated: text,
+            gold: gold.to_string(),
+            correct,
+            prompt_tokens: n,
+            new_tokens: tokens.len(),
+            stop,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        on_record(&r);
+        results.push(r);
+    }
+    Ok((scorer.report(), results))
+}

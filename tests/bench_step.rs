@@ -1,0 +1,57 @@
+//! `boha bench step --json` on a tiny model: every method measured, the report's fields
+//! and ratios consistent with its own numbers.
+
+mod common;
+mod model_specs;
+
+use std::process::Command;
+
+use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
+use serde_json::Value;
+
+#[test]
+fn step_benchmark_reports_every_method() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let (_, spec) = model_specs::specs()
+        .into_iter()
+        .find(|(n, _)| *n == "llama")
+        .unwrap();
+    let dir = temp_dir("bench-step");
+    write_tiny_hf(&dir, &spec);
+    // d = 32 and 44 take b = 4 with r_b = 8 (4 · 8 = 32 = LoRA's r).
+    let o = Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args([
+            "bench",
+            "step",
+            "--batch",
+            "2",
+            "--max-len",
+            "8",
+            "--runs",
+            "1",
+            "--json",
+        ])
+        .arg("--model")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tokens_per_step"], 16);
+    let rows = v["results"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(names, ["boha", "hira", "lora", "additive"]);
+    for r in rows {
+        let ms = r["step_ms"].as_f64().unwrap();
+        assert!(ms > 0.0);
+        let tps = r["tokens_per_s"].as_f64().unwrap();
+        assert!((tps - 16.0 / (ms / 1e3)).abs() < 1e-6 * tps);
+        assert!(r["peak_bytes"].as_u64().unwrap() > 0);
+    }
+    let ratio = rows[0]["step_ms"].as_f64().unwrap() / rows[2]["step_ms"].as_f64().unwrap();
+    assert!((v["boha_step_over_lora"].as_f64().unwrap() - ratio).abs() < 1e-9);
+    assert!(v["base_fwd_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["merged_fwd_ms"].as_f64().unwrap() > 0.0);
+}
