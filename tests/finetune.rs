@@ -318,3 +318,57 @@ fn every_method_learns_a_memorizable_set() {
         assert!(last < 0.7 * first, "{method}: loss {first} → {last}");
     }
 }
+
+#[test]
+fn memory_is_checked_before_allocating() {
+    use boha::adapters::{AdapterSpec, Method};
+    use boha::graph::memory::estimate_step;
+    use boha::graph::{TrainOptions, Trainer};
+    use boha::loaders::load_checkpoint;
+    let Some(gpu) = common::gpu() else {
+        return;
+    };
+    let m = model("mem");
+    let dir = temp_dir("ft-mem");
+    let d = data(&dir, 4);
+    // A limit no step fits: refused up front, with what to reduce, nothing written.
+    let out = dir.join("run");
+    let o = boha(&run_args(
+        s(&m),
+        s(&d),
+        s(&out),
+        &["--steps", "2", "--memory-limit", "0.0001"],
+    ));
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("--batch") && e.contains("--gradient-checkpointing"),
+        "{e}"
+    );
+    assert!(!out.join("checkpoint.safetensors").exists());
+    // The estimate is an upper bound of what a trainer really allocates, and not a loose
+    // one.
+    let ck = load_checkpoint(&m).unwrap();
+    for (batch, seq, recompute) in [(2, 8, false), (3, 16, true)] {
+        let spec = AdapterSpec::from_options(Method::Boha, Some(2), None, Some(2), None).unwrap();
+        let targets: Vec<String> = ["q", "k", "v", "o", "gate", "up", "down"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        let est = estimate_step(&ck.config, &spec, &targets, batch, seq, recompute);
+        gpu.reset_peak();
+        let base = gpu.live_bytes();
+        let opts = TrainOptions {
+            recompute,
+            ..TrainOptions::default()
+        };
+        let tr = Trainer::new(&gpu, &ck, spec, &["all"], batch, seq, opts).unwrap();
+        let real = gpu.peak_bytes() - base;
+        drop(tr);
+        assert!(
+            real <= est.total() && est.total() <= 3 * real,
+            "estimate {} vs allocated {real}",
+            est.total()
+        );
+    }
+}

