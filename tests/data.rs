@@ -444,7 +444,7 @@ fn check_equations(text: &str) {
 
 #[test]
 fn generated_tasks_are_deterministic_disjoint_and_scorable() {
-    for task in [TaskKind::Arith, TaskKind::Choice] {
+    for task in [TaskKind::Arith, TaskKind::Choice, TaskKind::Find] {
         let train = generate(task, 300, 1).unwrap();
         assert_eq!(train, generate(task, 300, 1).unwrap());
         let test = generate(task, 200, 2).unwrap();
@@ -467,6 +467,7 @@ fn generated_tasks_are_deterministic_disjoint_and_scorable() {
                     check_equations(&item.output);
                 }
                 TaskKind::Choice => check_choice_rule(&item.instruction, &item.answer),
+                TaskKind::Find => check_find_rule(&item.instruction, &item.answer),
             }
         }
         // The written records read back with their task and answer.
@@ -484,6 +485,43 @@ fn generated_tasks_are_deterministic_disjoint_and_scorable() {
         .map(|i| i.key[..6].to_string())
         .collect();
     assert!(templates.len() >= 5, "{templates:?}");
+}
+
+/// Re-derives the find answer: the option holding the number the question names.
+fn check_find_rule(instruction: &str, answer: &str) {
+    let named: i64 = instruction
+        .split("the number ")
+        .nth(1)
+        .and_then(|r| r.split('?').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number named: {instruction}"));
+    let opts: Vec<i64> = instruction
+        .split("Answer")
+        .skip(1)
+        .filter_map(|p| p.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
+        .collect();
+    assert!((3..=5).contains(&opts.len()), "{instruction}");
+    let k = opts
+        .iter()
+        .position(|&v| v == named)
+        .expect("named option present")
+        + 1;
+    assert_eq!(answer, format!("answer{k}"), "{instruction}");
+}
+
+#[test]
+fn compact_records_keep_the_question_and_the_answer() {
+    let item = &generate(TaskKind::Find, 1, 3).unwrap()[0];
+    let r = item.to_compact_json(TaskKind::Find);
+    let prompt = r["prompt"].as_str().unwrap();
+    assert!(
+        prompt.starts_with("Which of these is the number "),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("Answer format") && !prompt.contains("Please choose"));
+    assert!(prompt.ends_with('\n'));
+    assert_eq!(r["completion"], item.answer.as_str());
+    assert_eq!(r["task"], "find");
 }
 
 /// Re-derives the choice answer from the question text.
