@@ -374,12 +374,25 @@ fn bad_file(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// The largest grid size or rank an adapter file may claim (far above any real one;
+/// it keeps products of sizes from overflowing).
+const MAX_SIZE: u64 = 1 << 20;
+
 fn get_usize(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<usize> {
     cfg.get(name)
         .and_then(Value::as_u64)
-        .filter(|&v| v > 0)
+        .filter(|&v| v > 0 && v <= MAX_SIZE)
         .map(|v| v as usize)
-        .ok_or_else(|| bad_file(path, format!("\"{name}\" must be a positive integer")))
+        .ok_or_else(|| {
+            bad_file(
+                path,
+                format!(
+                    "\"{name}\" must be a positive integer up to {MAX_SIZE}, found {}",
+                    cfg.get(name)
+                        .map_or("nothing".to_string(), |v| v.to_string())
+                ),
+            )
+        })
 }
 
 fn get_f64(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<f64> {
@@ -482,6 +495,12 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
             ))
         }
     };
+    if !spec.scale.is_finite() {
+        return Err(bad_file(
+            &cpath,
+            format!("the scale {} is not a finite f32", spec.scale),
+        ));
+    }
     let base_model = cfg
         .get("base_model_name_or_path")
         .and_then(Value::as_str)
@@ -535,6 +554,15 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
                     format!("'{name}': unsupported dtype {:?}", view.dtype()),
                 )
             })?;
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad_file(
+                &wpath,
+                format!(
+                    "tensor '{name}' holds a non-finite value ({}) at element {i} (a damaged file?)",
+                    data[i]
+                ),
+            ));
+        }
         let slot =
             &mut found.entry((layer, target_order(short))).or_default()[if is_a { 0 } else { 1 }];
         *slot = Some((view.shape().to_vec(), data));
@@ -566,7 +594,7 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
                     &wpath,
                     format!(
                         "layers.{layer}.{t}: shapes A {a_shape:?} and B {b_shape:?} do not fit {} with \
-                         blocks {} and rank {}",
+                         blocks {} and rank {} (as {CONFIG_FILE} says)",
                         ptype, spec.blocks, spec.block_rank
                     ),
                 )

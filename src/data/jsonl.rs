@@ -67,9 +67,22 @@ impl Sample {
 /// Reads every record of `path`. Errors name `path:line` and the problem, e.g.
 /// `data.jsonl:17: missing field "output"`.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    // Split the bytes, not a string, so that bytes that are not UTF-8 are reported
+    // with their line.
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = std::str::from_utf8(raw).map_err(|e| {
+            line_error(
+                path,
+                i + 1,
+                format!(
+                    "not UTF-8 text (invalid byte at column {})",
+                    e.valid_up_to() + 1
+                ),
+            )
+        })?;
         if line.trim().is_empty() {
             continue;
         }

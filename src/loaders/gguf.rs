@@ -51,6 +51,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             }
         };
         let mut t = file.read_f32_from(&mut handle, info)?;
+        super::check_finite(path, &info.name, &t.data)?;
         if config.architecture == Architecture::Llama {
             let heads = match name.rsplit('.').next() {
                 Some("q" | "q_bias") => Some(config.num_heads),
@@ -86,9 +87,10 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             ));
         }
     }
-    check_tensors(path, &config, &tensors)?;
+    check_tensors(path, "the metadata", &config, &tensors)?;
 
     let tok = tokenizer::from_gguf(&file.metadata)?;
+    super::check_vocab(path, &tok.tokenizer, config.vocab_size)?;
     let mut eos = config.eos_token_ids.clone();
     if eos.is_empty() {
         eos = tok.eos.clone();

@@ -26,7 +26,8 @@ pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
     let mut config = config_from_json(&config_json, &config_path)?;
 
     let mut tensors = BTreeMap::new();
-    for (hf_name, t) in super::safetensors::read_dir(dir)? {
+    let (weights_path, weights) = super::safetensors::read_dir(dir)?;
+    for (hf_name, t) in weights {
         let Some(name) = boha_name(&hf_name, config.architecture) else {
             if hf_name.ends_with("rotary_emb.inv_freq") {
                 continue; // recomputed from the config
@@ -46,7 +47,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
             return Err(bad_file(dir, format!("tensor '{hf_name}' appears twice")));
         }
     }
-    check_tensors(dir, &config, &tensors)?;
+    check_tensors(&weights_path, "config.json", &config, &tensors)?;
 
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.is_file() {
@@ -57,6 +58,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
     }
     let tok = tokenizers::Tokenizer::from_file(&tok_path)
         .map_err(|e| bad_file(&tok_path, format!("cannot load tokenizer: {e}")))?;
+    super::check_vocab(&tok_path, &tok, config.vocab_size)?;
 
     let tc_path = dir.join("tokenizer_config.json");
     let tc = if tc_path.is_file() {

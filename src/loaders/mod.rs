@@ -147,8 +147,11 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
 
 /// Checks `tensors` against the config's list: every expected tensor present with its
 /// shape, nothing else.
+/// `config_name` says where the config came from in messages ("config.json", "the
+/// metadata").
 pub(crate) fn check_tensors(
     path: &Path,
+    config_name: &str,
     config: &ModelConfig,
     tensors: &BTreeMap<String, HostTensor>,
 ) -> Result<()> {
@@ -158,14 +161,17 @@ pub(crate) fn check_tensors(
             None => {
                 return Err(bad_file(
                     path,
-                    format!("missing tensor '{}' {:?}", spec.name, spec.shape),
+                    format!(
+                        "missing tensor '{}' {:?} that {config_name} implies",
+                        spec.name, spec.shape
+                    ),
                 ))
             }
             Some(t) if t.shape != spec.shape => {
                 return Err(bad_file(
                     path,
                     format!(
-                        "tensor '{}' has shape {:?}, the config implies {:?}",
+                        "tensor '{}' has shape {:?}, {config_name} implies {:?}",
                         spec.name, t.shape, spec.shape
                     ),
                 ))
@@ -181,8 +187,44 @@ pub(crate) fn check_tensors(
             .unwrap_or_default();
         return Err(bad_file(
             path,
-            format!("unexpected tensor '{extra}' for this config"),
+            format!("unexpected tensor '{extra}' for the model {config_name} describes"),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses a tensor holding NaN or Inf (a damaged file: no real checkpoint has them, and
+/// one would turn every output into NaN).
+pub(crate) fn check_finite(path: &Path, name: &str, data: &[f32]) -> Result<()> {
+    match data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(bad_file(
+            path,
+            format!(
+                "tensor '{name}' holds a non-finite value ({}) at element {i} (a damaged file?)",
+                data[i]
+            ),
+        )),
+    }
+}
+
+/// Refuses a tokenizer that can produce ids the model has no embedding row for.
+pub(crate) fn check_vocab(
+    path: &Path,
+    tokenizer: &tokenizers::Tokenizer,
+    vocab_size: usize,
+) -> Result<()> {
+    let vocab = tokenizer.get_vocab(true);
+    if let Some((token, &id)) = vocab.iter().max_by_key(|(_, &id)| id) {
+        if id as usize >= vocab_size {
+            return Err(bad_file(
+                path,
+                format!(
+                    "the tokenizer's vocabulary does not fit the model: token {token:?} has id \
+                     {id}, the model's vocab_size is {vocab_size}"
+                ),
+            ));
+        }
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
                 ),
             )
         })?;
+        super::check_finite(path, &name, &data)?;
         out.push((
             name.to_string(),
             HostTensor::new(view.shape().to_vec(), data),
@@ -37,15 +38,16 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
 }
 
 /// The weights of a Hugging Face directory: `model.safetensors`, or the shards that
-/// `model.safetensors.index.json` lists. Names are the checkpoint's own.
-pub fn read_dir(dir: &Path) -> Result<Vec<(String, HostTensor)>> {
+/// `model.safetensors.index.json` lists. Names are the checkpoint's own. Also returns
+/// the file that names them (model.safetensors or the index), for messages.
+pub fn read_dir(dir: &Path) -> Result<(std::path::PathBuf, Vec<(String, HostTensor)>)> {
     let single = dir.join("model.safetensors");
     let index = dir.join("model.safetensors.index.json");
     if index.is_file() {
-        return read_sharded(dir, &index);
+        return Ok((index.clone(), read_sharded(dir, &index)?));
     }
     if single.is_file() {
-        return read_file(&single);
+        return Ok((single.clone(), read_file(&single)?));
     }
     let hint = if dir.join("pytorch_model.bin").exists() {
         " (pytorch_model.bin is not supported: convert it to safetensors)"
