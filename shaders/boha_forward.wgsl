@@ -7,8 +7,12 @@
 //   W'[o, i] from m = Σ_k B[bi, bj, o mod p, k]·A[bi, bj, k, i mod q],  bi = o / p, bj = i / q
 //
 // Two families, as for the GEMMs:
-// - reg4_*, reg_*: no barriers; each invocation computes a register tile of tokens ×
-//             columns straight from global memory (CPU-type adapters); reg4 (vec4 loads,
+// - reg4c_*, reg4k_*, reg4_*, reg_*: no barriers; each invocation computes a register
+//             tile of tokens × columns straight from global memory (CPU-type adapters).
+//             With p and q multiples of 4 and the workgroup's 16 columns in one block
+//             (p forward, q backward a multiple of 16): reg4c (vec4 loads, 16 × 16 tiles,
+//             one factor kept in registers per block) for r_b ≤ 4 or r_b = 8, reg4k
+//             (ranks in chunks of 4) for other multiples of 4; else reg4 (vec4 loads,
 //             16 × 16 tiles) when p and q are multiples of 4, reg (4 × 4) for any shape.
 // - shared_*: workgroup tiles of BM tokens × BN columns; each W0 tile is modulated once
 //             while it is staged into workgroup memory and used by all BM tokens.
@@ -342,6 +346,301 @@ fn boha_reg4_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
         update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
         update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+    }
+    store_tile4(t0, i0, p.d_in);
+}
+
+// ---------------------------------------------------------------- register family, vec4, cached factor
+//
+// reg4c_*: the reg4 kernels for r_b ≤ 4 or r_b = 8 (ranks 4..7 in a second matrix) when the workgroup's 16 columns lie in one block
+// (p a multiple of 16 forward, q backward). One factor is then the same for a whole
+// block of the reduction and is loaded once per block into registers as a 4×4 matrix per
+// column group (forward: B of the 16 outputs, backward: A of the 16 inputs); per 4-step
+// of the reduction only the other factor is loaded (forward: r_b vec4 loads of A;
+// backward: r_b vec4 loads of the 4 B rows, which lie contiguously). The modulation of a
+// W0 4×4 block is then one 4×4 matrix product (two for r_b = 8), M = A-columns × B-rows
+// (ranks ≥ r_b are zero in both), and a 4-step costs 32 + r_b loads instead of
+// 32 + 20·r_b.
+
+@group(0) @binding(9) var<storage, read> fb4: array<vec4<f32>>;   // B as vec4 [b, b, p·r_b / 4]
+
+// Rows o..o+3 of B from the vec4 q4 holding B[o, 0] (4·r_b contiguous floats): column j
+// is B[o + j, 0..3], zero from r_b on.
+fn b_rows4(q4: u32) -> mat4x4<f32> {
+    switch p.rb {
+        case 1u: {
+            let v = fb4[q4];
+            return mat4x4<f32>(vec4<f32>(v.x, 0.0, 0.0, 0.0), vec4<f32>(v.y, 0.0, 0.0, 0.0),
+                               vec4<f32>(v.z, 0.0, 0.0, 0.0), vec4<f32>(v.w, 0.0, 0.0, 0.0));
+        }
+        case 2u: {
+            let v0 = fb4[q4];
+            let v1 = fb4[q4 + 1u];
+            return mat4x4<f32>(vec4<f32>(v0.xy, 0.0, 0.0), vec4<f32>(v0.zw, 0.0, 0.0),
+                               vec4<f32>(v1.xy, 0.0, 0.0), vec4<f32>(v1.zw, 0.0, 0.0));
+        }
+        case 3u: {
+            let v0 = fb4[q4];
+            let v1 = fb4[q4 + 1u];
+            let v2 = fb4[q4 + 2u];
+            return mat4x4<f32>(vec4<f32>(v0.xyz, 0.0), vec4<f32>(v0.w, v1.xy, 0.0),
+                               vec4<f32>(v1.zw, v2.x, 0.0), vec4<f32>(v2.yzw, 0.0));
+        }
+        case 8u: {
+            return mat4x4<f32>(fb4[q4], fb4[q4 + 2u], fb4[q4 + 4u], fb4[q4 + 6u]);
+        }
+        default: {
+            return mat4x4<f32>(fb4[q4], fb4[q4 + 1u], fb4[q4 + 2u], fb4[q4 + 3u]);
+        }
+    }
+}
+
+// r_b = 8: ranks 4..7 of B rows o..o+3 (column j is B[o + j, 4..7]); zero otherwise.
+fn b_rows4_hi(q4: u32) -> mat4x4<f32> {
+    if (p.rb != 8u) { return mat4x4<f32>(); }
+    return mat4x4<f32>(fb4[q4 + 1u], fb4[q4 + 3u], fb4[q4 + 5u], fb4[q4 + 7u]);
+}
+
+// r_b = 8: A[4..7, c..c+3] as columns (see a_cols4); zero otherwise.
+fn a_cols4_hi(q4: u32, qs: u32) -> mat4x4<f32> {
+    if (p.rb != 8u) { return mat4x4<f32>(); }
+    return mat4x4<f32>(fa4[q4 + 4u * qs], fa4[q4 + 5u * qs], fa4[q4 + 6u * qs], fa4[q4 + 7u * qs]);
+}
+
+// A[k, c..c+3] for k < r_b as column k (zero from r_b on), from the vec4 q4 holding
+// A[0, c]; qs = q / 4 is the vec4 stride between ranks.
+fn a_cols4(q4: u32, qs: u32) -> mat4x4<f32> {
+    var m = mat4x4<f32>(fa4[q4], vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if (p.rb > 1u) { m[1] = fa4[q4 + qs]; }
+    if (p.rb > 2u) { m[2] = fa4[q4 + 2u * qs]; }
+    if (p.rb > 3u) { m[3] = fa4[q4 + 3u * qs]; }
+    return m;
+}
+
+// W'[o..o+3, i..i+3] with column j = W'[o + j, i..i+3], from the columns of A (at) and
+// the rows of B (bt) of this 4×4 block: column j of at * bt is Σ_k A[k, i..]·B[o + j, k].
+// With r_b = 8, ah and bh hold ranks 4..7 and add their product.
+fn wtile_c(o: u32, i: u32, at: mat4x4<f32>, bt: mat4x4<f32>, ah: mat4x4<f32>, bh: mat4x4<f32>) -> mat4x4<f32> {
+    let s = p.d_in / 4u;
+    let w4 = (o * p.d_in + i) / 4u;
+    let w = mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
+    var m = at * bt;
+    if (p.rb == 8u) { m += ah * bh; }
+    return modulate_m(w, m);
+}
+
+// y: workgroup (x, y) owns outputs o0..o0+15 (one block row), z a range of WG4·16 tokens.
+@compute @workgroup_size(WG4)
+fn boha_reg4c_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let o0 = (wg.x + wg.y * nwg.x) * 16u;
+    if (o0 >= p.d_out) { return; }
+    let bi = o0 / p.p;
+    let ol = o0 - bi * p.p;
+    let t0 = (wg.z * WG4 + li) * 16u;
+    let s = p.d_in / 4u;
+    let qs = p.q / 4u;
+    let r0 = tok_rows(t0, s);
+    let r1 = tok_rows(t0 + 4u, s);
+    let r2 = tok_rows(t0 + 8u, s);
+    let r3 = tok_rows(t0 + 12u, s);
+    for (var bj = 0u; bj < p.nb; bj++) {
+        let blk = bi * p.nb + bj;
+        // B rows of the 16 outputs in this block, once per block.
+        let bq = (blk * p.p + ol) * p.rb / 4u;
+        let bt0 = b_rows4(bq);
+        let bt1 = b_rows4(bq + p.rb);
+        let bt2 = b_rows4(bq + 2u * p.rb);
+        let bt3 = b_rows4(bq + 3u * p.rb);
+        let bh0 = b_rows4_hi(bq);
+        let bh1 = b_rows4_hi(bq + p.rb);
+        let bh2 = b_rows4_hi(bq + 2u * p.rb);
+        let bh3 = b_rows4_hi(bq + 3u * p.rb);
+        let aq = blk * p.rb * qs;
+        for (var c4 = 0u; c4 < qs; c4++) {
+            let i = bj * p.q + c4 * 4u;
+            let at = a_cols4(aq + c4, qs);
+            let ah = a_cols4_hi(aq + c4, qs);
+            let b0 = wtile_c(o0, i, at, bt0, ah, bh0);
+            let b1 = wtile_c(o0 + 4u, i, at, bt1, ah, bh1);
+            let b2 = wtile_c(o0 + 8u, i, at, bt2, ah, bh2);
+            let b3 = wtile_c(o0 + 12u, i, at, bt3, ah, bh3);
+            let k4 = i / 4u;
+            update_row(0u, load_tok(r0, k4), b0, b1, b2, b3);
+            update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
+            update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
+            update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+        }
+    }
+    store_tile4(t0, o0, p.d_out);
+}
+
+// dx: workgroup (x, y) owns inputs i0..i0+15 (one block column), z a range of WG4·16
+// tokens.
+@compute @workgroup_size(WG4)
+fn boha_reg4c_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let i0 = (wg.x + wg.y * nwg.x) * 16u;
+    if (i0 >= p.d_in) { return; }
+    let bj = i0 / p.q;
+    let il = i0 - bj * p.q;
+    let t0 = (wg.z * WG4 + li) * 16u;
+    let s = p.d_out / 4u;
+    let qs = p.q / 4u;
+    let r0 = tok_rows(t0, s);
+    let r1 = tok_rows(t0 + 4u, s);
+    let r2 = tok_rows(t0 + 8u, s);
+    let r3 = tok_rows(t0 + 12u, s);
+    for (var bi = 0u; bi < p.nb; bi++) {
+        let blk = bi * p.nb + bj;
+        // A columns of the 16 inputs in this block, once per block.
+        let aq = blk * p.rb * qs + il / 4u;
+        let at0 = a_cols4(aq, qs);
+        let at1 = a_cols4(aq + 1u, qs);
+        let at2 = a_cols4(aq + 2u, qs);
+        let at3 = a_cols4(aq + 3u, qs);
+        let ah0 = a_cols4_hi(aq, qs);
+        let ah1 = a_cols4_hi(aq + 1u, qs);
+        let ah2 = a_cols4_hi(aq + 2u, qs);
+        let ah3 = a_cols4_hi(aq + 3u, qs);
+        let bq = blk * p.p * p.rb / 4u;
+        for (var ob = 0u; ob < p.p; ob += 4u) {
+            let o = bi * p.p + ob;
+            let bt = b_rows4(bq + ob * p.rb / 4u);
+            let bh = b_rows4_hi(bq + ob * p.rb / 4u);
+            // wtile_c gives columns over o; the product wants columns over i.
+            let b0 = transpose(wtile_c(o, i0, at0, bt, ah0, bh));
+            let b1 = transpose(wtile_c(o, i0 + 4u, at1, bt, ah1, bh));
+            let b2 = transpose(wtile_c(o, i0 + 8u, at2, bt, ah2, bh));
+            let b3 = transpose(wtile_c(o, i0 + 12u, at3, bt, ah3, bh));
+            let k4 = o / 4u;
+            update_row(0u, load_tok(r0, k4), b0, b1, b2, b3);
+            update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
+            update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
+            update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+        }
+    }
+    store_tile4(t0, i0, p.d_in);
+}
+
+// ---------------------------------------------------------------- register family, vec4, rank chunks
+//
+// reg4k_*: the same tiling for larger ranks that are multiples of 4 (HiRA, LoRA-sized
+// ranks), with the workgroup's 16 columns in one block. The modulation of the 4 column
+// groups is accumulated over chunks of 4 ranks, each chunk one 4×4 matrix product per
+// group from vec4 loads: per 4-step of the reduction 32 + 5·r_b loads (the A or B chunk
+// shared by the 4 groups, 4 vec4 rows of the other factor per group) instead of
+// 32 + 20·r_b.
+
+// The 4×4 chunk of B rows o..o+3, ranks kc..kc+3, from the vec4 q4 holding B[o, kc]:
+// column j is B[o + j, kc..kc+3].
+fn b_chunk4(q4: u32) -> mat4x4<f32> {
+    let s = p.rb / 4u;
+    return mat4x4<f32>(fb4[q4], fb4[q4 + s], fb4[q4 + 2u * s], fb4[q4 + 3u * s]);
+}
+
+// The 4×4 chunk of A ranks kc..kc+3, columns c..c+3, from the vec4 q4 holding A[kc, c]:
+// column k is A[kc + k, c..c+3].
+fn a_chunk4(q4: u32, qs: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(fa4[q4], fa4[q4 + qs], fa4[q4 + 2u * qs], fa4[q4 + 3u * qs]);
+}
+
+// W0[o..o+3, i..i+3] with column j = W0[o + j, i..i+3].
+fn w0_4x4(o: u32, i: u32) -> mat4x4<f32> {
+    let s = p.d_in / 4u;
+    let w4 = (o * p.d_in + i) / 4u;
+    return mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
+}
+
+@compute @workgroup_size(WG4)
+fn boha_reg4k_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let o0 = (wg.x + wg.y * nwg.x) * 16u;
+    if (o0 >= p.d_out) { return; }
+    let bi = o0 / p.p;
+    let ol = o0 - bi * p.p;
+    let t0 = (wg.z * WG4 + li) * 16u;
+    let s = p.d_in / 4u;
+    let qs = p.q / 4u;
+    let r0 = tok_rows(t0, s);
+    let r1 = tok_rows(t0 + 4u, s);
+    let r2 = tok_rows(t0 + 8u, s);
+    let r3 = tok_rows(t0 + 12u, s);
+    for (var bj = 0u; bj < p.nb; bj++) {
+        let blk = bi * p.nb + bj;
+        let bq = (blk * p.p + ol) * p.rb / 4u;   // B[o0, 0] as a vec4 index
+        let aq = blk * p.rb * qs;                // A[0, 0] of the block
+        for (var c4 = 0u; c4 < qs; c4++) {
+            var m0 = mat4x4<f32>();
+            var m1 = mat4x4<f32>();
+            var m2 = mat4x4<f32>();
+            var m3 = mat4x4<f32>();
+            for (var kc = 0u; kc < p.rb; kc += 4u) {
+                let at = a_chunk4(aq + kc * qs + c4, qs);
+                let kq = bq + kc / 4u;
+                m0 += at * b_chunk4(kq);
+                m1 += at * b_chunk4(kq + p.rb);
+                m2 += at * b_chunk4(kq + 2u * p.rb);
+                m3 += at * b_chunk4(kq + 3u * p.rb);
+            }
+            let i = bj * p.q + c4 * 4u;
+            let b0 = modulate_m(w0_4x4(o0, i), m0);
+            let b1 = modulate_m(w0_4x4(o0 + 4u, i), m1);
+            let b2 = modulate_m(w0_4x4(o0 + 8u, i), m2);
+            let b3 = modulate_m(w0_4x4(o0 + 12u, i), m3);
+            let k4 = i / 4u;
+            update_row(0u, load_tok(r0, k4), b0, b1, b2, b3);
+            update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
+            update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
+            update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+        }
+    }
+    store_tile4(t0, o0, p.d_out);
+}
+
+@compute @workgroup_size(WG4)
+fn boha_reg4k_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let i0 = (wg.x + wg.y * nwg.x) * 16u;
+    if (i0 >= p.d_in) { return; }
+    let bj = i0 / p.q;
+    let il = i0 - bj * p.q;
+    let t0 = (wg.z * WG4 + li) * 16u;
+    let s = p.d_out / 4u;
+    let qs = p.q / 4u;
+    let r0 = tok_rows(t0, s);
+    let r1 = tok_rows(t0 + 4u, s);
+    let r2 = tok_rows(t0 + 8u, s);
+    let r3 = tok_rows(t0 + 12u, s);
+    for (var bi = 0u; bi < p.nb; bi++) {
+        let blk = bi * p.nb + bj;
+        let aq = blk * p.rb * qs + il / 4u;      // A[0, il] of the block
+        let bq = blk * p.p * p.rb / 4u;          // B[0, 0] of the block
+        for (var ob = 0u; ob < p.p; ob += 4u) {
+            let o = bi * p.p + ob;
+            var m0 = mat4x4<f32>();
+            var m1 = mat4x4<f32>();
+            var m2 = mat4x4<f32>();
+            var m3 = mat4x4<f32>();
+            for (var kc = 0u; kc < p.rb; kc += 4u) {
+                let bt = b_chunk4(bq + (ob * p.rb + kc) / 4u);
+                let ka = aq + kc * qs;
+                m0 += a_chunk4(ka, qs) * bt;
+                m1 += a_chunk4(ka + 1u, qs) * bt;
+                m2 += a_chunk4(ka + 2u, qs) * bt;
+                m3 += a_chunk4(ka + 3u, qs) * bt;
+            }
+            // Columns over o; the product wants columns over i.
+            let b0 = transpose(modulate_m(w0_4x4(o, i0), m0));
+            let b1 = transpose(modulate_m(w0_4x4(o, i0 + 4u), m1));
+            let b2 = transpose(modulate_m(w0_4x4(o, i0 + 8u), m2));
+            let b3 = transpose(modulate_m(w0_4x4(o, i0 + 12u), m3));
+            let k4 = o / 4u;
+            update_row(0u, load_tok(r0, k4), b0, b1, b2, b3);
+            update_row(1u, load_tok(r1, k4), b0, b1, b2, b3);
+            update_row(2u, load_tok(r2, k4), b0, b1, b2, b3);
+            update_row(3u, load_tok(r3, k4), b0, b1, b2, b3);
+        }
     }
     store_tile4(t0, i0, p.d_in);
 }

@@ -195,6 +195,76 @@ fn fused_handles_odd_token_counts_and_wide_blocks() {
     }
 }
 
+/// The register family's cached-factor vec4 kernels (`boha_reg4c_*`: r_b ≤ 4 or 8, p
+/// forward or q backward a multiple of 16) at every r_b they take, the rank-chunk ones
+/// (`boha_reg4k_*`: other multiples of 4), and their
+/// fallback to the plain vec4 kernels (r_b = 5; q = 40 backward), with token counts that
+/// are not multiples of 16 and more than one token range (T > 256).
+#[test]
+fn fused_cached_factor_kernels_and_fallback() {
+    let Some(gpu) = common::gpu_with(&GpuOptions {
+        gemm_family: Some(GemmFamily::Register),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    for &(s, d_out, d_in, t) in &[
+        (spec(Method::Boha, 2, 3, 0.9), 64, 96, 300usize),
+        (spec(Method::Hira, 1, 4, 1.0), 48, 32, 17),
+        (spec(Method::Additive, 4, 2, 1.1), 128, 64, 5),
+        (spec(Method::Boha, 1, 1, 0.7), 32, 16, 1),
+        (spec(Method::Boha, 2, 8, 0.6), 64, 96, 270),
+        // boha_reg4k_* (ranks in chunks of 4).
+        (spec(Method::Hira, 1, 32, 1.0), 64, 48, 19),
+        (spec(Method::Boha, 2, 12, 0.5), 64, 96, 260),
+        (spec(Method::Boha, 2, 5, 0.8), 64, 96, 33),
+        (spec(Method::Boha, 2, 2, 0.8), 96, 80, 40),
+    ] {
+        let mut rng = Rng::new(t as u64 + d_out as u64);
+        let w0 = rng.vec_f32(d_out * d_in, -1.0, 1.0);
+        let a = rng.vec_f32(s.a_shape(d_in).iter().product(), -0.5, 0.5);
+        let b = rng.vec_f32(s.b_shape(d_out).iter().product(), -0.5, 0.5);
+        let x = rng.vec_f32(t * d_in, -1.0, 1.0);
+        let dy = rng.vec_f32(t * d_out, -1.0, 1.0);
+        let (w64, a64, b64) = (cpu::f64s(&w0), cpu::f64s(&a), cpu::f64s(&b));
+        let y_ref = cpu::f32s(&cpu::forward(&s, &w64, &a64, &b64, &cpu::f64s(&x), t).unwrap());
+        let dx_ref = cpu::f32s(
+            &cpu::backward(&s, &w64, &a64, &b64, &cpu::f64s(&x), &cpu::f64s(&dy))
+                .unwrap()
+                .0,
+        );
+        let tw = up(&gpu, &[d_out, d_in], &w0);
+        let ta = up(&gpu, &s.a_shape(d_in), &a);
+        let tb = up(&gpu, &s.b_shape(d_out), &b);
+        let (tx, tdy) = (up(&gpu, &[t, d_in], &x), up(&gpu, &[t, d_out], &dy));
+        let ty = up(&gpu, &[t, d_out], &vec![f32::NAN; t * d_out]);
+        run(
+            &gpu,
+            &fused::forward(&gpu, &s, d_out, d_in, &tw, &tx, &ta, &tb, &ty, 0.0).unwrap(),
+        );
+        let what = format!("{s:?} {d_out}x{d_in} T={t}");
+        assert_close(
+            &format!("forward {what}"),
+            &gpu.download(&ty).unwrap(),
+            &y_ref,
+            2e-6,
+        );
+        let old = rng.vec_f32(t * d_in, -3.0, 3.0);
+        let tdx = up(&gpu, &[t, d_in], &old);
+        run(
+            &gpu,
+            &fused::backward_dx(&gpu, &s, d_out, d_in, &tw, &tdy, &ta, &tb, &tdx, 1.0).unwrap(),
+        );
+        let want: Vec<f32> = old.iter().zip(&dx_ref).map(|(o, r)| o + r).collect();
+        assert_close(
+            &format!("dx += {what}"),
+            &gpu.download(&tdx).unwrap(),
+            &want,
+            2e-6,
+        );
+    }
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }

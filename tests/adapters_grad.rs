@@ -151,6 +151,59 @@ fn grid_sweep(family: GemmFamily) {
     check(&gpu, Method::Boha, 1, 8, 300, 260, 9);
 }
 
+/// The register family's vec4 kernel (p, q multiples of 4) and its scalar fallback
+/// (either not a multiple of 4), with partial 4-row / 4-column groups at region edges.
+#[test]
+fn grads_vec4_path_and_fallback_register_family() {
+    let Some(gpu) = family_gpu(GemmFamily::Register) else {
+        return;
+    };
+    let spec = |method, blocks, block_rank| AdapterSpec {
+        method,
+        blocks,
+        block_rank,
+        scale: 1.0,
+    };
+    for &(method, blocks, rb, d_out, d_in, vec4) in &[
+        // vec4: blocks of 44 × 20, 60 × 52 (tiles end inside a 16 × 16 sub-tile).
+        (Method::Boha, 2, 3, 88, 40, true),
+        (Method::Hira, 1, 5, 60, 52, true),
+        (Method::Additive, 4, 2, 176, 208, true),
+        // Fallback: q = 42, p = 45, p = 22 / q = 21.
+        (Method::Boha, 2, 2, 96, 84, false),
+        (Method::Hira, 1, 3, 45, 64, false),
+        (Method::Additive, 2, 1, 44, 42, false),
+    ] {
+        let sp = spec(method, blocks, rb);
+        let pl = boha::adapters::grad::plan(&gpu, &sp, 13, d_out, d_in);
+        assert_eq!(pl.vec4, vec4, "{d_out}x{d_in} b={blocks}: {pl:?}");
+        for t in [1, 6, 13] {
+            check(&gpu, method, blocks, rb, d_out, d_in, t);
+        }
+    }
+}
+
+/// Long token counts on the vec4 kernel: the loop budget splits a large layer into many
+/// small regions and the tokens into two dispatches (2048 + 52).
+#[test]
+fn grads_vec4_loop_budget_long_tokens() {
+    let Some(gpu) = family_gpu(GemmFamily::Register) else {
+        return;
+    };
+    let sp = AdapterSpec {
+        method: Method::Hira,
+        blocks: 1,
+        block_rank: 4,
+        scale: 1.0,
+    };
+    let pl = boha::adapters::grad::plan(&gpu, &sp, 2100, 768, 640);
+    assert!(pl.vec4 && pl.tokens == 2048, "{pl:?}");
+    // 2048 tokens per tile leave room for at most 19 tiles per region: 120 tiles need
+    // at least 7 regions whatever the thread count.
+    assert!(pl.strips_r * pl.strips_c >= 7, "{pl:?}");
+    check(&gpu, Method::Hira, 1, 4, 768, 640, 2100);
+}
+
 #[test]
 fn grads_match_dense_reference_register_family() {
     grid_sweep(GemmFamily::Register);

@@ -170,7 +170,7 @@ fn edit_st_header(path: &Path, f: impl FnOnce(&mut Value)) {
         let mut h: Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
         f(&mut h);
         let mut text = serde_json::to_vec(&h).unwrap();
-        while text.len() % 8 != 0 {
+        while !text.len().is_multiple_of(8) {
             text.push(b' ');
         }
         let mut out = (text.len() as u64).to_le_bytes().to_vec();

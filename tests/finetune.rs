@@ -355,7 +355,7 @@ fn memory_is_checked_before_allocating() {
             .iter()
             .map(|t| t.to_string())
             .collect();
-        let est = estimate_step(&ck.config, &spec, &targets, batch, seq, recompute);
+        let est = estimate_step(&gpu, &ck.config, &spec, &targets, batch, seq, recompute);
         gpu.reset_peak();
         let base = gpu.live_bytes();
         let opts = TrainOptions {
@@ -366,7 +366,7 @@ fn memory_is_checked_before_allocating() {
         let real = gpu.peak_bytes() - base;
         drop(tr);
         assert!(
-            real <= est.total() && est.total() <= 3 * real,
+            real <= est.total() && est.total() <= 3 * real + (2 << 20),
             "estimate {} vs allocated {real}",
             est.total()
         );

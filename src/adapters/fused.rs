@@ -19,10 +19,20 @@
 //! Measured at 512 tokens, 576 → 1536, against the plain GEMM (`ops::gemm`), in one run:
 //! - H200 (shared family): forward 1.08× (BoHA b = 4, r_b = 8), 0.97× (r_b = 2), 1.63×
 //!   (HiRA r = 32); dx 1.23×, 1.04×, 2.10×.
-//! - llvmpipe, Mesa 22.3 (register family, loaded 2-core machine): forward 4.2× (r_b = 8),
-//!   2.0× (r_b = 2), 1.7× (r_b = 1); dx 3.3×, 1.7×, 1.6×. Every load is per lane on this
-//!   Mesa, and each W0 4×4 block costs r_b extra vec4 A loads and 4·r_b B loads: keeping
-//!   the tile's B rows in private memory per column block is the next step.
+//! - llvmpipe, Mesa 22.3 (register family, loaded 2-core machine), `boha_reg4_*`:
+//!   forward 4.2× (r_b = 8), 2.0× (r_b = 2), 1.7× (r_b = 1); dx 3.3×, 1.7×, 1.6×. Every
+//!   load is per lane on this Mesa, and each W0 4×4 block costs r_b extra vec4 A loads
+//!   and 4·r_b B loads.
+//! - `boha_reg4c_*` (r_b ≤ 4 or 8, the 16 columns of a workgroup in one block) keep one
+//!   factor in registers per block and load the other once per 4-step for all 16
+//!   columns: 32 + r_b loads per 4-step instead of 32 + 20·r_b. Against `boha_reg4_*` in
+//!   one run (noisy machine): forward 1.6× faster at r_b = 2 and ~2× at r_b = 8, dx
+//!   1.1–1.2× at r_b = 2 and ~2× at r_b = 8.
+//! - `boha_reg4k_*` (other multiples of 4, e.g. HiRA r = 32) accumulate the modulation
+//!   over chunks of 4 ranks from vec4 loads of both factors: 32 + 5·r_b loads per
+//!   4-step, and no inner loop per W0 4×4 block (`boha_reg4_*` runs 4·r_b loop
+//!   iterations per 4-step, which at r_b = 32 and a 2048-wide reduction reaches
+//!   llvmpipe's 65535-iteration loop budget).
 
 use super::AdapterSpec;
 use crate::error::{Error, Result};
@@ -36,6 +46,11 @@ const REG_TN: usize = 4;
 const REG_WG: usize = 64;
 /// Invocations per workgroup of the vec4 register kernels (16 tokens × 16 columns each).
 const REG4_WG: usize = 16;
+/// Whether the cached-factor vec4 kernels (`boha_reg4c_*`) take this r_b: one 4×4
+/// matrix per column group holds a factor's ranks (two for r_b = 8).
+pub fn reg4c_rank(rb: usize) -> bool {
+    rb <= 4 || rb == 8
+}
 /// Tile of the shared kernels (BM tokens × BN columns).
 const SH_BM: usize = 64;
 const SH_BN: usize = 64;
@@ -262,15 +277,29 @@ fn fused(
     // The vec4 register kernels need every 4-row and 4-column group inside one block.
     let vec4 = family == GemmFamily::Register && p % 4 == 0 && q % 4 == 0;
     let fwd = dir == Dir::Forward;
+    // The cached-factor variant also needs r_b ≤ 4 or 8 and the workgroup's 16 columns inside
+    // one block (p forward, q backward a multiple of 16).
+    let cached = vec4 && reg4c_rank(spec.block_rank) && block_cols % 16 == 0;
+    // Other multiples of 4: the rank-chunk variant, under the same column condition, while
+    // its (k / 4)·(r_b / 4 + 1) loop iterations per invocation stay inside llvmpipe's
+    // loop budget (see `adapters::grad`).
+    let chunked = vec4
+        && !cached
+        && spec.block_rank.is_multiple_of(4)
+        && block_cols % 16 == 0
+        && (k / 4) * (spec.block_rank / 4 + 1) + nb <= 40_000;
     let (entry, groups) = match family {
         GemmFamily::Register if vec4 => {
             // x, y: the 16-column tiles (folded); z: the token ranges.
             let mut g = gpu.grid(n.div_ceil(16));
             g[2] = t.div_ceil(16 * REG4_WG) as u32;
-            let e = if fwd {
-                "boha_reg4_forward"
-            } else {
-                "boha_reg4_backward"
+            let e = match (fwd, cached, chunked) {
+                (true, true, _) => "boha_reg4c_forward",
+                (false, true, _) => "boha_reg4c_backward",
+                (true, false, true) => "boha_reg4k_forward",
+                (false, false, true) => "boha_reg4k_backward",
+                (true, false, false) => "boha_reg4_forward",
+                (false, false, false) => "boha_reg4_backward",
             };
             (e, g)
         }
@@ -302,8 +331,11 @@ fn fused(
     } else {
         kernel
     };
-    // Binding order: the vec4 kernels use B, out, then inp, W0 and A as vec4 arrays.
-    let tensors = if vec4 {
+    // Binding order: the vec4 kernels use B, out, then inp, W0 and A as vec4 arrays; the
+    // cached and chunked ones out, then inp, W0, A and B as vec4 arrays.
+    let tensors = if cached || chunked {
+        [out, inp, w0, a, b]
+    } else if vec4 {
         [b, out, inp, w0, a]
     } else {
         [inp, w0, a, b, out]

@@ -12,11 +12,15 @@
 //!              gradient checkpointing
 //! loss         N·(C + 1) + N·min(V, 8192) logits chunk
 //! gradients    N·(3C + 3F + 2Q + 2K)  (scratch shared by all layers, an upper bound)
-//! adapters     P·(5 + 16): factors, gradients, two moments, and the gradient kernels'
-//!              partials (at most 16 × the factors)
+//! adapters     5·P: factors, gradients, two moments
+//!              + the gradient kernels' partial slots, per adapted matrix as
+//!              `adapters::grad::scratch_bytes` plans them on the device (LoRA: its
+//!              rank-r intermediates, 2·N·r)
 //! ```
 
-use crate::adapters::AdapterSpec;
+use crate::adapters::grad::scratch_bytes;
+use crate::adapters::{AdapterSpec, Method};
+use crate::gpu::Gpu;
 use crate::model::ModelConfig;
 
 /// The estimate, in bytes, by part.
@@ -30,38 +34,47 @@ pub struct StepMemory {
 }
 
 impl StepMemory {
+    /// The sum, plus 5% and 1 MiB for what the parts leave out (per-dispatch uniforms,
+    /// small per-op buffers).
     pub fn total(&self) -> u64 {
-        self.weights + self.activations + self.adapters
+        let parts = self.weights + self.activations + self.adapters;
+        parts + parts / 20 + (1 << 20)
     }
 }
 
-/// Adapter parameters on `targets` (projection names) of every layer.
-pub fn adapter_params(cfg: &ModelConfig, spec: &AdapterSpec, targets: &[String]) -> usize {
+/// (d_out, d_in) of every adapted matrix of one layer.
+fn shapes(cfg: &ModelConfig, targets: &[String]) -> Vec<(usize, usize)> {
     let (c, f, q, k) = (
         cfg.hidden_size,
         cfg.intermediate_size,
         cfg.q_dim(),
         cfg.kv_dim(),
     );
-    let per_layer: usize = targets
+    targets
         .iter()
-        .map(|t| {
-            let (o, i) = match t.as_str() {
-                "q" => (q, c),
-                "k" | "v" => (k, c),
-                "o" => (c, q),
-                "gate" | "up" => (f, c),
-                "down" => (c, f),
-                _ => (0, 0),
-            };
-            spec.param_count(o, i)
+        .map(|t| match t.as_str() {
+            "q" => (q, c),
+            "k" | "v" => (k, c),
+            "o" => (c, q),
+            "gate" | "up" => (f, c),
+            "down" => (c, f),
+            _ => (0, 0),
         })
+        .collect()
+}
+
+/// Adapter parameters on `targets` (projection names) of every layer.
+pub fn adapter_params(cfg: &ModelConfig, spec: &AdapterSpec, targets: &[String]) -> usize {
+    let per_layer: usize = shapes(cfg, targets)
+        .iter()
+        .map(|&(o, i)| spec.param_count(o, i))
         .sum();
     per_layer * cfg.num_layers
 }
 
-/// Estimates a training step of `batch` × `seq` tokens (see the module docs).
+/// Estimates a training step of `batch` × `seq` tokens on `gpu` (see the module docs).
 pub fn estimate_step(
+    gpu: &Gpu,
     cfg: &ModelConfig,
     spec: &AdapterSpec,
     targets: &[String],
@@ -98,11 +111,19 @@ pub fn estimate_step(
         + n * chunk
         + n * (3 * c + 3 * f + 2 * q + 2 * k);
     let p = adapter_params(cfg, spec, targets) as u64;
+    let scratch: u64 = shapes(cfg, targets)
+        .iter()
+        .map(|&(o, i)| match spec.method {
+            Method::Lora => 4 * 2 * n * spec.rank() as u64,
+            _ => scratch_bytes(gpu, spec, n as usize, o, i) as u64,
+        })
+        .sum::<u64>()
+        * l;
     let largest = largest_weight.max(n * f).max(n * chunk);
     StepMemory {
         weights: 4 * weights,
         activations: 4 * activations,
-        adapters: 4 * p * 21,
+        adapters: 4 * 5 * p + scratch,
         largest_buffer: 4 * largest,
     }
 }

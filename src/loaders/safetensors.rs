@@ -28,7 +28,7 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
                 ),
             )
         })?;
-        super::check_finite(path, &name, &data)?;
+        super::check_finite(path, name, &data)?;
         out.push((
             name.to_string(),
             HostTensor::new(view.shape().to_vec(), data),

@@ -357,6 +357,7 @@ pub fn finetune(
         }
     };
     let est = estimate_step(
+        gpu,
         &ck.config,
         &plan_spec,
         &plan_targets,
