@@ -518,7 +518,8 @@ fn compact_records_keep_the_question_and_the_answer() {
         prompt.starts_with("Which of these is the number "),
         "{prompt}"
     );
-    assert!(!prompt.contains("Answer format") && !prompt.contains("Please choose"));
+    assert!(prompt.contains("\nAnswer format: answer1/") && !prompt.contains("Please choose"));
+    assert!(!prompt.contains("\n\n"));
     assert!(prompt.ends_with('\n'));
     assert_eq!(r["completion"], item.answer.as_str());
     assert_eq!(r["task"], "find");

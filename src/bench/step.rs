@@ -66,7 +66,8 @@ fn batch_tokens(vocab: usize, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
 }
 
 /// Times each method's step (`runs` timed steps after one warm-up) and the forward
-/// passes, on `batch` × `seq` random tokens.
+/// passes (base and merged alternating, at least 3 rounds), on `batch` × `seq` random
+/// tokens.
 pub fn bench_step(
     gpu: &Gpu,
     ck: &Checkpoint,
@@ -105,20 +106,10 @@ pub fn bench_step(
             peak_bytes: gpu.peak_bytes(),
         });
     }
-    let time_fwd = |pass: &ForwardPass| -> Result<f64> {
-        pass.loss(gpu, &tokens, &targets)?;
-        let mut times = Vec::new();
-        for _ in 0..runs.max(1) {
-            let t0 = std::time::Instant::now();
-            pass.loss(gpu, &tokens, &targets)?;
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-        }
-        Ok(median(&mut times))
-    };
-    let mut weights = Weights::upload(gpu, ck)?;
-    let base_fwd_ms = time_fwd(&ForwardPass::new(gpu, &weights, None, batch, seq, 8192)?)?;
-    on_result("base forward", base_fwd_ms);
-    let mut adapters = Adapters::new(gpu, &weights, bench_spec(Method::Boha)?, &["all"], 3)?;
+    // Base and merged passes alternate, so drift on a shared machine hits both alike.
+    let base_w = Weights::upload(gpu, ck)?;
+    let mut merged_w = Weights::upload(gpu, ck)?;
+    let mut adapters = Adapters::new(gpu, &merged_w, bench_spec(Method::Boha)?, &["all"], 3)?;
     // Non-zero B, so the merge really changes the weights.
     let mut rng = Rng::new(5);
     for m in adapters.layers.iter_mut() {
@@ -126,9 +117,23 @@ pub fn bench_step(
             gpu.write(&ad.b, &rng.vec_f32(ad.b.len(), -0.01, 0.01))?;
         }
     }
-    weights.merge(gpu, &adapters)?;
+    merged_w.merge(gpu, &adapters)?;
     drop(adapters);
-    let merged_fwd_ms = time_fwd(&ForwardPass::new(gpu, &weights, None, batch, seq, 8192)?)?;
+    let base = ForwardPass::new(gpu, &base_w, None, batch, seq, 8192)?;
+    let merged = ForwardPass::new(gpu, &merged_w, None, batch, seq, 8192)?;
+    base.loss(gpu, &tokens, &targets)?;
+    merged.loss(gpu, &tokens, &targets)?;
+    let (mut tb, mut tm) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(3) {
+        for (pass, times) in [(&base, &mut tb), (&merged, &mut tm)] {
+            let t0 = std::time::Instant::now();
+            pass.loss(gpu, &tokens, &targets)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let base_fwd_ms = median(&mut tb);
+    let merged_fwd_ms = median(&mut tm);
+    on_result("base forward", base_fwd_ms);
     on_result("merged forward", merged_fwd_ms);
     let get = |m: &str| results.iter().find(|r| r.method == m).expect("measured");
     let (b, l) = (get("boha"), get("lora"));

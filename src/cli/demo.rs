@@ -5,7 +5,7 @@
 //! model's accuracy on held-out questions, fine-tunes BoHA adapters under a progress
 //! bar, measures again and shows one question answered before and after. Sizes are
 //! chosen to finish in about ten minutes on two CPU cores under lavapipe: short
-//! prompt/completion records of the `find` task, adapters on q and v, a dozen steps. When the model cannot
+//! prompt/completion records of the `find` task, adapters on q and v, twenty steps. When the model cannot
 //! be had it says why in one line and runs `boha synthetic` instead.
 
 use std::io::IsTerminal;
@@ -36,13 +36,13 @@ pub struct DemoArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Training questions.
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 96)]
     pub train: usize,
     /// Held-out questions, asked before and after fine-tuning.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 20)]
     pub test: usize,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 20)]
     pub steps: usize,
     #[arg(long, default_value_t = 4)]
     pub batch: usize,

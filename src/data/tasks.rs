@@ -91,16 +91,15 @@ impl Item {
         })
     }
 
-    /// A short `{"prompt", "completion"}` record: the question and its options as the
-    /// prompt, the bare answer (`answerK`, or the number) as the completion, for runs
-    /// where every token costs (the demo). The instruction's fixed preamble and its
-    /// answer-format line are dropped: the completions teach the format.
+    /// A short `{"prompt", "completion"}` record: the question, its options and the
+    /// answer-format line as the prompt, the bare answer (`answerK`, or the number) as
+    /// the completion, for runs where every token costs (the demo). The instruction's
+    /// fixed preamble and blank lines are dropped.
     pub fn to_compact_json(&self, task: TaskKind) -> Value {
         let q = self
             .instruction
             .strip_prefix(CHOICE_PREAMBLE)
             .unwrap_or(&self.instruction);
-        let q = q.split("\n\nAnswer format:").next().unwrap_or(q);
         json!({
             "prompt": format!("{}\n", q.replace("\n\n", "\n")),
             "completion": self.answer,
