@@ -15,7 +15,7 @@
 
 use super::{Gemm, Part};
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params};
+use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel};
 use crate::shaders::GEMV;
 
 /// Largest m the GEMV kernels take (each block of 4 rows of X reads W once more).
@@ -120,24 +120,7 @@ pub(super) fn dispatch(
 }
 
 fn prepare(gpu: &Gpu, kernel: GemvKernel, g: &Gemm, p: &Part) -> Result<Dispatch> {
-    let (lda, ldb, ldc) = g.lds();
-    let params = Params::new()
-        .u(p.m)
-        .u(p.n)
-        .u(p.k)
-        .u(lda)
-        .u(ldb)
-        .u(ldc)
-        .u(p.offs.0)
-        .u(p.offs.1)
-        .u(p.offs.2)
-        .u(p.strides.0)
-        .u(p.strides.1)
-        .u(p.strides.2)
-        .f(g.alpha)
-        .f(p.beta)
-        .u(p.batch)
-        .u(0);
+    let params = super::uniform(g, p);
     let mr = p.m.min(M_BLOCK);
     let mut k = Kernel::new(GEMV, kernel.entry()).with("MR", mr as f64);
     let x = match kernel {

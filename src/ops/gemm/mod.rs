@@ -372,11 +372,11 @@ fn dispatch(gpu: &Gpu, how: How, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) ->
     Ok(())
 }
 
-/// One dispatch of `kernel` (trans flags and, for the register family, workgroup size
-/// added here) over `p`, each invocation or workgroup covering `tile` × `tile` of C.
-fn prepare(gpu: &Gpu, g: &Gemm, p: &Part, kernel: Kernel, tile: usize) -> Result<Dispatch> {
+/// The uniform every GEMM and GEMV entry point reads: sizes, leading dimensions, the
+/// part's offsets and batch strides, α and the part's β.
+fn uniform(g: &Gemm, p: &Part) -> Params {
     let (lda, ldb, ldc) = g.lds();
-    let params = Params::new()
+    Params::new()
         .u(p.m)
         .u(p.n)
         .u(p.k)
@@ -392,7 +392,13 @@ fn prepare(gpu: &Gpu, g: &Gemm, p: &Part, kernel: Kernel, tile: usize) -> Result
         .f(g.alpha)
         .f(p.beta)
         .u(p.batch)
-        .u(0);
+        .u(0)
+}
+
+/// One dispatch of `kernel` (trans flags and, for the register family, workgroup size
+/// added here) over `p`, each invocation or workgroup covering `tile` × `tile` of C.
+fn prepare(gpu: &Gpu, g: &Gemm, p: &Part, kernel: Kernel, tile: usize) -> Result<Dispatch> {
+    let params = uniform(g, p);
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     let mut kernel = kernel
         .with("TRANS_A", flag(g.trans_a))
