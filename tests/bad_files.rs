@@ -213,6 +213,27 @@ struct Run {
     limited: bool,
 }
 
+impl Run {
+    /// A case with no --out to watch and no resource limit.
+    fn plain(args: Vec<String>, file: PathBuf, problem: &'static [&'static str]) -> Run {
+        Run {
+            args,
+            file,
+            problem,
+            out: None,
+            limited: false,
+        }
+    }
+
+    /// The same case, also checking that `out` is absent afterwards.
+    fn with_out(self, out: PathBuf) -> Run {
+        Run {
+            out: Some(out),
+            ..self
+        }
+    }
+}
+
 /// A model case: a damaged copy of the fixture's model; returns (model path, file at
 /// fault).
 type ModelCase = (
@@ -869,16 +890,7 @@ fn bench_step_refuses_bad_models() {
             "--max-len",
             "8",
         ]);
-        runs.push((
-            name.to_string(),
-            Run {
-                args,
-                file,
-                problem,
-                out: None,
-                limited: false,
-            },
-        ));
+        runs.push((name.to_string(), Run::plain(args, file, problem)));
     }
     check_all("bench step", runs);
 }
@@ -906,13 +918,7 @@ fn eval_refuses_bad_models_data_and_adapters() {
         let (m, file) = make(&d);
         runs.push((
             format!("--model: {name}"),
-            Run {
-                args: base(&m, &f.data),
-                file,
-                problem,
-                out: None,
-                limited: false,
-            },
+            Run::plain(base(&m, &f.data), file, problem),
         ));
     }
     for (i, (name, problem, make)) in data_cases().into_iter().enumerate() {
@@ -920,13 +926,7 @@ fn eval_refuses_bad_models_data_and_adapters() {
         let data = make(&d);
         runs.push((
             format!("--data: {name}"),
-            Run {
-                args: base(&f.hf, &data),
-                file: data,
-                problem,
-                out: None,
-                limited: false,
-            },
+            Run::plain(base(&f.hf, &data), data, problem),
         ));
     }
     for (i, (name, problem, make)) in adapter_cases().into_iter().enumerate() {
@@ -936,13 +936,7 @@ fn eval_refuses_bad_models_data_and_adapters() {
         args.extend(strings(&["--adapter", &s(&a)]));
         runs.push((
             format!("--adapter: {name}"),
-            Run {
-                args,
-                file,
-                problem,
-                out: None,
-                limited: false,
-            },
+            Run::plain(args, file, problem),
         ));
     }
     check_all("eval", runs);
@@ -987,13 +981,7 @@ fn finetune_refuses_bad_inputs_and_leaves_no_output() {
         let out = out_of(&d);
         runs.push((
             format!("--model: {name}"),
-            Run {
-                args: base(&m, &f.data, &out),
-                file,
-                problem,
-                out: Some(out),
-                limited: false,
-            },
+            Run::plain(base(&m, &f.data, &out), file, problem).with_out(out),
         ));
     }
     for (i, (name, problem, make)) in data_cases().into_iter().enumerate() {
@@ -1010,13 +998,7 @@ fn finetune_refuses_bad_inputs_and_leaves_no_output() {
             };
             runs.push((
                 format!("{flag}: {name}"),
-                Run {
-                    args,
-                    file: data,
-                    problem,
-                    out: Some(out),
-                    limited: false,
-                },
+                Run::plain(args, data, problem).with_out(out),
             ));
         }
     }
@@ -1028,13 +1010,7 @@ fn finetune_refuses_bad_inputs_and_leaves_no_output() {
         args.extend(strings(&["--init-adapter", &s(&a)]));
         runs.push((
             format!("--init-adapter: {name}"),
-            Run {
-                args,
-                file,
-                problem,
-                out: Some(out),
-                limited: false,
-            },
+            Run::plain(args, file, problem).with_out(out),
         ));
     }
     check_all("finetune", runs);
@@ -1069,13 +1045,7 @@ fn merge_refuses_bad_inputs_and_leaves_no_output() {
         let out = out_of(&d);
         runs.push((
             format!("--model: {name}"),
-            Run {
-                args: args(&m, &f.adapter, &out),
-                file,
-                problem,
-                out: Some(out),
-                limited: false,
-            },
+            Run::plain(args(&m, &f.adapter, &out), file, problem).with_out(out),
         ));
     }
     for (i, (name, problem, make)) in adapter_cases().into_iter().enumerate() {
@@ -1084,13 +1054,7 @@ fn merge_refuses_bad_inputs_and_leaves_no_output() {
         let out = out_of(&d);
         runs.push((
             format!("--adapter: {name}"),
-            Run {
-                args: args(&f.hf, &a, &out),
-                file,
-                problem,
-                out: Some(out),
-                limited: false,
-            },
+            Run::plain(args(&f.hf, &a, &out), file, problem).with_out(out),
         ));
     }
     check_all("merge", runs);
