@@ -17,6 +17,7 @@ pub mod linalg;
 pub mod loaders;
 pub mod model;
 pub mod ops;
+pub mod panic_guard;
 pub mod rng;
 pub mod shaders;
 pub mod train;

@@ -682,4 +682,30 @@ fn data_command_writes_the_task() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("asks for the largest or the smallest"));
+
+    // --format compact: prompt/completion records holding the bare answer.
+    let compact = dir.join("arith.jsonl");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args(["data", "--task", "arith", "--n", "6", "--seed", "2"])
+        .args(["--format", "compact", "--out"])
+        .arg(&compact)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let recs = read_jsonl(&compact).unwrap();
+    let want = generate(TaskKind::Arith, 6, 2).unwrap();
+    for (r, w) in recs.iter().zip(&want) {
+        assert_eq!(r.target_text(), w.answer);
+        assert_eq!(r.answer.as_deref(), Some(w.answer.as_str()));
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args([
+            "data", "--task", "arith", "--n", "2", "--format", "xml", "--out",
+        ])
+        .arg(dir.join("y.jsonl"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown --format"));
+    assert!(!dir.join("y.jsonl").exists());
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use boha::adapters::files::{load_adapter, save_adapter};
 use boha::adapters::{AdapterSpec, Method};
-use common::tiny_checkpoint::temp_dir;
+use common::tiny_checkpoint::{temp_dir, write_tiny_hf, TinySpec};
 use serde_json::{json, Value};
 
 /// A valid 1-layer BoHA adapter on q (8 × 8, b = 2, r_b = 1), its config edited by `f`.
@@ -193,7 +193,7 @@ fn saved_tokenizer_inputs() {
             continue;
         };
         if mode % 2 == 0 {
-            if let Ok(tok) = tokenizers::Tokenizer::from_bytes(rest) {
+            if let Ok(tok) = boha::loaders::tokenizer::from_bytes(rest) {
                 let _ = encode(&tok, "What is the capital of France? <|im_end|> é\u{0}");
             }
         } else if let Ok(t) = std::str::from_utf8(rest) {
@@ -204,4 +204,32 @@ fn saved_tokenizer_inputs() {
             let _ = render_chat_template(t, &m, true, Some("<s>"), Some("</s>"));
         }
     }
+}
+
+/// The `tokenizers` crate panics (an `expect`) on this tokenizer.json's decoder; boha
+/// must return an error instead, through the library and through the CLI.
+#[test]
+fn tokenizer_whose_decoder_panics_the_parser() {
+    let data = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/tokenizer/decoder-not-json"),
+    )
+    .unwrap();
+    let e = boha::loaders::tokenizer::from_bytes(&data[1..]).unwrap_err();
+    assert!(!e.is_empty());
+
+    let ck = temp_dir("fz-tok-cli");
+    write_tiny_hf(&ck, &TinySpec::llama());
+    std::fs::write(ck.join("tokenizer.json"), &data[1..]).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args(["score", "--text", "hi", "--model"])
+        .arg(&ck)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("tokenizer.json") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }

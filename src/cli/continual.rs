@@ -37,6 +37,9 @@ pub struct ContinualArgs {
     /// b for boha and additive.
     #[arg(long, default_value_t = 4)]
     pub blocks: usize,
+    /// Projections to adapt: comma-separated of q,k,v,o,gate,up,down, or `all`.
+    #[arg(long, default_value = "all")]
+    pub targets: String,
     /// Learning rate of every method...
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f32,
@@ -135,6 +138,7 @@ pub fn run(dev: &DeviceArgs, a: &ContinualArgs) -> Result<()> {
             warmup: a.warmup,
             schedule: Schedule::parse(&a.schedule)?,
             seed: a.seed,
+            targets: vec![a.targets.clone()],
             ..FinetuneConfig::default()
         },
         lrs: a

@@ -1,4 +1,4 @@
-//! `boha data --task arith|choice --n N --seed S --out FILE.jsonl`
+//! `boha data --task arith|choice|find --n N --seed S [--format alpaca|compact] --out FILE.jsonl`
 
 use std::path::PathBuf;
 
@@ -6,12 +6,14 @@ use clap::Args;
 
 use boha::data::jsonl::write_jsonl;
 use boha::data::tasks::{generate, TaskKind, PARTS};
-use boha::Result;
+use boha::{Error, Result};
 
 /// `boha data --help`: what the tasks are and the rule of `choice`.
 pub const LONG_ABOUT: &str = "\
-Write a generated task as JSONL: Alpaca-shaped records (instruction, input, output) with
-`task` and `answer` fields, deterministic in --seed.
+Write a generated task as JSONL, deterministic in --seed: Alpaca-shaped records
+(instruction, input, output) with `task` and `answer` fields, or with --format compact
+short prompt/completion records (the question, then the bare answer) that train and
+evaluate several times faster.
 
 arith:  multi-step integer word problems in math_10k style (six templates, small
         numbers); the output is a short worked solution ending with \"The answer is N.\".
@@ -19,15 +21,21 @@ choice: multiple choice in commonsense_170k style with 3 to 5 options, answered
         \"the correct answer is answerK\". The rule: the options are distinct whole
         numbers from 1 to 99 and the question asks for the largest or the smallest of
         them; the correct option is the one holding that number.
+find:   multiple choice with 3 to 5 options, answered answerK: the option holding a
+        number named in the question.
 
 Seeds that differ modulo 16 draw from disjoint parts of the item space, so their sets
 share no item (e.g. --seed 1 for train, --seed 2 for test).";
 
 #[derive(Args, Debug)]
 pub struct DataArgs {
-    /// arith or choice.
+    /// arith, choice or find.
     #[arg(long)]
     pub task: String,
+    /// `alpaca` (instruction/input/output with a worked answer) or `compact`
+    /// (prompt/completion holding just the answer).
+    #[arg(long, default_value = "alpaca")]
+    pub format: String,
     /// Number of records.
     #[arg(long)]
     pub n: usize,
@@ -42,7 +50,15 @@ pub struct DataArgs {
 pub fn run(a: &DataArgs) -> Result<()> {
     let task = TaskKind::parse(&a.task)?;
     let items = generate(task, a.n, a.seed)?;
-    let records: Vec<_> = items.iter().map(|i| i.to_json(task)).collect();
+    let records: Vec<_> = match a.format.as_str() {
+        "alpaca" => items.iter().map(|i| i.to_json(task)).collect(),
+        "compact" => items.iter().map(|i| i.to_compact_json(task)).collect(),
+        other => {
+            return Err(Error::Invalid(format!(
+                "unknown --format {other:?} (alpaca or compact)"
+            )))
+        }
+    };
     write_jsonl(&a.out, &records)?;
     eprintln!(
         "wrote {} {} records to {} (seed {}, part {} of {PARTS})",

@@ -56,7 +56,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
             "no tokenizer.json (tokenizer.model alone is not supported)",
         ));
     }
-    let tok = tokenizers::Tokenizer::from_file(&tok_path)
+    let tok = tokenizer::from_bytes(&super::read_bytes(&tok_path)?)
         .map_err(|e| bad_file(&tok_path, format!("cannot load tokenizer: {e}")))?;
     super::check_vocab(&tok_path, &tok, config.vocab_size)?;
 

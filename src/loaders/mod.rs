@@ -242,6 +242,11 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
+/// Reads a whole file, naming it on error.
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
 /// Appends `id` to `ids` unless present.
 pub(crate) fn push_unique(ids: &mut Vec<u32>, id: u32) {
     if !ids.contains(&id) {

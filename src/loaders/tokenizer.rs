@@ -25,6 +25,13 @@ use super::bad_file;
 use super::gguf::Metadata;
 use crate::{Error, Result};
 
+/// Parses a `tokenizer.json`. The `tokenizers` crate panics on some malformed parts
+/// (a decoder that is not valid JSON, for one) instead of failing; such a panic comes back
+/// as an error here.
+pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
+    crate::panic_guard::catch(|| Tokenizer::from_bytes(bytes))?.map_err(|e| e.to_string())
+}
+
 /// One chat turn.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ChatMessage {
@@ -309,11 +316,14 @@ pub fn from_gguf(m: &Metadata) -> Result<GgufTokenizer> {
             _ => Value::Null,
         },
     );
-    let tokenizer: Tokenizer = serde_json::from_value(j).map_err(|e| {
-        err(format!(
-            "cannot build the tokenizer from tokenizer.ggml.*: {e}"
-        ))
-    })?;
+    let tokenizer: Tokenizer = crate::panic_guard::catch(|| serde_json::from_value(j))
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| {
+            err(format!(
+                "cannot build the tokenizer from tokenizer.ggml.*: {e}"
+            ))
+        })?;
     Ok(GgufTokenizer {
         tokenizer,
         bos,
