@@ -36,3 +36,20 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
         y[i] = 0.0;
     }
 }
+
+// Row scatter, the adjoint of the gather for distinct ids: y[id[t]] = x[t] for every
+// t with id[t] < R (the rows of y); larger ids (padding) are skipped. The bindings are
+// the gather's with x [K, C] in `table` and y [R, C]; `tokens` is K, `vocab` is R. The
+// caller zeroes y first, so rows no id names stay zero. Ids must be distinct: two
+// writes to one row would race.
+@compute @workgroup_size(64)
+fn rows_scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if (i >= p.tokens * p.cols) {
+        return;
+    }
+    let id = ids[i / p.cols];
+    if (id < p.vocab) {
+        y[id * p.cols + i % p.cols] = table[i];
+    }
+}

@@ -55,21 +55,41 @@ fn f32s(v: &[f64]) -> Vec<f32> {
 }
 
 fn check_grads(gpu: &Gpu, arch: &str, spec: AdapterSpec, targets: &[&str], recompute: bool) {
+    check_grads_with(gpu, arch, spec, targets, recompute, None);
+}
+
+/// With `loss_rows`, only every third position keeps its target (a response-only loss)
+/// and the trainer gathers those rows for the LM head.
+fn check_grads_with(
+    gpu: &Gpu,
+    arch: &str,
+    spec: AdapterSpec,
+    targets: &[&str],
+    recompute: bool,
+    loss_rows: Option<usize>,
+) {
     let ck = checkpoint(arch);
     let opts = TrainOptions {
         recompute,
         ce_chunk: 100,
+        loss_rows,
         ..TrainOptions::default()
     };
     let mut tr = Trainer::new(gpu, &ck, spec, targets, BATCH, SEQ, opts).unwrap();
     let mut reference = Reference::new(&ck);
     randomize(gpu, &tr, &mut reference, 5);
-    let (tokens, tgt) = batch(ck.config.vocab_size, 9);
+    let (tokens, mut tgt) = batch(ck.config.vocab_size, 9);
+    if loss_rows.is_some() {
+        tgt.iter_mut()
+            .enumerate()
+            .filter(|(i, _)| i % 3 != 1)
+            .for_each(|(_, t)| *t = IGNORE);
+    }
     let loss = tr.gradients(gpu, &tokens, &tgt).unwrap();
     let (want_loss, want) = reference
         .loss_and_grads(&tokens, &tgt, BATCH, true)
         .unwrap();
-    let what = format!("{arch} {targets:?} recompute={recompute}");
+    let what = format!("{arch} {targets:?} recompute={recompute} loss_rows={loss_rows:?}");
     assert!(
         ((loss as f64 - want_loss) / want_loss).abs() < 1e-4,
         "{what}: loss {loss} vs {want_loss}"
@@ -117,6 +137,25 @@ fn pruned_backward_subsets_lora_and_recompute() {
     check_grads(&gpu, "qwen2", boha(), &["down"], false);
     check_grads(&gpu, "gemma2", boha(), &["v,gate"], true);
     check_grads(&gpu, "mistral", boha(), &["all"], true);
+}
+
+#[test]
+fn gathered_loss_rows_match_reference() {
+    let Some(gpu) = common::gpu() else { return };
+    // 5 of the 14 positions keep a target; room for 6 (one slot of padding).
+    check_grads_with(&gpu, "llama", boha(), &["all"], false, Some(6));
+    check_grads_with(&gpu, "gemma2", boha(), &["q,down"], true, Some(5));
+
+    // A batch with more loss positions than the step was prepared for is refused.
+    let ck = checkpoint("llama");
+    let opts = TrainOptions {
+        loss_rows: Some(3),
+        ..TrainOptions::default()
+    };
+    let mut tr = Trainer::new(&gpu, &ck, boha(), &["q"], BATCH, SEQ, opts).unwrap();
+    let (tokens, tgt) = batch(ck.config.vocab_size, 9);
+    let e = tr.gradients(&gpu, &tokens, &tgt).unwrap_err().to_string();
+    assert!(e.contains("prepared for at most 3"), "{e}");
 }
 
 #[test]

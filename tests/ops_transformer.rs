@@ -348,6 +348,42 @@ fn embedding_gathers_rows_across_binding_ranges() {
     assert_close("embedding", &down(&gpu, &ty), &want, 1e-7);
 }
 
+#[test]
+fn row_scatter_is_the_gathers_adjoint() {
+    let Some(gpu) = common::gpu() else {
+        return;
+    };
+    let mut rng = Rng::new(9);
+    let (r, c) = (29, 12);
+    // Distinct rows in a scrambled order, then two padding ids.
+    let mut ids: Vec<u32> = vec![17, 3, 28, 0, 9, 4];
+    ids.extend([u32::MAX, r as u32]);
+    let k = ids.len();
+    let x = rng.vec_f32(k * c, -1.0, 1.0);
+    let tx = gpu.upload(&[k, c], &x).unwrap();
+    let ti = gpu.upload_u32(&[k], &ids).unwrap();
+    let ty = gpu.zeros(&[r, c]).unwrap();
+    run(&gpu, &embedding::scatter(&gpu, &tx, &ti, &ty).unwrap());
+    let y = down(&gpu, &ty);
+    assert_close(
+        "scatter",
+        &y,
+        &embedding::reference::scatter(&x, c, &ids, r),
+        0.0,
+    );
+    // Gathering the same ids back gives x, with zero rows for the padding.
+    let tg = gpu.zeros(&[k, c]).unwrap();
+    run(&gpu, &embedding::forward(&gpu, &ty, &ti, &tg, 1.0).unwrap());
+    let mut want = x.clone();
+    want[(k - 2) * c..].iter_mut().for_each(|v| *v = 0.0);
+    assert_close("gather", &down(&gpu, &tg), &want, 0.0);
+    // ⟨gather(y), x⟩ = ⟨y, scatter(x)⟩ for distinct ids.
+    let g = embedding::reference::forward(&y, c, &ids, 1.0);
+    let lhs: f64 = g.iter().zip(&x).map(|(a, b)| (a * b) as f64).sum();
+    let rhs: f64 = y.iter().map(|v| (v * v) as f64).sum();
+    assert!((lhs - rhs).abs() < 1e-4 * rhs.max(1.0), "{lhs} vs {rhs}");
+}
+
 // ---------------------------------------------------------------- attention
 
 fn attn(

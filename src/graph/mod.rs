@@ -34,6 +34,7 @@ use crate::ops::adamw::{AdamW, Optimizer};
 use crate::ops::attention;
 use crate::ops::cross_entropy::{self, CrossEntropy};
 use crate::ops::elementwise::fill;
+use crate::ops::embedding;
 use crate::ops::gemm::matmul_nn;
 use crate::ops::{activation, rmsnorm, rope};
 use plan::Planner;
@@ -53,6 +54,12 @@ pub struct TrainOptions {
     pub ce_chunk: usize,
     /// Seed of the adapters' initialisation.
     pub seed: u64,
+    /// At most this many positions of a batch carry a loss target: only their hidden
+    /// states go through the LM head and the loss (gathered into [k, C], and their
+    /// gradients scattered back). With the loss on responses only this is a small part
+    /// of batch × seq, and the LM head is the largest matrix of a small model. None (or
+    /// ≥ batch × seq): every position.
+    pub loss_rows: Option<usize>,
 }
 
 impl Default for TrainOptions {
@@ -63,6 +70,7 @@ impl Default for TrainOptions {
             recompute: false,
             ce_chunk: 8192,
             seed: 0,
+            loss_rows: None,
         }
     }
 }
@@ -86,6 +94,17 @@ pub struct Trainer {
     grad_pass: Vec<Dispatch>,
     /// Bytes of gradient scratch after liveness planning, and before.
     pub scratch_bytes: (u64, u64),
+    /// The positions that go through the loss, when gathered (see
+    /// [`TrainOptions::loss_rows`]).
+    loss_rows: Option<LossRows>,
+}
+
+/// The gathered loss positions: `rows` [k] (indices into batch × seq, u32::MAX for
+/// unused slots) and their targets [k].
+struct LossRows {
+    k: usize,
+    rows: Tensor,
+    targets: Tensor,
 }
 
 /// What the backward of one layer must produce.
@@ -167,7 +186,20 @@ impl Trainer {
             )?);
         }
         let hf = gpu.zeros(&[n, c])?;
-        let lse = gpu.zeros(&[n])?;
+        let loss_rows = match opts.loss_rows {
+            Some(k) if k < n => Some(LossRows {
+                k: k.max(1),
+                rows: gpu.zeros(&[k.max(1)])?,
+                targets: gpu.zeros(&[k.max(1)])?,
+            }),
+            _ => None,
+        };
+        // The loss's input: every position's hidden state, or the gathered ones.
+        let (ce_rows, ce_h, ce_t) = match &loss_rows {
+            Some(g) => (g.k, gpu.zeros(&[g.k, c])?, g.targets.clone()),
+            None => (n, hf.clone(), tgt.clone()),
+        };
+        let lse = gpu.zeros(&[ce_rows])?;
         let mut eval_pass = embed(gpu, &weights, &ids, &xs[0])?;
         fwd.iter().for_each(|f| eval_pass.extend(f.iter().cloned()));
         eval_pass.extend(rmsnorm::forward(
@@ -177,12 +209,15 @@ impl Trainer {
             &weights.final_norm,
             &hf,
         )?);
+        if let Some(g) = &loss_rows {
+            eval_pass.extend(embedding::forward(gpu, &hf, &g.rows, &ce_h, 1.0)?);
+        }
         eval_pass.extend(cross_entropy::forward(
             gpu,
             &ce,
-            &hf,
+            &ce_h,
             &weights.lm_head,
-            &tgt,
+            &ce_t,
             &loss,
             &lse,
         )?);
@@ -234,16 +269,33 @@ impl Trainer {
             zero_grads.extend(fill(gpu, 0.0, &ad.grad_b)?);
         }
         let mut grad_pass = eval_pass.clone();
-        grad_pass.extend(cross_entropy::backward(
-            gpu,
-            &ce,
-            &hf,
-            &weights.lm_head,
-            &tgt,
-            &lse,
-            &dhf,
-            1.0,
-        )?);
+        match &loss_rows {
+            Some(g) => {
+                let dh = gpu.zeros(&[g.k, c])?;
+                grad_pass.extend(cross_entropy::backward(
+                    gpu,
+                    &ce,
+                    &ce_h,
+                    &weights.lm_head,
+                    &ce_t,
+                    &lse,
+                    &dh,
+                    1.0,
+                )?);
+                grad_pass.extend(fill(gpu, 0.0, &dhf)?);
+                grad_pass.extend(embedding::scatter(gpu, &dh, &g.rows, &dhf)?);
+            }
+            None => grad_pass.extend(cross_entropy::backward(
+                gpu,
+                &ce,
+                &hf,
+                &weights.lm_head,
+                &tgt,
+                &lse,
+                &dhf,
+                1.0,
+            )?),
+        }
         grad_pass.extend(rmsnorm::backward(
             gpu,
             &norm,
@@ -314,6 +366,7 @@ impl Trainer {
             zero_grads,
             grad_pass,
             scratch_bytes,
+            loss_rows,
         })
     }
 
@@ -335,7 +388,30 @@ impl Trainer {
             self.weights.config.vocab_size,
             tokens,
             targets,
-        )
+        )?;
+        if let Some(g) = &self.loss_rows {
+            let vocab = self.weights.config.vocab_size;
+            let kept: Vec<usize> = (0..targets.len())
+                .filter(|&i| (targets[i] as usize) < vocab)
+                .collect();
+            if kept.len() > g.k {
+                return Err(Error::Invalid(format!(
+                    "the batch has {} positions with a loss target; the step was prepared \
+                     for at most {}",
+                    kept.len(),
+                    g.k
+                )));
+            }
+            let mut rows = vec![f32::from_bits(u32::MAX); g.k];
+            let mut tk = vec![f32::from_bits(IGNORE); g.k];
+            for (slot, &i) in kept.iter().enumerate() {
+                rows[slot] = f32::from_bits(i as u32);
+                tk[slot] = f32::from_bits(targets[i]);
+            }
+            gpu.write(&g.rows, &rows)?;
+            gpu.write(&g.targets, &tk)?;
+        }
+        Ok(())
     }
 
     /// One AdamW step at learning rate `lr` on `tokens` [batch·seq] with `targets`

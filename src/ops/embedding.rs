@@ -5,6 +5,10 @@
 //! There is no backward: the lookup is the first op of the model and the table is frozen,
 //! so no gradient flows through it. A table over the binding limit (Llama-3: 1 GiB) is
 //! bound in row ranges, one dispatch each. Ids ≥ V give zero rows.
+//!
+//! The same gather picks rows of any [R, C] tensor (the trainer gathers the hidden
+//! states of the positions that carry a loss), and [`scatter`] is its adjoint, putting
+//! the gradients of those rows back.
 
 use super::chunks::row_ranges;
 use crate::error::{Error, Result};
@@ -54,6 +58,39 @@ pub fn forward(
     Ok(out)
 }
 
+/// y[ids[t]] = x[t] for every t with ids[t] < R, where x is [K, C], ids [K] (u32 bits)
+/// and y [R, C]: the adjoint of the gather `x = y[ids]` when the ids are distinct. Ids
+/// ≥ R are padding and skipped. Rows of y that no id names keep their contents, so the
+/// caller zeroes y first (the scatter writes, it does not add: distinct ids never
+/// collide).
+pub fn scatter(gpu: &Gpu, x: &Tensor, ids: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
+    let op = "rows_scatter";
+    let (k, cols) = match x.shape() {
+        &[k, c] => (k, c),
+        s => return Err(Error::shape(op, format!("x must be [K, C], got {s:?}"))),
+    };
+    if ids.len() != k || cols == 0 || y.len() % cols != 0 {
+        return Err(Error::shape(
+            op,
+            format!("{} ids, x {:?}, y {:?}", ids.len(), x.shape(), y.shape()),
+        ));
+    }
+    let rows = y.len() / cols;
+    if (y.len() * 4) as u64 > gpu.max_binding_bytes() {
+        return Err(Error::shape(
+            op,
+            format!("y {:?} exceeds one storage binding", y.shape()),
+        ));
+    }
+    let params = Params::new().u(k).u(cols).u(0).u(rows).u(rows).u(1).f(1.0);
+    Ok(vec![gpu.prepare(
+        &Kernel::new(EMBEDDING, op),
+        &params,
+        &[ids, x, y],
+        gpu.grid((k * cols).div_ceil(64)),
+    )?])
+}
+
 /// CPU reference.
 pub mod reference {
     /// y = scale · E[ids] with E [V, C]; ids ≥ V give zero rows.
@@ -66,6 +103,18 @@ pub mod reference {
                 y.extend(table[id * cols..(id + 1) * cols].iter().map(|v| scale * v));
             } else {
                 y.extend(std::iter::repeat_n(0.0, cols));
+            }
+        }
+        y
+    }
+
+    /// y[ids[t]] = x[t] for ids[t] < rows (y starts at zero).
+    pub fn scatter(x: &[f32], cols: usize, ids: &[u32], rows: usize) -> Vec<f32> {
+        let mut y = vec![0.0; rows * cols];
+        for (t, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            if id < rows {
+                y[id * cols..(id + 1) * cols].copy_from_slice(&x[t * cols..(t + 1) * cols]);
             }
         }
         y

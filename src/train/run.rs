@@ -334,6 +334,12 @@ pub fn finetune(
         .map(Example::len)
         .max()
         .unwrap_or(1);
+    let max_kept = train
+        .iter()
+        .chain(eval.iter().flatten())
+        .map(|e| e.loss.iter().filter(|&&l| l).count())
+        .max()
+        .unwrap_or(1);
     let micro_per_epoch = train.len().div_ceil(c.batch);
     let total = match c.steps {
         Some(s) => s,
@@ -396,6 +402,8 @@ pub fn finetune(
         max_grad_norm: Some(c.clip.unwrap_or(0.0)),
         recompute: c.recompute,
         seed: c.seed,
+        // Only positions with a loss target go through the LM head.
+        loss_rows: Some(c.batch * max_kept),
         ..TrainOptions::default()
     };
     let mut trainer = Trainer::from_parts(gpu, weights, adapters, c.batch, seq, opts)?;
