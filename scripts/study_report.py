@@ -9,6 +9,7 @@ chosen run's loss.png to docs/results/. Only the standard library is used.
 """
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -104,6 +105,9 @@ def main():
           + (f" over {len(runs)} invocations (the study resumes where it stopped)" if len(runs) > 1 else "")
           + "; each part ended at (min): " + ", ".join(marks) + ".")
     w("")
+    # The reader's summary, written after looking at the numbers.
+    if (study / "reading.md").exists():
+        w((study / "reading.md").read_text().rstrip() + "\n")
     w("## Single task at a matched budget\n")
     w(
         "Each method gets the parameter budget of rank-8 LoRA on the q and v projections. "
@@ -188,6 +192,7 @@ def main():
     seen = set()
     for line in (study / "commands.txt").read_text().splitlines():
         line = line.replace(str(study) + "/", "$DIR/").replace(model, "MODEL")
+        line = re.sub(r"^\S*boha\S*", "boha", line)
         if line and line not in seen:
             seen.add(line)
             w(line)
