@@ -194,7 +194,9 @@ fn saved_tokenizer_inputs() {
         };
         if mode % 2 == 0 {
             if let Ok(tok) = boha::loaders::tokenizer::from_bytes(rest) {
+                let _ = boha::loaders::tokenizer::post_processor_adds(&tok, Some(0));
                 let _ = encode(&tok, "What is the capital of France? <|im_end|> é\u{0}");
+                let _ = boha::loaders::tokenizer::decode(&tok, &[0, 1, 2, 3, u32::MAX]);
             }
         } else if let Ok(t) = std::str::from_utf8(rest) {
             let m = [ChatMessage {

@@ -48,23 +48,30 @@ impl ChatMessage {
     }
 }
 
-/// Token ids of `text`, with special tokens recognized but no BOS/EOS added.
+/// Token ids of `text`, with special tokens recognized but no BOS/EOS added. (Like every
+/// call into `tokenizers` here, a panic inside it from a malformed tokenizer.json comes
+/// back as an error.)
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    tok.encode(text, false)
-        .map(|e| e.get_ids().to_vec())
+    crate::panic_guard::catch(|| tok.encode(text, false).map(|e| e.get_ids().to_vec()))
+        .map_err(|e| e.into())
+        .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode: {e}")))
 }
 
 /// Text of `ids`, special tokens kept.
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, false)
+    crate::panic_guard::catch(|| tok.decode(ids, false))
+        .map_err(|e| e.into())
+        .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| Error::Invalid(format!("tokenizer: cannot decode: {e}")))
 }
 
 /// Whether the tokenizer's post-processor puts `bos` in front of an encoding.
 pub fn post_processor_adds(tok: &Tokenizer, bos: Option<u32>) -> bool {
     let Some(bos) = bos else { return false };
-    match (tok.encode("a", true), tok.encode("a", false)) {
+    let both = crate::panic_guard::catch(|| (tok.encode("a", true), tok.encode("a", false)));
+    let Ok(both) = both else { return false };
+    match both {
         (Ok(with), Ok(without)) => {
             with.get_ids().first() == Some(&bos) && without.get_ids().first() != Some(&bos)
         }
