@@ -53,7 +53,6 @@ impl ChatMessage {
 /// back as an error.)
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     crate::panic_guard::catch(|| tok.encode(text, false).map(|e| e.get_ids().to_vec()))
-        .map_err(|e| e.into())
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode: {e}")))
 }
@@ -61,7 +60,6 @@ pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 /// Text of `ids`, special tokens kept.
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
     crate::panic_guard::catch(|| tok.decode(ids, false))
-        .map_err(|e| e.into())
         .and_then(|r| r.map_err(|e| e.to_string()))
         .map_err(|e| Error::Invalid(format!("tokenizer: cannot decode: {e}")))
 }

@@ -69,7 +69,7 @@ pub fn scatter(gpu: &Gpu, x: &Tensor, ids: &Tensor, y: &Tensor) -> Result<Vec<Di
         &[k, c] => (k, c),
         s => return Err(Error::shape(op, format!("x must be [K, C], got {s:?}"))),
     };
-    if ids.len() != k || cols == 0 || y.len() % cols != 0 {
+    if ids.len() != k || cols == 0 || !y.len().is_multiple_of(cols) {
         return Err(Error::shape(
             op,
             format!("{} ids, x {:?}, y {:?}", ids.len(), x.shape(), y.shape()),
