@@ -21,6 +21,7 @@
 //! shape and the grid sizes that would work (no uneven-block scheme: a silent remainder
 //! block would change the parameter count and the method).
 
+pub mod block_norms;
 pub mod files;
 pub mod fused;
 pub mod grad;

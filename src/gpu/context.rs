@@ -24,6 +24,13 @@ pub struct Gpu {
     /// Errors no scope caught and the device-lost reason, checked after every wait.
     pub(crate) fault: Arc<Mutex<Option<String>>>,
     pub(crate) meter: Arc<super::tensor::MemoryMeter>,
+    /// The adapter the device was opened on, and the instance that found it when
+    /// [`Gpu::new_shareable`] kept it: what a window needs to present with this device.
+    pub(crate) adapter: wgpu::Adapter,
+    pub(crate) instance: Option<wgpu::Instance>,
+    /// Most commands per submit (None: a recording is one submit); see
+    /// [`Gpu::set_submit_limit`].
+    pub(crate) submit_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -50,6 +57,61 @@ impl Gpu {
         Self::from_adapter(adapter, opts)
     }
 
+    /// Opens a device like [`Gpu::new`] and keeps the wgpu instance that found the
+    /// adapter, so that a window (e.g. eframe/egui-wgpu) can create its surface on that
+    /// instance and render with this very device and queue ([`Gpu::wgpu_handles`]).
+    pub fn new_shareable(opts: &GpuOptions) -> Result<Gpu> {
+        // The same backends `Gpu::new` searches (WGPU_BACKEND, else Vulkan, Metal, DX12).
+        let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter(
+                "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
+                    .into(),
+            ));
+        }
+        let wanted = opts
+            .device
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let adapter = devices::choose(adapters, wanted.as_deref())?;
+        let mut gpu = Self::from_adapter(adapter, opts)?;
+        gpu.instance = Some(instance);
+        Ok(gpu)
+    }
+
+    /// The instance, adapter, device and queue, for a renderer that shares this device
+    /// (with egui-wgpu: `WgpuSetupExisting`). `None` unless opened with
+    /// [`Gpu::new_shareable`], since only that keeps the instance. Work the renderer
+    /// submits goes to the same queue as boha's, in submission order.
+    pub fn wgpu_handles(
+        &self,
+    ) -> Option<(wgpu::Instance, wgpu::Adapter, wgpu::Device, wgpu::Queue)> {
+        let instance = self.instance.clone()?;
+        Some((
+            instance,
+            self.adapter.clone(),
+            self.device.clone(),
+            self.queue.clone(),
+        ))
+    }
+
+    /// Caps the commands (dispatches, copies, clears) of one submit: a longer recording
+    /// then goes to the queue in parts of at most `max_commands`, each waited for before
+    /// the next is submitted. Off (`None`) by default. A window sharing the device
+    /// (see [`Gpu::wgpu_handles`]) cannot show a frame while a step is in flight: its
+    /// work queues behind the step where one queue runs everything in order (lavapipe),
+    /// and presenting takes a device lock that a thread waiting on the device holds.
+    /// In parts, the frame runs between two of them. Results are the same either way;
+    /// the waits cost some throughput.
+    pub fn set_submit_limit(&mut self, max_commands: Option<usize>) {
+        self.submit_limit = max_commands.filter(|&n| n > 0);
+    }
+
     /// Opens a device on `adapter`, requesting its own limits and the optional features
     /// boha can use.
     pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
@@ -57,6 +119,7 @@ impl Gpu {
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
+        let kept = adapter.clone();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("boha"),
             required_features: features,
@@ -114,6 +177,9 @@ impl Gpu {
             pipelines: Default::default(),
             fault,
             meter: Default::default(),
+            adapter: kept,
+            instance: None,
+            submit_limit: None,
         })
     }
 

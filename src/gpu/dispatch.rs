@@ -242,18 +242,26 @@ impl Gpu {
     }
 
     fn encode(&self, rec: &Recorder, timestamps: Option<&wgpu::QuerySet>) -> wgpu::CommandEncoder {
+        self.encode_commands(&rec.commands, timestamps)
+    }
+
+    fn encode_commands(
+        &self,
+        commands: &[Command],
+        timestamps: Option<&wgpu::QuerySet>,
+    ) -> wgpu::CommandEncoder {
         let mut enc = self.device.create_command_encoder(&Default::default());
-        let n = rec.commands.len();
+        let n = commands.len();
         let mut i = 0;
         let mut first_pass = true;
         while i < n {
-            match &rec.commands[i] {
+            match &commands[i] {
                 Command::Dispatch(_) => {
                     let mut j = i;
-                    while j < n && matches!(rec.commands[j], Command::Dispatch(_)) {
+                    while j < n && matches!(commands[j], Command::Dispatch(_)) {
                         j += 1;
                     }
-                    let last_pass = !rec.commands[j..]
+                    let last_pass = !commands[j..]
                         .iter()
                         .any(|c| matches!(c, Command::Dispatch(_)));
                     let tw = timestamps.map(|q| wgpu::ComputePassTimestampWrites {
@@ -269,7 +277,7 @@ impl Gpu {
                         label: None,
                         timestamp_writes: tw,
                     });
-                    for c in &rec.commands[i..j] {
+                    for c in &commands[i..j] {
                         let Command::Dispatch(d) = c else {
                             unreachable!()
                         };
@@ -304,8 +312,30 @@ impl Gpu {
         enc
     }
 
+    /// Under a submit limit ([`Gpu::set_submit_limit`]) that `rec` exceeds, submits it
+    /// in parts, waiting for each part but the last (and for the last too when
+    /// `wait_last`); returns false, having done nothing, when no limit applies.
+    fn submit_in_parts(&self, rec: &Recorder, wait_last: bool) -> Result<bool> {
+        let Some(limit) = self.submit_limit.filter(|&n| rec.commands.len() > n) else {
+            return Ok(false);
+        };
+        let parts = rec.commands.len().div_ceil(limit);
+        for (k, part) in rec.commands.chunks(limit).enumerate() {
+            let enc = self.encode_commands(part, None);
+            let idx = self.scoped("submitting", || self.queue.submit([enc.finish()]))?;
+            if k + 1 < parts || wait_last {
+                self.wait_for(Some(idx))?;
+            }
+        }
+        self.check_fault()?;
+        Ok(true)
+    }
+
     /// Submits a recording as one command buffer and returns without waiting.
     pub fn submit(&self, rec: &Recorder) -> Result<()> {
+        if self.submit_in_parts(rec, false)? {
+            return Ok(());
+        }
         let enc = self.encode(rec, None);
         self.scoped("submitting", || self.queue.submit([enc.finish()]))?;
         self.check_fault()
@@ -313,6 +343,9 @@ impl Gpu {
 
     /// Submits a recording and waits for it, within the poll timeout.
     pub fn run(&self, rec: &Recorder) -> Result<()> {
+        if self.submit_in_parts(rec, true)? {
+            return Ok(());
+        }
         let enc = self.encode(rec, None);
         let idx = self.scoped("submitting", || self.queue.submit([enc.finish()]))?;
         self.wait_for(Some(idx))

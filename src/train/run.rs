@@ -302,6 +302,21 @@ pub fn finetune(
     c: &FinetuneConfig,
     observe: &mut dyn FnMut(&Event) -> Control,
 ) -> Result<Summary> {
+    finetune_inspect(gpu, ck, c, observe, &mut |_, _| Ok(()))
+}
+
+/// Like [`finetune`], and after every optimizer step calls `inspect` with the step just
+/// done (1-based) and the adapters as they are on the device, before `observe` hears of
+/// that step. Front ends that show the adapter while it trains (per-block norms, a chat
+/// with the current adapter) download what they need here; an error from `inspect`
+/// ends the run with that error.
+pub fn finetune_inspect(
+    gpu: &Gpu,
+    ck: &Checkpoint,
+    c: &FinetuneConfig,
+    observe: &mut dyn FnMut(&Event) -> Control,
+    inspect: &mut dyn FnMut(usize, &Adapters) -> Result<()>,
+) -> Result<Summary> {
     if c.batch == 0 || c.grad_accum == 0 || c.max_len < 2 {
         return Err(Error::Invalid(
             "--batch and --grad-accum must be positive and --max-len at least 2".into(),
@@ -512,6 +527,7 @@ pub fn finetune(
             "tokens": state.tokens, "tokens_per_s": tps, "step_s": dt,
         }))?;
         last_loss = Some(loss);
+        inspect(step + 1, &trainer.adapters)?;
         let mut ctl = observe(&Event::Step {
             step: step + 1,
             total_steps: total,
