@@ -42,7 +42,11 @@ impl std::fmt::Debug for Gpu {
 impl Gpu {
     /// Opens the adapter chosen by `opts` (see [`GpuOptions::device`]) and `WGPU_BACKEND`.
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
-        let adapters = devices::enumerate();
+        Self::from_adapter(Self::pick(devices::enumerate(), opts)?, opts)
+    }
+
+    /// The adapter `opts` (or `WGPU_ADAPTER_NAME`) asks for among `adapters`.
+    fn pick(adapters: Vec<wgpu::Adapter>, opts: &GpuOptions) -> Result<wgpu::Adapter> {
         if adapters.is_empty() {
             return Err(Error::NoAdapter(
                 "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
@@ -53,8 +57,7 @@ impl Gpu {
             .device
             .clone()
             .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
-        let adapter = devices::choose(adapters, wanted.as_deref())?;
-        Self::from_adapter(adapter, opts)
+        devices::choose(adapters, wanted.as_deref())
     }
 
     /// Opens a device like [`Gpu::new`] and keeps the wgpu instance that found the
@@ -68,18 +71,7 @@ impl Gpu {
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
         let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-        if adapters.is_empty() {
-            return Err(Error::NoAdapter(
-                "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
-                    .into(),
-            ));
-        }
-        let wanted = opts
-            .device
-            .clone()
-            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
-        let adapter = devices::choose(adapters, wanted.as_deref())?;
-        let mut gpu = Self::from_adapter(adapter, opts)?;
+        let mut gpu = Self::from_adapter(Self::pick(adapters, opts)?, opts)?;
         gpu.instance = Some(instance);
         Ok(gpu)
     }
