@@ -495,10 +495,19 @@ fn check_find_rule(instruction: &str, answer: &str) {
         .and_then(|r| r.split('?').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no number named: {instruction}"));
-    let opts: Vec<i64> = instruction
-        .split("Answer")
-        .skip(1)
-        .filter_map(|p| p.split_once(": ").and_then(|(_, v)| v.trim().parse().ok()))
+    // The options line: "17 is answer1, 42 is answer2, …".
+    let line = instruction
+        .lines()
+        .find(|l| l.contains(" is answer1"))
+        .unwrap_or_else(|| panic!("no options line: {instruction}"));
+    let opts: Vec<i64> = line
+        .split(", ")
+        .enumerate()
+        .map(|(i, p)| {
+            let (v, label) = p.split_once(" is ").expect("N is answerK");
+            assert_eq!(label, format!("answer{}", i + 1), "{instruction}");
+            v.parse().expect("a number")
+        })
         .collect();
     assert!((3..=5).contains(&opts.len()), "{instruction}");
     let k = opts
@@ -521,7 +530,13 @@ fn compact_records_keep_the_question_and_the_answer() {
     assert!(prompt.contains("\nAnswer format: answer1/") && !prompt.contains("Please choose"));
     assert!(!prompt.contains("\n\n"));
     assert!(prompt.ends_with('\n'));
-    assert_eq!(r["completion"], item.answer.as_str());
+    // The completion repeats the named number's option, then its label.
+    let named = prompt["Which of these is the number ".len()..]
+        .split('?')
+        .next()
+        .unwrap();
+    assert_eq!(r["completion"], format!("{named} is {}", item.answer));
+    assert_eq!(r["answer"], item.answer.as_str());
     assert_eq!(r["task"], "find");
 }
 

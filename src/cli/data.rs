@@ -12,8 +12,8 @@ use boha::{Error, Result};
 pub const LONG_ABOUT: &str = "\
 Write a generated task as JSONL, deterministic in --seed: Alpaca-shaped records
 (instruction, input, output) with `task` and `answer` fields, or with --format compact
-short prompt/completion records (the question, then the bare answer) that train and
-evaluate several times faster.
+short prompt/completion records (the question, then the bare answer; for find the
+named option, \"42 is answer2\") that train and evaluate several times faster.
 
 arith:  multi-step integer word problems in math_10k style (six templates, small
         numbers); the output is a short worked solution ending with \"The answer is N.\".
@@ -21,8 +21,8 @@ choice: multiple choice in commonsense_170k style with 3 to 5 options, answered
         \"the correct answer is answerK\". The rule: the options are distinct whole
         numbers from 1 to 99 and the question asks for the largest or the smallest of
         them; the correct option is the one holding that number.
-find:   multiple choice with 3 to 5 options, answered answerK: the option holding a
-        number named in the question.
+find:   multiple choice with 3 to 5 options written \"17 is answer1, 42 is answer2\",
+        answered answerK: the option holding a number named in the question.
 
 Seeds that differ modulo 16 draw from disjoint parts of the item space, so their sets
 share no item (e.g. --seed 1 for train, --seed 2 for test).";

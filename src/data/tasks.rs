@@ -12,10 +12,12 @@
 //!   the options are distinct whole numbers from 1 to 99 and the question asks for
 //!   either the largest or the smallest of them; the correct option is the one holding
 //!   that number. Output: "the correct answer is answerK".
-//! - `find`: the same multiple-choice form with an easier rule, for short runs (the
-//!   demo): the question names a number and the correct option is the one holding it
-//!   ("Which of these is the number 42?"). A pretrained model can copy its way there, so a
-//!   few steps of fine-tuning teach both the answer format and the rule.
+//! - `find`: multiple choice with an easier rule, for short runs (the demo): the question
+//!   names a number and the correct option is the one holding it ("Which of these is the
+//!   number 42?"). The options are written number first ("17 is answer1, 42 is
+//!   answer2"), and the answer repeats the named option before the label ("42 is
+//!   answer2"), so a pretrained model can find the number and copy the label after it:
+//!   a few steps of fine-tuning teach both the answer format and the rule.
 //!
 //! ## Train and test never share an item
 //!
@@ -75,8 +77,11 @@ pub struct Item {
     pub key: String,
     pub instruction: String,
     pub output: String,
-    /// The gold answer: a number for `arith`, `answerK` for `choice`.
+    /// The gold answer: a number for `arith`, `answerK` for `choice` and `find`.
     pub answer: String,
+    /// The completion of a compact record: the bare answer, except for `find`, where it
+    /// first repeats the named number's option ("42 is answer3").
+    pub completion: String,
 }
 
 impl Item {
@@ -92,9 +97,9 @@ impl Item {
     }
 
     /// A short `{"prompt", "completion"}` record: the question, its options and the
-    /// answer-format line as the prompt, the bare answer (`answerK`, or the number) as
-    /// the completion, for runs where every token costs (the demo). The instruction's
-    /// fixed preamble and blank lines are dropped.
+    /// answer-format line as the prompt, [`Item::completion`] as the completion, for runs
+    /// where every token costs (the demo). The instruction's fixed preamble and blank
+    /// lines are dropped.
     pub fn to_compact_json(&self, task: TaskKind) -> Value {
         let q = self
             .instruction
@@ -102,7 +107,7 @@ impl Item {
             .unwrap_or(&self.instruction);
         json!({
             "prompt": format!("{}\n", q.replace("\n\n", "\n")),
-            "completion": self.answer,
+            "completion": self.completion,
             "answer": self.answer,
             "task": task.name(),
         })
@@ -299,6 +304,7 @@ fn arith_item(rng: &mut Rng) -> Item {
         instruction,
         output,
         answer: answer.to_string(),
+        completion: answer.to_string(),
     }
 }
 
@@ -314,20 +320,52 @@ fn options(rng: &mut Rng, k: usize) -> Vec<i64> {
     opts
 }
 
+/// How the options of a multiple-choice item are written.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `Answer1: 17 Answer2: 42 …` (commonsense_170k's form; `choice`).
+    Labels,
+    /// `17 is answer1, 42 is answer2, …` (`find`): the label follows its number, so a
+    /// model can find the named number and copy what comes after it. The question is
+    /// asked again after the answer-format line.
+    Pairs,
+}
+
 /// A multiple-choice item asking `question` over `opts`, whose answer is option
 /// `correct` (1-based); `kind` names the rule in the item's key.
-fn choice_form(kind: &str, question: &str, opts: &[i64], correct: usize) -> Item {
-    let options: Vec<String> = opts
-        .iter()
-        .enumerate()
-        .map(|(i, v)| format!("Answer{}: {v}", i + 1))
-        .collect();
+fn choice_form(kind: &str, question: &str, opts: &[i64], correct: usize, layout: Layout) -> Item {
+    let options = match layout {
+        Layout::Labels => opts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("Answer{}: {v}", i + 1))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Layout::Pairs => opts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v} is answer{}", i + 1))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     let format_line: Vec<String> = (1..=opts.len()).map(|i| format!("answer{i}")).collect();
-    let instruction = format!(
-        "{CHOICE_PREAMBLE}{question}\n\n{}\n\nAnswer format: {}",
-        options.join(" "),
+    let mut instruction = format!(
+        "{CHOICE_PREAMBLE}{question}\n\n{options}\n\nAnswer format: {}",
         format_line.join("/")
     );
+    if let Layout::Pairs = layout {
+        // Asked again last, next to where the answer starts: the number to copy is then
+        // the nearest one.
+        instruction = format!("{instruction}\n\n{question}");
+    }
+    let answer = format!("answer{correct}");
+    let (output, completion) = match layout {
+        Layout::Labels => (format!("the correct answer is {answer}"), answer.clone()),
+        Layout::Pairs => {
+            let pair = format!("{} is {answer}", opts[correct - 1]);
+            (format!("{pair}, so the correct answer is {answer}"), pair)
+        }
+    };
     let key = format!(
         "{kind}:{}",
         opts.iter()
@@ -338,8 +376,9 @@ fn choice_form(kind: &str, question: &str, opts: &[i64], correct: usize) -> Item
     Item {
         key,
         instruction,
-        output: format!("the correct answer is answer{correct}"),
-        answer: format!("answer{correct}"),
+        output,
+        answer,
+        completion,
     }
 }
 
@@ -353,6 +392,7 @@ fn find_item(rng: &mut Rng) -> Item {
         &format!("Which of these is the number {t}?"),
         &opts,
         correct,
+        Layout::Pairs,
     )
 }
 
@@ -372,5 +412,6 @@ fn choice_item(rng: &mut Rng) -> Item {
         &format!("Which of these numbers is the {word}?"),
         &opts,
         correct,
+        Layout::Labels,
     )
 }
