@@ -14,6 +14,7 @@ use boha::gpu::Gpu;
 
 use crate::chat::{Chat, ChatPhase, Question};
 use crate::frames::{Activity, FrameClock};
+use crate::gate::FrameGate;
 use crate::heatmap::Heatmap;
 use crate::models::CheckpointCache;
 use crate::plot::loss_curve;
@@ -88,9 +89,14 @@ pub struct DesktopApp {
     results: Results,
     heatmap: Heatmap,
     frames: FrameClock,
-    continuous: bool,
-    /// The shortest interval between frames while something runs.
+    /// Whether this frame was asked for at once by the one before (see `frames`).
+    at_once: bool,
+    /// When the current pair of frames started.
+    pair_start: Instant,
+    /// The interval between frames while something runs (pairs: twice this apart).
     frame_period: Duration,
+    /// Holds the workers' submits while a frame is drawn.
+    gate: Arc<FrameGate>,
     /// eframe's CPU time of each frame (ui, tessellation, paint; not the waits), ms.
     cpu_ms: Vec<f32>,
     script: Option<Script>,
@@ -114,6 +120,7 @@ impl DesktopApp {
         cc: &eframe::CreationContext<'_>,
         gpu: Arc<Gpu>,
         args: Args,
+        gate: Arc<FrameGate>,
         exit: Arc<AtomicI32>,
     ) -> DesktopApp {
         let info = gpu.info();
@@ -179,8 +186,10 @@ impl DesktopApp {
             results: Results::default(),
             heatmap: Heatmap::default(),
             frames: FrameClock::default(),
-            continuous: false,
+            at_once: false,
+            pair_start: Instant::now(),
             frame_period: Duration::from_secs_f64(1.0 / args.fps.unwrap_or(30.0).clamp(1.0, 240.0)),
+            gate,
             cpu_ms: Vec::new(),
             script: headless.then(|| Script {
                 stage: Stage::Training,
@@ -266,6 +275,14 @@ impl DesktopApp {
             snapshot,
             ctx.clone(),
         );
+    }
+
+    /// How long a frame holds the workers' submits back: a little over the recent
+    /// median frame time (80 ms before any was measured).
+    fn hold(&self) -> Duration {
+        let f = self.frames.recent();
+        let ms = if f.n == 0 { 80.0 } else { 1.2 * f.p50 };
+        Duration::from_secs_f32(ms.clamp(20.0, 150.0) / 1e3)
     }
 
     /// Ends a headless run: the frame-time summary, the exit code, the window closed.
@@ -668,6 +685,7 @@ impl DesktopApp {
 impl eframe::App for DesktopApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let started = Instant::now();
+        self.gate.frame_started(self.hold());
         let ctx = ui.ctx().clone();
         let activity = if self.training.progress().phase == Phase::Training {
             Activity::Training
@@ -676,7 +694,7 @@ impl eframe::App for DesktopApp {
         } else {
             Activity::Idle
         };
-        self.frames.tick(self.continuous, activity);
+        self.frames.tick(self.at_once, activity);
         self.run_script(&ctx);
 
         let cpu = frame.info().cpu_usage;
@@ -715,11 +733,22 @@ impl eframe::App for DesktopApp {
         });
 
         let busy = self.training.active() || self.chat.busy() || self.results.outcome().busy;
-        self.continuous = busy || self.script.is_some();
-        if self.continuous {
-            // At most `--fps` frames a second, counted from this frame's start (so a
-            // frame that takes longer is followed at once).
-            ctx.request_repaint_after(self.frame_period.saturating_sub(started.elapsed()));
+        let was_at_once = self.at_once;
+        self.at_once = false;
+        if busy || self.script.is_some() {
+            // Never a zero delay: egui answers that with two frames, which would run the
+            // frames back to back.
+            let soon = Duration::from_micros(1);
+            if was_at_once {
+                // The pair is timed: the next one starts `2 / fps` after this one did.
+                let wait = (2 * self.frame_period).saturating_sub(self.pair_start.elapsed());
+                ctx.request_repaint_after(wait.max(soon));
+            } else {
+                // Ask for the next frame at once, which times this one.
+                self.pair_start = started;
+                self.at_once = true;
+                ctx.request_repaint_after(soon);
+            }
         }
     }
 }

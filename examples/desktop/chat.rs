@@ -166,8 +166,8 @@ fn answer(
     model.adapters = None;
     let t0 = Instant::now();
     generate(gpu, model, &ck, &ids, &opts, &mut |text| {
+        // No repaint request per token: the app draws paced frames while the chat runs.
         lock(state).base.push_str(text);
-        ctx.request_repaint();
     })?;
     lock(state).base_s = Some(t0.elapsed().as_secs_f64());
 
@@ -179,7 +179,6 @@ fn answer(
     let t1 = Instant::now();
     let result = generate(gpu, model, &ck, &ids, &opts, &mut |text| {
         lock(state).adapted.push_str(text);
-        ctx.request_repaint();
     });
     model.adapters = None;
     result?;

@@ -1,8 +1,12 @@
-//! Frame-time measurement: the wall-clock interval between the starts of consecutive
-//! frames while the UI repaints continuously. Unlike eframe's own `cpu_usage`, which
-//! leaves out the time spent acquiring the surface texture and submitting (where a
-//! frame waits for GPU work queued before it), this is what the user sees: how long
-//! the window takes to show a new frame, training's queue work included.
+//! Frame-time measurement. A frame's time is the wall clock from the start of its update
+//! to the start of the next frame, when the next was asked for at once: update,
+//! tessellation, waiting for the queue (where training's work may be ahead of the
+//! frame), drawing and presenting. While something runs the app draws frames in pairs,
+//! one after the frame-rate delay and one at once, so every pair times its first frame
+//! (one that started at an arbitrary moment of the training step) without the delay in
+//! between counting as frame time. Unlike eframe's own `cpu_usage`, which leaves out
+//! the time spent acquiring the surface texture, submitting and presenting, this is
+//! what the user waits for after a click.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -58,12 +62,12 @@ impl FrameStats {
 }
 
 impl FrameClock {
-    /// Marks the start of a frame. `continuous` says whether the previous frame asked
-    /// for the next one at once (only those intervals measure the frame, not waiting
-    /// for input); `what` files the interval.
-    pub fn tick(&mut self, continuous: bool, what: Activity) {
+    /// Marks the start of a frame. `at_once` says whether the previous frame asked for
+    /// this one with no delay (only then does the interval time the previous frame);
+    /// `what` files the interval.
+    pub fn tick(&mut self, at_once: bool, what: Activity) {
         let now = Instant::now();
-        if let (Some(last), true) = (self.last, continuous) {
+        if let (Some(last), true) = (self.last, at_once) {
             let ms = now.duration_since(last).as_secs_f32() * 1e3;
             self.recent.push_back(ms);
             if self.recent.len() > 60 {

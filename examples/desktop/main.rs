@@ -14,6 +14,7 @@
 mod app;
 mod chat;
 mod frames;
+mod gate;
 mod heatmap;
 mod models;
 mod plot;
@@ -35,6 +36,8 @@ use eframe::egui_wgpu::{self, WgpuSetup, WgpuSetupExisting};
 use boha::adapters::Method;
 use boha::data::tasks::TaskKind;
 use boha::gpu::{Gpu, GpuOptions};
+
+use gate::FrameGate;
 
 /// Command line; every training setting is also editable in the window.
 #[derive(Parser, Debug, Clone)]
@@ -66,7 +69,7 @@ pub struct Args {
     pub rank: usize,
     #[arg(long, default_value = "q,v")]
     pub targets: String,
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, default_value_t = 3e-2)]
     pub lr: f32,
     #[arg(long, default_value_t = 20)]
     pub steps: usize,
@@ -95,21 +98,24 @@ pub struct Args {
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
     /// Submit GPU work in parts of at most this many commands, so frames can run
-    /// between them (see `Gpu::set_submit_limit`); 0 turns it off. Default: 32 on CPU
-    /// adapters (lavapipe), where a whole training step would hold the window for the
-    /// step's length, off elsewhere.
+    /// between them (see `Gpu::set_submit_limit`), and hold the next part back while a
+    /// frame is drawn (the frame gate); 0 turns both off. Default: 4 on CPU adapters
+    /// (lavapipe), where a whole training step would hold the window for the step's
+    /// length and a frame waits for the part in flight, off elsewhere.
     #[arg(long)]
     pub submit_limit: Option<usize>,
     /// An adapter index or name substring (as `boha devices` lists them).
     #[arg(long)]
     pub device: Option<String>,
-    /// Most frames a second while training or chatting (default: 10 on CPU adapters,
-    /// where every frame is rasterized by the same cores that train, else 30).
+    /// Frames a second while training or chatting (default: 4 on CPU adapters, where
+    /// every frame is rasterized by the same cores that train, else 30). Input is
+    /// answered at once whatever the rate.
     #[arg(long)]
     pub fps: Option<f64>,
-    /// Window size in points, WIDTHxHEIGHT.
-    #[arg(long, default_value = "1280x800")]
-    pub size: String,
+    /// Window size in points, WIDTHxHEIGHT (default: 1280x800, or 960x600 on CPU
+    /// adapters, where drawing time grows with the pixel count).
+    #[arg(long)]
+    pub size: Option<String>,
     /// Give up (exit code 3) after this many seconds in headless mode.
     #[arg(long, default_value_t = 1800)]
     pub timeout: u64,
@@ -133,11 +139,6 @@ fn main() {
     if args.model.is_none() {
         args.model = std::env::var_os("BOHA_MODEL").map(PathBuf::from);
     }
-    let size = args
-        .size
-        .split_once('x')
-        .and_then(|(w, h)| Some([w.parse::<f32>().ok()?, h.parse::<f32>().ok()?]))
-        .unwrap_or_else(|| fail(&format!("--size {}: expected WIDTHxHEIGHT", args.size)));
     let opts = GpuOptions {
         device: args.device.clone(),
         ..GpuOptions::default()
@@ -145,12 +146,25 @@ fn main() {
     let mut gpu = Gpu::new_shareable(&opts).unwrap_or_else(|e| fail(&e.to_string()));
     let limit = match args.submit_limit {
         Some(n) => n,
-        None if gpu.info().device_type == "Cpu" => 32,
+        None if gpu.info().device_type == "Cpu" => 4,
         None => 0,
     };
     gpu.set_submit_limit(Some(limit));
+    let gate = Arc::new(FrameGate::default());
+    if limit > 0 {
+        let g = gate.clone();
+        gpu.set_submit_gate(Some(Arc::new(move || g.pass())));
+    }
     let on_cpu = gpu.info().device_type == "Cpu";
-    args.fps.get_or_insert(if on_cpu { 10.0 } else { 30.0 });
+    args.fps.get_or_insert(if on_cpu { 4.0 } else { 30.0 });
+    let size_arg = args
+        .size
+        .clone()
+        .unwrap_or_else(|| if on_cpu { "960x600" } else { "1280x800" }.to_string());
+    let size = size_arg
+        .split_once('x')
+        .and_then(|(w, h)| Some([w.parse::<f32>().ok()?, h.parse::<f32>().ok()?]))
+        .unwrap_or_else(|| fail(&format!("--size {size_arg}: expected WIDTHxHEIGHT")));
     let (instance, adapter, device, queue) = gpu
         .wgpu_handles()
         .expect("a shareable device keeps its handles");
@@ -192,7 +206,15 @@ fn main() {
     let result = eframe::run_native(
         "boha-desktop",
         options,
-        Box::new(move |cc| Ok(Box::new(app::DesktopApp::new(cc, gpu, args, exit_in_app)))),
+        Box::new(move |cc| {
+            Ok(Box::new(app::DesktopApp::new(
+                cc,
+                gpu,
+                args,
+                gate,
+                exit_in_app,
+            )))
+        }),
     );
     if let Err(e) = result {
         fail(&format!("the window: {e}"));

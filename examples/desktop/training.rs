@@ -315,7 +315,7 @@ fn run(
                     p.tokens_per_s = tokens_per_s;
                     p.lr = lr;
                 }
-                ctx.request_repaint();
+                // No repaint request: the app draws paced frames while a run is active.
                 let stop_at = control.stop_at.load(Ordering::SeqCst);
                 if stop_at > 0 && step >= stop_at {
                     return Control::Stop;

@@ -31,7 +31,14 @@ pub struct Gpu {
     /// Most commands per submit (None: a recording is one submit); see
     /// [`Gpu::set_submit_limit`].
     pub(crate) submit_limit: Option<usize>,
+    /// Called before every submit of a recording; see [`Gpu::set_submit_gate`].
+    pub(crate) submit_gate: Option<SubmitGate>,
 }
+
+/// A function the submitting thread calls before each submit of a recording (each part,
+/// under a submit limit); it may block to hold the queue back. See
+/// [`Gpu::set_submit_gate`].
+pub type SubmitGate = Arc<dyn Fn() + Send + Sync>;
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -104,6 +111,22 @@ impl Gpu {
         self.submit_limit = max_commands.filter(|&n| n > 0);
     }
 
+    /// Sets a gate that every submit of a recording passes first: with a submit limit,
+    /// before each part. A window sharing a device whose one queue runs everything in
+    /// order (lavapipe) uses it to keep training's next part out of the queue while a
+    /// frame is being drawn, so the frame waits for at most the part already running.
+    /// The gate only delays; results are the same with or without it.
+    pub fn set_submit_gate(&mut self, gate: Option<SubmitGate>) {
+        self.submit_gate = gate;
+    }
+
+    /// Passes the submit gate, if one is set.
+    pub(crate) fn pass_gate(&self) {
+        if let Some(g) = &self.submit_gate {
+            g();
+        }
+    }
+
     /// Opens a device on `adapter`, requesting its own limits and the optional features
     /// boha can use.
     pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
@@ -172,6 +195,7 @@ impl Gpu {
             adapter: kept,
             instance: None,
             submit_limit: None,
+            submit_gate: None,
         })
     }
 

@@ -322,6 +322,7 @@ impl Gpu {
         let parts = rec.commands.len().div_ceil(limit);
         for (k, part) in rec.commands.chunks(limit).enumerate() {
             let enc = self.encode_commands(part, None);
+            self.pass_gate();
             let idx = self.scoped("submitting", || self.queue.submit([enc.finish()]))?;
             if k + 1 < parts || wait_last {
                 self.wait_for(Some(idx))?;
@@ -337,6 +338,7 @@ impl Gpu {
             return Ok(());
         }
         let enc = self.encode(rec, None);
+        self.pass_gate();
         self.scoped("submitting", || self.queue.submit([enc.finish()]))?;
         self.check_fault()
     }
@@ -347,6 +349,7 @@ impl Gpu {
             return Ok(());
         }
         let enc = self.encode(rec, None);
+        self.pass_gate();
         let idx = self.scoped("submitting", || self.queue.submit([enc.finish()]))?;
         self.wait_for(Some(idx))
     }

@@ -8,7 +8,7 @@ mod options;
 mod registry;
 mod tensor;
 
-pub use context::Gpu;
+pub use context::{Gpu, SubmitGate};
 pub use devices::{list as list_devices, DeviceInfo};
 pub use dispatch::{Dispatch, Params, Recorder};
 pub use options::{GemmFamily, GpuOptions};
