@@ -160,7 +160,7 @@ run "$DIR/synthetic.txt" $BOHA synthetic
 mark synthetic
 run "$DIR/bench_layer.txt" $BOHA bench layer
 mark bench_layer
-run "$DIR/bench_step.txt" $BOHA bench step --model "$model" --batch 1 --max-len 32
+run "$DIR/bench_step.txt" $BOHA bench step --model "$model" --batch 4 --max-len 64
 mark bench_step
 
 python3 scripts/study_report.py "$DIR" "$model" \

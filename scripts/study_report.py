@@ -177,7 +177,7 @@ def main():
     for name, title in [
         ("synthetic.txt", "Synthetic rank experiment (`boha synthetic`)"),
         ("bench_layer.txt", "Layer benchmark (`boha bench layer`)"),
-        ("bench_step.txt", "Step benchmark on SmolLM2 (`boha bench step --batch 1 --max-len 32`)"),
+        ("bench_step.txt", "Step benchmark on SmolLM2 (`boha bench step --batch 4 --max-len 64`)"),
     ]:
         w(f"## {title}\n")
         if not (study / name).exists():

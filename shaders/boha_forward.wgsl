@@ -300,6 +300,9 @@ fn boha_reg4_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
     // Tokens past T read the last row and are not stored (no early return: it would
     // make the workgroup's loads non-uniform).
     let t0 = (wg.z * WG4 + li) * 16u;
+    // Lanes past the last token stop here: llvmpipe skips the loads of inactive lanes and
+    // ends a loop once no lane is active, so a short batch does not pay for all WG4·16.
+    if (t0 >= p.t) { return; }
     let s = p.d_in / 4u;
     let r0 = tok_rows(t0, s);
     let r1 = tok_rows(t0 + 4u, s);
@@ -330,6 +333,9 @@ fn boha_reg4_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let ig2 = min(i0 + 8u, p.d_in - 4u);
     let ig3 = min(i0 + 12u, p.d_in - 4u);
     let t0 = (wg.z * WG4 + li) * 16u;
+    // Lanes past the last token stop here: llvmpipe skips the loads of inactive lanes and
+    // ends a loop once no lane is active, so a short batch does not pay for all WG4·16.
+    if (t0 >= p.t) { return; }
     let s = p.d_out / 4u;
     let r0 = tok_rows(t0, s);
     let r1 = tok_rows(t0 + 4u, s);
@@ -438,6 +444,9 @@ fn boha_reg4c_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let bi = o0 / p.p;
     let ol = o0 - bi * p.p;
     let t0 = (wg.z * WG4 + li) * 16u;
+    // Lanes past the last token stop here: llvmpipe skips the loads of inactive lanes and
+    // ends a loop once no lane is active, so a short batch does not pay for all WG4·16.
+    if (t0 >= p.t) { return; }
     let s = p.d_in / 4u;
     let qs = p.q / 4u;
     let r0 = tok_rows(t0, s);
@@ -485,6 +494,9 @@ fn boha_reg4c_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let bj = i0 / p.q;
     let il = i0 - bj * p.q;
     let t0 = (wg.z * WG4 + li) * 16u;
+    // Lanes past the last token stop here: llvmpipe skips the loads of inactive lanes and
+    // ends a loop once no lane is active, so a short batch does not pay for all WG4·16.
+    if (t0 >= p.t) { return; }
     let s = p.d_out / 4u;
     let qs = p.q / 4u;
     let r0 = tok_rows(t0, s);
@@ -560,6 +572,9 @@ fn boha_reg4k_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let bi = o0 / p.p;
     let ol = o0 - bi * p.p;
     let t0 = (wg.z * WG4 + li) * 16u;
+    // Lanes past the last token stop here: llvmpipe skips the loads of inactive lanes and
+    // ends a loop once no lane is active, so a short batch does not pay for all WG4·16.
+    if (t0 >= p.t) { return; }
     let s = p.d_in / 4u;
     let qs = p.q / 4u;
     let r0 = tok_rows(t0, s);
@@ -606,6 +621,9 @@ fn boha_reg4k_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let bj = i0 / p.q;
     let il = i0 - bj * p.q;
     let t0 = (wg.z * WG4 + li) * 16u;
+    // Lanes past the last token stop here: llvmpipe skips the loads of inactive lanes and
+    // ends a loop once no lane is active, so a short batch does not pay for all WG4·16.
+    if (t0 >= p.t) { return; }
     let s = p.d_out / 4u;
     let qs = p.q / 4u;
     let r0 = tok_rows(t0, s);

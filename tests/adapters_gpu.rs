@@ -4,6 +4,7 @@
 
 mod common;
 
+use boha::adapters::grad::GradScratch;
 use boha::adapters::layer::AdaptedLinear;
 use boha::adapters::reference as cpu;
 use boha::adapters::{fused, merge, AdapterSpec, Method};
@@ -279,7 +280,9 @@ fn adapted_linear_forward_and_backward_match_reference() {
         let Some(gpu) = common::gpu_with(&opts) else {
             return;
         };
-        for (n, s) in specs().iter().enumerate() {
+        let all = specs();
+        let shared = GradScratch::new(&gpu, all.iter().map(|s| (s, T, D_OUT, D_IN))).unwrap();
+        for (n, s) in all.iter().enumerate() {
             let d = data(s, 200 + n as u64);
             let layer =
                 AdaptedLinear::from_host(&gpu, *s, "t.proj", D_OUT, D_IN, &d.a, &d.b).unwrap();
@@ -316,7 +319,9 @@ fn adapted_linear_forward_and_backward_match_reference() {
             gpu.write(&layer.grad_b, &old_gb).unwrap();
             run(
                 &gpu,
-                &layer.backward(&gpu, &tw, &tx, &tdy, Some(&tdx)).unwrap(),
+                &layer
+                    .backward(&gpu, &tw, &tx, &tdy, Some(&tdx), None)
+                    .unwrap(),
             );
             let plus = |old: &[f32], r: &[f64]| -> Vec<f32> {
                 old.iter().zip(r).map(|(o, r)| o + *r as f32).collect()
@@ -340,10 +345,14 @@ fn adapted_linear_forward_and_backward_match_reference() {
                 1e-5,
             );
 
-            // Without dx, only the adapter gradients move.
+            // Without dx, only the adapter gradients move; the partial slots come from
+            // the scratch every spec of this loop shares, which each one leaves cleared.
             gpu.write(&layer.grad_a, &old_ga).unwrap();
             gpu.write(&layer.grad_b, &old_gb).unwrap();
-            run(&gpu, &layer.backward(&gpu, &tw, &tx, &tdy, None).unwrap());
+            let ds = layer
+                .backward(&gpu, &tw, &tx, &tdy, None, Some(&shared))
+                .unwrap();
+            run(&gpu, &ds);
             assert_close(
                 &format!("layer dA (no dx) {what}"),
                 &gpu.download(&layer.grad_a).unwrap(),

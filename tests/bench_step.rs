@@ -1,5 +1,5 @@
 //! `boha bench step --json` on a tiny model: every method measured, the report's fields
-//! and ratios consistent with its own numbers.
+//! and ratios consistent with its own numbers, and `--profile`'s time per kernel.
 
 mod common;
 mod model_specs;
@@ -32,6 +32,7 @@ fn step_benchmark_reports_every_method() {
             "--runs",
             "1",
             "--json",
+            "--profile",
         ])
         .arg("--model")
         .arg(&dir)
@@ -49,6 +50,16 @@ fn step_benchmark_reports_every_method() {
         let tps = r["tokens_per_s"].as_f64().unwrap();
         assert!((tps - 16.0 / (ms / 1e3)).abs() < 1e-6 * tps);
         assert!(r["peak_bytes"].as_u64().unwrap() > 0);
+        // The profile: kernels with their dispatch counts; the fused adapter-gradient
+        // kernels appear for every method but LoRA, which runs plain GEMMs.
+        let prof = r["profile"].as_array().unwrap();
+        assert!(prof
+            .iter()
+            .all(|k| k["dispatches"].as_u64().unwrap() > 0 && k["ms"].as_f64().unwrap() >= 0.0));
+        let has_grad = prof
+            .iter()
+            .any(|k| k["kernel"].as_str().unwrap().starts_with("grad_"));
+        assert_eq!(has_grad, r["method"] != "lora", "{r}");
     }
     let ratio = rows[0]["step_ms"].as_f64().unwrap() / rows[2]["step_ms"].as_f64().unwrap();
     assert!((v["boha_step_over_lora"].as_f64().unwrap() - ratio).abs() < 1e-9);

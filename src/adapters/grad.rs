@@ -17,7 +17,8 @@
 //! vec4 kernel, else 1): a small multiple of the adapter's parameters (4× for BoHA b = 4
 //! on a 2-thread CPU, at most 16× for the other kernels and 64× for the vec4 one for
 //! layers up to 1024 × 1024 per block at 512 tokens), more only where the lavapipe loop
-//! budget (see the shader) needs smaller regions. Never O(d_out·d_in).
+//! budget (see the shader) needs smaller regions. Never O(d_out·d_in). A model's
+//! trainer shares one such scratch between all its adapted matrices ([`GradScratch`]).
 //!
 //! Three kernels, as for the GEMMs: [`GemmFamily::Register`] with p and q multiples of 4
 //! (`grad_reg4_backward`: 16 invocations, each a 16 × 16 sub-tile with vec4 loads of x
@@ -174,9 +175,74 @@ pub fn scratch_bytes(
     d_out: usize,
     d_in: usize,
 ) -> usize {
+    let (a, b) = scratch_lens(gpu, spec, tokens, d_out, d_in);
+    4 * (a + b)
+}
+
+/// Elements of the (dA, dB) partial slots [`adapter_grads`] uses for this layer.
+fn scratch_lens(
+    gpu: &Gpu,
+    spec: &AdapterSpec,
+    tokens: usize,
+    d_out: usize,
+    d_in: usize,
+) -> (usize, usize) {
     let pl = plan(gpu, spec, tokens, d_out, d_in);
     let (na, nb) = param_lens(spec, d_out, d_in);
-    4 * pl.slots() * (pl.strips_r * na + pl.strips_c * nb)
+    (pl.slots() * pl.strips_r * na, pl.slots() * pl.strips_c * nb)
+}
+
+/// Partial slots that the gradients of many adapted matrices share: the room of the
+/// largest. Sharing is safe because the reduce kernel that ends every [`adapter_grads`]
+/// leaves the slots it used cleared, and a queue runs dispatches in order, so the next
+/// matrix finds them zero. A model's trainer keeps one instead of one per matrix, which
+/// would cost `slots·strips` times the adapter's parameters for every adapted matrix.
+#[derive(Clone)]
+pub struct GradScratch {
+    part_a: Tensor,
+    part_b: Tensor,
+}
+
+impl GradScratch {
+    /// Room for every `(spec, tokens, d_out, d_in)` in `layers` (LoRA layers need none).
+    pub fn new<'a>(
+        gpu: &Gpu,
+        layers: impl IntoIterator<Item = (&'a AdapterSpec, usize, usize, usize)>,
+    ) -> Result<Self> {
+        let (mut na, mut nb) = (1, 1);
+        for (spec, tokens, d_out, d_in) in layers {
+            if spec.method == crate::adapters::Method::Lora {
+                continue;
+            }
+            let (a, b) = scratch_lens(gpu, spec, tokens, d_out, d_in);
+            na = na.max(a);
+            nb = nb.max(b);
+        }
+        Ok(GradScratch {
+            part_a: gpu.zeros(&[na])?,
+            part_b: gpu.zeros(&[nb])?,
+        })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> u64 {
+        self.part_a.bytes() + self.part_b.bytes()
+    }
+
+    /// The first `len_a` and `len_b` elements, or an error if the room is too small.
+    fn views(&self, len_a: usize, len_b: usize) -> Result<(Tensor, Tensor)> {
+        if len_a > self.part_a.len() || len_b > self.part_b.len() {
+            return Err(Error::shape(
+                "adapter_grads",
+                format!(
+                    "shared scratch holds {} + {} partials, this layer needs {len_a} + {len_b}",
+                    self.part_a.len(),
+                    self.part_b.len()
+                ),
+            ));
+        }
+        Ok((self.part_a.view(0, len_a)?, self.part_b.view(0, len_b)?))
+    }
 }
 
 fn param_lens(spec: &AdapterSpec, d_out: usize, d_in: usize) -> (usize, usize) {
@@ -246,7 +312,8 @@ fn check(name: &str, t: &Tensor, want: usize) -> Result<()> {
 /// b and grad_b [b, b, p, r_b]. The scratch for the partials is allocated here and kept
 /// alive by the returned dispatches (see [`scratch_bytes`]); record the dispatches in
 /// order, as often as needed (the last one leaves the scratch cleared). Callers zero the
-/// gradients once per step.
+/// gradients once per step. [`adapter_grads_shared`] takes the scratch from a
+/// [`GradScratch`] instead.
 #[allow(clippy::too_many_arguments)]
 pub fn adapter_grads(
     gpu: &Gpu,
@@ -260,6 +327,29 @@ pub fn adapter_grads(
     b: &Tensor,
     grad_a: &Tensor,
     grad_b: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    adapter_grads_shared(
+        gpu, spec, d_out, d_in, w0, x, dy, a, b, grad_a, grad_b, None,
+    )
+}
+
+/// [`adapter_grads`] with its partial slots taken from `scratch` (a fresh allocation
+/// when None). The dispatches of all matrices sharing one [`GradScratch`] must run in
+/// one queue, each matrix's in order and whole before the next one's.
+#[allow(clippy::too_many_arguments)]
+pub fn adapter_grads_shared(
+    gpu: &Gpu,
+    spec: &AdapterSpec,
+    d_out: usize,
+    d_in: usize,
+    w0: &Tensor,
+    x: &Tensor,
+    dy: &Tensor,
+    a: &Tensor,
+    b: &Tensor,
+    grad_a: &Tensor,
+    grad_b: &Tensor,
+    scratch: Option<&GradScratch>,
 ) -> Result<Vec<Dispatch>> {
     spec.check_shape("adapter_grads", d_out, d_in)?;
     if spec.block_rank == 0 || d_out == 0 || d_in == 0 {
@@ -297,8 +387,11 @@ pub fn adapter_grads(
         ));
     }
     let pl = plan(gpu, spec, tokens, d_out, d_in);
-    let part_a = gpu.zeros(&[pl.slots() * pl.strips_r * na])?;
-    let part_b = gpu.zeros(&[pl.slots() * pl.strips_c * nb])?;
+    let (len_a, len_b) = (pl.slots() * pl.strips_r * na, pl.slots() * pl.strips_c * nb);
+    let (part_a, part_b) = match scratch {
+        Some(s) => s.views(len_a, len_b)?,
+        None => (gpu.zeros(&[len_a])?, gpu.zeros(&[len_b])?),
+    };
     let regions = pl.regions(spec.blocks);
     let params = |t: usize| {
         Params::new()

@@ -15,6 +15,7 @@
 //! grad_b += s·dyᵀ·U     dU = s·dy·B     grad_a += dUᵀ·x     dx += dy·W0 + dU·A
 //! ```
 
+use super::grad::GradScratch;
 use super::{fused, grad, init, merge, AdapterSpec, Method};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
@@ -108,7 +109,8 @@ impl AdaptedLinear {
     }
 
     /// Accumulates grad_a, grad_b (+=) and, if given, dx (+=) from dy[T, d_out] and the
-    /// layer input x[T, d_in].
+    /// layer input x[T, d_in]. The gradient kernels' partial slots come from `scratch`
+    /// when given (see [`GradScratch`]), else from a fresh allocation.
     pub fn backward(
         &self,
         gpu: &Gpu,
@@ -116,12 +118,13 @@ impl AdaptedLinear {
         x: &Tensor,
         dy: &Tensor,
         dx: Option<&Tensor>,
+        scratch: Option<&GradScratch>,
     ) -> Result<Vec<Dispatch>> {
         if self.spec.method == Method::Lora {
             return self.lora_backward(gpu, w0, x, dy, dx);
         }
         let (s, d_out, d_in) = (&self.spec, self.d_out, self.d_in);
-        let mut out = grad::adapter_grads(
+        let mut out = grad::adapter_grads_shared(
             gpu,
             s,
             d_out,
@@ -133,6 +136,7 @@ impl AdaptedLinear {
             &self.b,
             &self.grad_a,
             &self.grad_b,
+            scratch,
         )?;
         if let Some(dx) = dx {
             out.extend(fused::backward_dx(

@@ -114,7 +114,7 @@ fn step(
     let dx = gpu.zeros(&[t, d_in])?;
     let layer = random_layer(gpu, method, d_out, d_in, &mut rng)?;
     let mut ds: Vec<Dispatch> = layer.forward(gpu, &io.w0, &io.x, &io.y)?;
-    ds.extend(layer.backward(gpu, &io.w0, &io.x, &dy, Some(&dx))?);
+    ds.extend(layer.backward(gpu, &io.w0, &io.x, &dy, Some(&dx), None)?);
     let ms = median_ms(gpu, &ds, reps, runs)?;
     let peak = gpu.peak_bytes().saturating_sub(base);
     Ok((ms, peak))

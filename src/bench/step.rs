@@ -27,6 +27,18 @@ pub struct StepResult {
     pub step_ms: f64,
     pub tokens_per_s: f64,
     pub peak_bytes: u64,
+    /// With `--profile`: the step's forward and backward run one dispatch per submit,
+    /// wall time per kernel entry point, largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<KernelTime>,
+}
+
+/// One kernel entry point's share of a profiled step.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelTime {
+    pub kernel: String,
+    pub dispatches: usize,
+    pub ms: f64,
 }
 
 /// The report `boha bench step --json` prints.
@@ -66,14 +78,16 @@ fn batch_tokens(vocab: usize, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
 }
 
 /// Times each method's step (`runs` timed steps after one warm-up) and the forward
-/// passes (base and merged alternating, at least 3 rounds), on `batch` × `seq` random
-/// tokens.
+/// passes (base and merged in ABBA order, an even number ≥ 4 of rounds), on `batch` ×
+/// `seq` random tokens. `profile` adds each method's time per kernel (see
+/// [`StepResult::profile`]).
 pub fn bench_step(
     gpu: &Gpu,
     ck: &Checkpoint,
     batch: usize,
     seq: usize,
     runs: usize,
+    profile: bool,
     on_result: &mut dyn FnMut(&str, f64),
 ) -> Result<StepReport> {
     let n = batch * seq;
@@ -99,11 +113,25 @@ pub fn bench_step(
         }
         let ms = median(&mut times);
         on_result(method.name(), ms);
+        let peak_bytes = gpu.peak_bytes();
+        let profile = if profile {
+            tr.profile(gpu)?
+                .into_iter()
+                .map(|(kernel, dispatches, s)| KernelTime {
+                    kernel: kernel.into(),
+                    dispatches,
+                    ms: s * 1e3,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         results.push(StepResult {
             method: method.name().into(),
             step_ms: ms,
             tokens_per_s: n as f64 / (ms / 1e3),
-            peak_bytes: gpu.peak_bytes(),
+            peak_bytes,
+            profile,
         });
     }
     // Base and merged passes alternate, so drift on a shared machine hits both alike.
@@ -124,8 +152,14 @@ pub fn bench_step(
     base.loss(gpu, &tokens, &targets)?;
     merged.loss(gpu, &tokens, &targets)?;
     let (mut tb, mut tm) = (Vec::new(), Vec::new());
-    for _ in 0..runs.max(3) {
-        for (pass, times) in [(&base, &mut tb), (&merged, &mut tm)] {
+    // ABBA order: whatever favours the first (or second) pass of a round favours each
+    // model equally often.
+    for round in 0..runs.max(4).next_multiple_of(2) {
+        let mut order = [(&base, &mut tb), (&merged, &mut tm)];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (pass, times) in order {
             let t0 = std::time::Instant::now();
             pass.loss(gpu, &tokens, &targets)?;
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -170,4 +204,21 @@ pub fn print_table(r: &StepReport) {
         "base forward {:.0} ms, merged forward {:.0} ms (ratio {:.3})\nBoHA/LoRA: step {:.3}, peak {:.3}",
         r.base_fwd_ms, r.merged_fwd_ms, r.merged_fwd_over_base, r.boha_step_over_lora, r.boha_peak_over_lora
     );
+    for x in r.results.iter().filter(|x| !x.profile.is_empty()) {
+        let total: f64 = x.profile.iter().map(|k| k.ms).sum();
+        println!(
+            "\n{} profile, one dispatch per submit ({total:.0} ms in all):",
+            x.method
+        );
+        println!("| kernel | dispatches | ms | share |\n| --- | --- | --- | --- |");
+        for k in &x.profile {
+            println!(
+                "| {} | {} | {:.1} | {:.1}% |",
+                k.kernel,
+                k.dispatches,
+                k.ms,
+                100.0 * k.ms / total
+            );
+        }
+    }
 }

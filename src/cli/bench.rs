@@ -1,4 +1,4 @@
-//! `boha bench gemm|layer [--json]`
+//! `boha bench gemm|layer|step [--json]`
 
 use clap::Subcommand;
 
@@ -44,6 +44,10 @@ pub enum BenchCommand {
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also time each method's forward and backward per kernel, one dispatch per
+        /// submit (slow; where the step's time goes).
+        #[arg(long)]
+        profile: bool,
     },
 }
 
@@ -71,9 +75,10 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
             max_len,
             runs,
             json,
+            profile,
         } => {
             let ck = load_checkpoint(&model)?;
-            let r = step::bench_step(&gpu, &ck, batch, max_len, runs, &mut |what, ms| {
+            let r = step::bench_step(&gpu, &ck, batch, max_len, runs, profile, &mut |what, ms| {
                 eprintln!("{what}: {ms:.0} ms");
             })?;
             if json {

@@ -271,7 +271,7 @@ fn fit(
     // One step: dY = (W' − W*)ᵀ, fresh gradients, backward, Adam.
     let mut step = layer.merge(gpu, &dev.w0, &merged)?;
     step.extend(residual_t(gpu, &merged, &dev.w_star, &dy)?);
-    let backward = layer.backward(gpu, &dev.w0, &dev.x, &dy, None)?;
+    let backward = layer.backward(gpu, &dev.w0, &dev.x, &dy, None, None)?;
 
     let mut table = Vec::with_capacity(cfg.steps * SCALARS);
     for t in 1..=cfg.steps {

@@ -13,9 +13,9 @@
 //! loss         N·(C + 1) + N·min(V, 8192) logits chunk
 //! gradients    N·(3C + 3F + 2Q + 2K)  (scratch shared by all layers, an upper bound)
 //! adapters     5·P: factors, gradients, two moments
-//!              + the gradient kernels' partial slots, per adapted matrix as
-//!              `adapters::grad::scratch_bytes` plans them on the device (LoRA: its
-//!              rank-r intermediates, 2·N·r)
+//!              + the gradient kernels' partial slots, one room that all adapted
+//!              matrices share, the largest `adapters::grad::scratch_bytes` plans on
+//!              the device (LoRA: its rank-r intermediates, 2·N·r per matrix)
 //! ```
 
 use crate::adapters::grad::scratch_bytes;
@@ -111,14 +111,15 @@ pub fn estimate_step(
         + n * chunk
         + n * (3 * c + 3 * f + 2 * q + 2 * k);
     let p = adapter_params(cfg, spec, targets) as u64;
-    let scratch: u64 = shapes(cfg, targets)
-        .iter()
-        .map(|&(o, i)| match spec.method {
-            Method::Lora => 4 * 2 * n * spec.rank() as u64,
-            _ => scratch_bytes(gpu, spec, n as usize, o, i) as u64,
-        })
-        .sum::<u64>()
-        * l;
+    let shapes = shapes(cfg, targets);
+    let scratch: u64 = match spec.method {
+        Method::Lora => 4 * 2 * n * spec.rank() as u64 * shapes.len() as u64 * l,
+        _ => shapes
+            .iter()
+            .map(|&(o, i)| scratch_bytes(gpu, spec, n as usize, o, i) as u64)
+            .max()
+            .unwrap_or(0),
+    };
     let largest = largest_weight.max(n * f).max(n * chunk);
     StepMemory {
         weights: 4 * weights,

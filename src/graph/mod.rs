@@ -25,6 +25,7 @@ pub mod forward;
 pub mod memory;
 pub mod plan;
 
+use crate::adapters::grad::GradScratch;
 use crate::adapters::AdapterSpec;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Recorder, Tensor};
@@ -263,6 +264,13 @@ impl Trainer {
             t(dh1, c)?,
         );
 
+        let grad_scratch = GradScratch::new(
+            gpu,
+            adapters
+                .iter()
+                .map(|(_, ad)| (&ad.spec, n, ad.d_out, ad.d_in)),
+        )?;
+
         let mut zero_grads = Vec::new();
         for (_, ad) in adapters.iter() {
             zero_grads.extend(fill(gpu, 0.0, &ad.grad_a)?);
@@ -331,6 +339,7 @@ impl Trainer {
                 dk: &dk,
                 dv: &dv,
                 dh1: &dh1,
+                grads: &grad_scratch,
             };
             grad_pass.extend(layer_backward(
                 gpu,
@@ -564,6 +573,8 @@ struct Scratch<'a> {
     dk: &'a Tensor,
     dv: &'a Tensor,
     dh1: &'a Tensor,
+    /// The adapter-gradient kernels' partial slots, one room for every matrix.
+    grads: &'a GradScratch,
 }
 
 /// dx (+)= dy·W' for projection `p` of layer `l`, and its adapter's gradients. `dx` is
@@ -573,6 +584,7 @@ fn linear_backward(
     gpu: &Gpu,
     w: &Weights,
     adapters: &Adapters,
+    grads: &GradScratch,
     l: usize,
     p: &str,
     x: &Tensor,
@@ -587,7 +599,7 @@ fn linear_backward(
             if let (Some(dx), true) = (dx, first) {
                 ds.extend(fill(gpu, 0.0, dx)?);
             }
-            ds.extend(ad.backward(gpu, w0, x, dy, dx)?);
+            ds.extend(ad.backward(gpu, w0, x, dy, dx, Some(grads))?);
             Ok(ds)
         }
         None => match dx {
@@ -629,6 +641,7 @@ fn layer_backward(
         gpu,
         w,
         adapters,
+        s.grads,
         l,
         "down",
         &acts.m,
@@ -650,10 +663,10 @@ fn layer_backward(
     )?);
     let dh2 = needs.attn.then_some(s.dh2);
     ds.extend(linear_backward(
-        gpu, w, adapters, l, "gate", &acts.h2, s.dg, dh2, true,
+        gpu, w, adapters, s.grads, l, "gate", &acts.h2, s.dg, dh2, true,
     )?);
     ds.extend(linear_backward(
-        gpu, w, adapters, l, "up", &acts.h2, s.du, dh2, false,
+        gpu, w, adapters, s.grads, l, "up", &acts.h2, s.du, dh2, false,
     )?);
     if !needs.attn {
         return Ok(ds);
@@ -679,7 +692,7 @@ fn layer_backward(
     };
     let datt = needs.qkv.then_some(s.datt);
     ds.extend(linear_backward(
-        gpu, w, adapters, l, "o", &acts.att, da, datt, true,
+        gpu, w, adapters, s.grads, l, "o", &acts.att, da, datt, true,
     )?);
     if !needs.qkv {
         return Ok(ds);
@@ -693,13 +706,13 @@ fn layer_backward(
     ds.extend(rope::backward(gpu, s.dk, &w.inv_freq, None, seq, hs)?);
     let dh1 = needs.input.then_some(s.dh1);
     ds.extend(linear_backward(
-        gpu, w, adapters, l, "q", &acts.h1, s.dq, dh1, true,
+        gpu, w, adapters, s.grads, l, "q", &acts.h1, s.dq, dh1, true,
     )?);
     ds.extend(linear_backward(
-        gpu, w, adapters, l, "k", &acts.h1, s.dk, dh1, false,
+        gpu, w, adapters, s.grads, l, "k", &acts.h1, s.dk, dh1, false,
     )?);
     ds.extend(linear_backward(
-        gpu, w, adapters, l, "v", &acts.h1, s.dv, dh1, false,
+        gpu, w, adapters, s.grads, l, "v", &acts.h1, s.dv, dh1, false,
     )?);
     if needs.input {
         ds.extend(rmsnorm::backward(
