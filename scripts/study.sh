@@ -7,7 +7,7 @@
 #   scripts/study.sh [MODEL]          MODEL: a .gguf or HF directory (default: BOHA_MODEL,
 #                                     else SmolLM2 in ~/.cache/boha, fetched by `boha demo`)
 #
-# Sizes fit the 90-minute budget on two CPU cores under lavapipe (50 min measured on a
+# Sizes fit the 90-minute budget on two CPU cores under lavapipe (46 min measured on a
 # quiet machine, 93 on a busy one); every one can be
 # raised through the environment (STEPS, BATCH, NTRAIN, NVAL, NTEST,
 # LRS_BOHA, LRS_HIRA, LRS_LORA, LRS_ADDITIVE, TARGETS, SEEDS).

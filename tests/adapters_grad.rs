@@ -4,7 +4,7 @@
 
 mod common;
 
-use boha::adapters::grad::{adapter_grads, scratch_bytes};
+use boha::adapters::grad::{adapter_grads, scratch_bytes, GradScratch};
 use boha::adapters::{AdapterSpec, Method};
 use boha::gpu::{GemmFamily, Gpu, GpuOptions, Recorder};
 use boha::rng::Rng;
@@ -91,7 +91,7 @@ fn check(gpu: &Gpu, method: Method, blocks: usize, rb: usize, d_out: usize, d_in
     let tga = up(&spec.a_shape(d_in), &ga0);
     let tgb = up(&spec.b_shape(d_out), &gb0);
     let ds = adapter_grads(
-        gpu, &spec, d_out, d_in, &tw0, &tx, &tdy, &ta, &tb, &tga, &tgb,
+        gpu, &spec, d_out, d_in, &tw0, &tx, &tdy, &ta, &tb, &tga, &tgb, None,
     )
     .unwrap_or_else(|e| panic!("{what}: {e}"));
     let mut rec = Recorder::new();
@@ -255,6 +255,7 @@ fn grads_refuse_bad_shapes_and_report_scratch() {
         &z(nb),
         &z(na),
         &z(nb),
+        None,
     );
     assert!(r.is_err());
     // A grid that does not divide the layer is refused.
@@ -270,6 +271,7 @@ fn grads_refuse_bad_shapes_and_report_scratch() {
         &z(nb),
         &z(na),
         &z(nb),
+        None,
     );
     assert!(r.is_err());
     // Scratch is a small multiple of the parameter count, independent of d_out·d_in.
@@ -279,6 +281,32 @@ fn grads_refuse_bad_shapes_and_report_scratch() {
         bytes >= params && bytes <= 16 * params,
         "{bytes} vs {params}"
     );
+    // A shared scratch holds the largest of the layers it was made for; a larger layer
+    // is refused with an error, not run over the end of it.
+    let small = GradScratch::new(&gpu, [(&spec, 8, 16, 16)]).unwrap();
+    let fits = GradScratch::new(&gpu, [(&spec, 8, 16, 16), (&spec, 8, d_out, d_in)]).unwrap();
+    assert!(fits.bytes() > small.bytes());
+    let grads = |s: &GradScratch| {
+        adapter_grads(
+            &gpu,
+            &spec,
+            d_out,
+            d_in,
+            &z(d_out * d_in),
+            &z(8 * d_in),
+            &z(8 * d_out),
+            &z(na),
+            &z(nb),
+            &z(na),
+            &z(nb),
+            Some(s),
+        )
+    };
+    let Err(err) = grads(&small) else {
+        panic!("too small a scratch is refused")
+    };
+    assert!(err.to_string().contains("shared scratch"), "{err}");
+    assert!(grads(&fits).is_ok());
 }
 
 /// Timing at real shapes (no assertions on time): `cargo test --release --test
@@ -348,8 +376,10 @@ fn grads_timing() {
             let b = up(&spec.b_shape(d_out), &mut rng);
             let ga = gpu.zeros(&spec.a_shape(d_in)).unwrap();
             let gb = gpu.zeros(&spec.b_shape(d_out)).unwrap();
-            let ds =
-                adapter_grads(&gpu, &spec, d_out, d_in, &w0, &x, &dy, &a, &b, &ga, &gb).unwrap();
+            let ds = adapter_grads(
+                &gpu, &spec, d_out, d_in, &w0, &x, &dy, &a, &b, &ga, &gb, None,
+            )
+            .unwrap();
             let mut rec = Recorder::new();
             rec.run_all(&ds);
             gpu.run(&rec).unwrap();

@@ -312,32 +312,11 @@ fn check(name: &str, t: &Tensor, want: usize) -> Result<()> {
 /// b and grad_b [b, b, p, r_b]. The scratch for the partials is allocated here and kept
 /// alive by the returned dispatches (see [`scratch_bytes`]); record the dispatches in
 /// order, as often as needed (the last one leaves the scratch cleared). Callers zero the
-/// gradients once per step. [`adapter_grads_shared`] takes the scratch from a
-/// [`GradScratch`] instead.
+/// gradients once per step. With `scratch`, the partial slots are taken from it instead
+/// (see [`GradScratch`]): the dispatches of all matrices sharing one must run in one
+/// queue, each matrix's in order and whole before the next one's.
 #[allow(clippy::too_many_arguments)]
 pub fn adapter_grads(
-    gpu: &Gpu,
-    spec: &AdapterSpec,
-    d_out: usize,
-    d_in: usize,
-    w0: &Tensor,
-    x: &Tensor,
-    dy: &Tensor,
-    a: &Tensor,
-    b: &Tensor,
-    grad_a: &Tensor,
-    grad_b: &Tensor,
-) -> Result<Vec<Dispatch>> {
-    adapter_grads_shared(
-        gpu, spec, d_out, d_in, w0, x, dy, a, b, grad_a, grad_b, None,
-    )
-}
-
-/// [`adapter_grads`] with its partial slots taken from `scratch` (a fresh allocation
-/// when None). The dispatches of all matrices sharing one [`GradScratch`] must run in
-/// one queue, each matrix's in order and whole before the next one's.
-#[allow(clippy::too_many_arguments)]
-pub fn adapter_grads_shared(
     gpu: &Gpu,
     spec: &AdapterSpec,
     d_out: usize,

@@ -124,7 +124,7 @@ impl AdaptedLinear {
             return self.lora_backward(gpu, w0, x, dy, dx);
         }
         let (s, d_out, d_in) = (&self.spec, self.d_out, self.d_in);
-        let mut out = grad::adapter_grads_shared(
+        let mut out = grad::adapter_grads(
             gpu,
             s,
             d_out,
