@@ -156,13 +156,17 @@ run "$DIR/continual.json" $BOHA continual --model "$model" \
   --out "$DIR/continual" --json
 mark continual
 
-run "$DIR/synthetic.txt" $BOHA synthetic
+# JSON records (with boha's envelope: device, driver, commit, date, command), which
+# study_report.py copies to docs/benchmarks/ and `boha report` turns into tables.
+run "$DIR/synthetic.json" $BOHA synthetic --json
 mark synthetic
-run "$DIR/bench_layer.txt" $BOHA bench layer
+run "$DIR/bench_layer.json" $BOHA bench layer --json
 mark bench_layer
-run "$DIR/bench_step.txt" $BOHA bench step --model "$model" --batch 4 --max-len 64
+run "$DIR/bench_step.json" $BOHA bench step --model "$model" --batch 4 --max-len 64 --json
 mark bench_step
 
 python3 scripts/study_report.py "$DIR" "$model" \
   "steps=$STEPS batch=$BATCH train=$NTRAIN val=$NVAL test=$NTEST seeds=[$SEEDS] targets=$TARGETS"
+# The tables of docs/RESULTS.md and the README's copies, from the records just written.
+$BOHA report
 echo "study: $(( ($(date +%s) - START) / 60 )) min; docs/RESULTS.md written"

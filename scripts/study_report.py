@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Writes docs/RESULTS.md from the outputs of scripts/study.sh.
+"""Writes the study's records and docs/RESULTS.md from the outputs of scripts/study.sh.
 
 usage: study_report.py STUDY_DIR MODEL SIZES
 
 Reads STUDY_DIR/{devices.json, base_*.json, best_lr.txt, single/..., continual.json,
-synthetic.txt, bench_layer.txt, bench_step.txt, commands.txt, timing.txt} and copies each
-chosen run's loss.png to docs/results/. Only the standard library is used.
+synthetic.json, bench_layer.json, bench_step.json, commands.txt, timing.txt}, writes
+the figures as records in docs/benchmarks/ (study_smollm2.json with this script's own
+envelope; the benchmarks' JSON as boha printed it, envelope included) and
+docs/RESULTS.md with a `<!-- report:… -->` block where each table goes; `boha report`
+(run by study.sh next) fills the blocks from the records, in RESULTS.md and README.md
+alike. Copies each chosen run's loss.png to docs/results/. Only the standard library is
+used.
 """
 
 import json
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -55,8 +61,20 @@ def mean_spread(xs):
     return m, (max(xs) - min(xs)) / 2
 
 
-def pct(m, s):
-    return f"{100 * m:.1f} ± {100 * s:.1f}"
+def source_commit():
+    """`git rev-parse --short HEAD`, `-dirty` with changes (as boha's records say it)."""
+    def git(*args):
+        r = subprocess.run(["git", *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else None
+    head = git("rev-parse", "--short", "HEAD")
+    if head is None:
+        return "unknown"
+    return head if git("status", "--porcelain") == "" else head + "-dirty"
+
+
+def block(spec):
+    """An empty `boha report` block; the table comes from the record."""
+    return f"<!-- report:{spec} -->\n<!-- /report -->\n"
 
 
 def main():
@@ -119,15 +137,14 @@ def main():
         "is W0 ⊙ ΔM, so a step of their factors moves the weight about |W0| times as far "
         "as LoRA's does; their grid sits one step (3×) higher, with the same spacing.\n"
     )
-    w("| task | method | chosen lr | test accuracy (%) | val loss | val loss per lr |")
-    w("| --- | --- | --- | --- | --- | --- |")
+    single = []
     for t in TASKS:
         base = read_json(study / f"base_{t}.json")
         if base:
-            w(f"| {t} | base model | – | {100 * base['accuracy']:.1f} (n = {base['n']}) | – | – |")
+            single.append({"task": t, "method": "base", "accuracy": base["accuracy"], "n": base["n"]})
         for m in METHODS:
             if (t, m) not in best:
-                w(f"| {t} | {BUDGET[m]} | not run | – | – | – |")
+                single.append({"task": t, "method": m})
                 continue
             lr = best[(t, m)]
             accs, vls = [], []
@@ -137,20 +154,19 @@ def main():
                 if r and last_eval_loss(run) is not None:
                     accs.append(r["accuracy"])
                     vls.append(last_eval_loss(run))
-            per_lr = ", ".join(
-                f"{x}: {last_eval_loss(study / 'single' / t / m / f'lr{x}_s{seeds[0]}'):.3f}"
+            row = {"task": t, "method": m, "lr": lr, "seeds": len(seeds), "seeds_run": len(accs)}
+            row["val_loss_per_lr"] = [
+                {"lr": x, "val_loss": last_eval_loss(study / "single" / t / m / f"lr{x}_s{seeds[0]}")}
                 for x in lrs_of(t, m)
-            )
-            if not accs:
-                w(f"| {t} | {BUDGET[m]} | {lr} | not run | – | {per_lr} |")
-                continue
-            vm, vs = mean_spread(vls)
-            n = f" ({len(accs)} seed{'s' if len(accs) > 1 else ''})" if len(accs) < len(seeds) else ""
-            w(f"| {t} | {BUDGET[m]} | {lr} | {pct(*mean_spread(accs))}{n} | {vm:.3f} ± {vs:.3f} | {per_lr} |")
+            ]
+            if accs:
+                row["accuracy"], row["accuracy_half_range"] = mean_spread(accs)
+                row["val_loss"], row["val_loss_half_range"] = mean_spread(vls)
+            single.append(row)
             png = study / "single" / t / m / f"lr{lr}_s{seeds[0]}" / "loss.png"
             if png.exists():
                 shutil.copy(png, figs / f"{t}_{m}.png")
-    w("")
+    w(block("study-single study_smollm2.json"))
     w("Loss curves (train and validation) of the chosen rate, first seed:\n")
     for t in TASKS:
         w(" ".join(f"![{t} {m}](results/{t}_{m}.png)" for m in METHODS if (figs / f"{t}_{m}.png").exists()))
@@ -165,27 +181,36 @@ def main():
     cont = (read_json(study / "continual.json") or {"results": []})["results"]
     if not cont:
         w("(not run)\n")
-    w("| method | choice after 1 | arith after 1 | choice after 2 | arith after 2 | retention |")
-    w("| --- | --- | --- | --- | --- | --- |")
-    for r in cont:
-        w(
-            f"| {BUDGET.get(r['method'], r['method'])} | {100 * r['first_after_1']:.1f} | "
-            f"{100 * r['second_after_1']:.1f} | {100 * r['first_after_2']:.1f} | "
-            f"{100 * r['second_after_2']:.1f} | {100 * (r['first_after_2'] - r['first_after_1']):+.1f} |"
-        )
-    w("")
-    for name, title in [
-        ("synthetic.txt", "Synthetic rank experiment (`boha synthetic`)"),
-        ("bench_layer.txt", "Layer benchmark (`boha bench layer`)"),
-        ("bench_step.txt", "Step benchmark on SmolLM2 (`boha bench step --batch 4 --max-len 64`)"),
+    w(block("study-continual study_smollm2.json"))
+    # The benchmarks' own records (boha's envelope included) go to docs/benchmarks/.
+    for kind, name, title in [
+        ("synthetic", "synthetic", "Synthetic rank experiment (`boha synthetic`)"),
+        ("layer", "bench_layer", "Layer benchmark (`boha bench layer`)"),
+        ("step", "bench_step", "Step benchmark on SmolLM2 (`boha bench step --batch 4 --max-len 64`)"),
     ]:
         w(f"## {title}\n")
-        if not (study / name).exists():
+        if not (study / f"{name}.json").exists():
             w("(not run)\n")
             continue
-        w("```text")
-        w((study / name).read_text().rstrip())
-        w("```\n")
+        shutil.copy(study / f"{name}.json", docs / "benchmarks" / f"study_{name}.json")
+        w(block(f"{kind} study_{name}.json"))
+    starts = [l.split()[1] for l in (study / "timing.txt").read_text().splitlines() if l.startswith("start ")]
+    record = {
+        "command": "scripts/study.sh " + model,
+        "date": starts[0] if starts else "unknown",
+        "commit": source_commit(),
+        "device": {"name": dev["name"], "backend": dev["backend"], "device_type": dev["device_type"]},
+        "driver": {"name": dev["driver"], "info": dev["driver_info"]},
+    }
+    (docs / "benchmarks" / "study_smollm2.json").write_text(json.dumps({
+        "record": record,
+        "model": Path(model).name,
+        "sizes": sizes,
+        "tasks": TASKS,
+        "labels": BUDGET,
+        "single": single,
+        "continual": cont,
+    }, indent=1, ensure_ascii=False) + "\n")
     w("## The exact commands\n")
     w("In the order they ran (`$DIR` is the study's working directory):\n")
     w("```sh")

@@ -54,6 +54,15 @@ impl Error {
         }
     }
 
+    /// The machine has no adapter at all: the one remedy boha offers, named.
+    pub fn no_adapter_found() -> Self {
+        Error::NoAdapter(
+            "wgpu found none: run `boha setup` to install Mesa's software Vulkan driver \
+             (lavapipe)"
+                .into(),
+        )
+    }
+
     /// Shorthand for an [`Error::Io`] error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

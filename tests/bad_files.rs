@@ -819,7 +819,7 @@ fn case_dir(family: &str, i: usize) -> PathBuf {
     temp_dir(&format!("bad-{family}-{i}"))
 }
 
-/// Is there a device to run on (else: skip, unless BOHA_REQUIRE_GPU is set)?
+/// Is there a device to run on? (Without one: a failure, or a skip with BOHA_SKIP_GPU=1.)
 fn have_gpu() -> bool {
     common::gpu().is_some()
 }

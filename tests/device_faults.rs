@@ -76,6 +76,10 @@ fn misuse_is_an_error_not_a_panic() {
 
 #[test]
 fn unknown_device_is_a_clear_error() {
+    // Without any adapter the error is "none found", not about the name.
+    if common::gpu().is_none() {
+        return;
+    }
     let opts = boha::gpu::GpuOptions {
         device: Some("no-such-adapter-xyz".into()),
         ..Default::default()

@@ -370,7 +370,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 fn bad_file(path: &Path, message: impl Into<String>) -> Error {
     Error::BadFile {
         path: path.to_path_buf(),
-        message: message.into(),
+        message: crate::loaders::escape_controls(&message.into()),
     }
 }
 

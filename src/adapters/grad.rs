@@ -18,7 +18,8 @@
 //! on a 2-thread CPU, at most 16× for the other kernels and 64× for the vec4 one for
 //! layers up to 1024 × 1024 per block at 512 tokens), more only where the lavapipe loop
 //! budget (see the shader) needs smaller regions. Never O(d_out·d_in). A model's
-//! trainer shares one such scratch between all its adapted matrices ([`GradScratch`]).
+//! trainer shares one such scratch between all its adapted matrices, and LoRA's [T, r]
+//! intermediate with them ([`GradScratch`]).
 //!
 //! Three kernels, as for the GEMMs: [`GemmFamily::Register`] with p and q multiples of 4
 //! (`grad_reg4_backward`: 16 invocations, each a 16 × 16 sub-tile with vec4 loads of x
@@ -179,6 +180,19 @@ pub fn scratch_bytes(
     4 * (a + b)
 }
 
+/// Dispatches [`adapter_grads`] prepares for this layer: one per token range, and the
+/// reduce.
+pub fn dispatch_count(
+    gpu: &Gpu,
+    spec: &AdapterSpec,
+    tokens: usize,
+    d_out: usize,
+    d_in: usize,
+) -> usize {
+    let pl = plan(gpu, spec, tokens, d_out, d_in);
+    token_ranges(gpu, tokens, d_out, d_in, pl.tokens).map_or(1, |r| r.len()) + 1
+}
+
 /// Elements of the (dA, dB) partial slots [`adapter_grads`] uses for this layer.
 fn scratch_lens(
     gpu: &Gpu,
@@ -192,41 +206,42 @@ fn scratch_lens(
     (pl.slots() * pl.strips_r * na, pl.slots() * pl.strips_c * nb)
 }
 
-/// Partial slots that the gradients of many adapted matrices share: the room of the
-/// largest. Sharing is safe because the reduce kernel that ends every [`adapter_grads`]
-/// leaves the slots it used cleared, and a queue runs dispatches in order, so the next
-/// matrix finds them zero. A model's trainer keeps one instead of one per matrix, which
-/// would cost `slots·strips` times the adapter's parameters for every adapted matrix.
+/// The scratch that the adapted matrices of one model share: the gradient kernels'
+/// partial slots (BoHA, HiRA, additive) and LoRA's rank-r intermediate, each room sized
+/// for the largest matrix.
+///
+/// Sharing is safe because a queue runs dispatches in order and each matrix uses a room
+/// only between its own consecutive dispatches: the reduce kernel that ends every
+/// [`adapter_grads`] leaves the partial slots it used cleared, so the next matrix finds
+/// them zero; LoRA writes U = x·Aᵀ (and later dU = s·dy·B over it) before reading it,
+/// and its backward recomputes U rather than keeping the forward's. A model's trainer
+/// keeps one instead of one per matrix, which would cost `slots·strips` times the
+/// adapter's parameters (LoRA: 3·T·r floats) for every adapted matrix.
 #[derive(Clone)]
 pub struct GradScratch {
     part_a: Tensor,
     part_b: Tensor,
+    /// LoRA's U / dU [T, r]: one room, since U is dead once dU is formed.
+    lora: Tensor,
 }
 
 impl GradScratch {
-    /// Room for every `(spec, tokens, d_out, d_in)` in `layers` (LoRA layers need none).
+    /// Room for every `(spec, tokens, d_out, d_in)` in `layers`.
     pub fn new<'a>(
         gpu: &Gpu,
         layers: impl IntoIterator<Item = (&'a AdapterSpec, usize, usize, usize)>,
     ) -> Result<Self> {
-        let (mut na, mut nb) = (1, 1);
-        for (spec, tokens, d_out, d_in) in layers {
-            if spec.method == crate::adapters::Method::Lora {
-                continue;
-            }
-            let (a, b) = scratch_lens(gpu, spec, tokens, d_out, d_in);
-            na = na.max(a);
-            nb = nb.max(b);
-        }
+        let (na, nb, nu) = rooms(gpu, layers);
         Ok(GradScratch {
             part_a: gpu.zeros(&[na])?,
             part_b: gpu.zeros(&[nb])?,
+            lora: gpu.zeros(&[nu])?,
         })
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        self.part_a.bytes() + self.part_b.bytes()
+        self.part_a.bytes() + self.part_b.bytes() + self.lora.bytes()
     }
 
     /// The first `len_a` and `len_b` elements, or an error if the room is too small.
@@ -243,6 +258,55 @@ impl GradScratch {
         }
         Ok((self.part_a.view(0, len_a)?, self.part_b.view(0, len_b)?))
     }
+
+    /// LoRA's [t, r] intermediate, or None if the room is smaller.
+    pub(crate) fn lora_room(&self, t: usize, r: usize) -> Result<Option<Tensor>> {
+        if t * r > self.lora.len() {
+            return Ok(None);
+        }
+        Ok(Some(self.lora.view(0, t * r)?.reshape(&[t, r])?))
+    }
+}
+
+/// Elements of the (dA partials, dB partials, LoRA intermediate) rooms that `layers`
+/// share: the largest of each, at least 1.
+fn rooms<'a>(
+    gpu: &Gpu,
+    layers: impl IntoIterator<Item = (&'a AdapterSpec, usize, usize, usize)>,
+) -> (usize, usize, usize) {
+    let (mut na, mut nb, mut nu) = (1, 1, 1);
+    for (spec, tokens, d_out, d_in) in layers {
+        let (a, b, u) = room_lens(gpu, spec, tokens, d_out, d_in);
+        na = na.max(a);
+        nb = nb.max(b);
+        nu = nu.max(u);
+    }
+    (na, nb, nu)
+}
+
+/// Elements of the (dA partials, dB partials, LoRA intermediate) rooms one matrix needs.
+fn room_lens(
+    gpu: &Gpu,
+    spec: &AdapterSpec,
+    tokens: usize,
+    d_out: usize,
+    d_in: usize,
+) -> (usize, usize, usize) {
+    if spec.method == crate::adapters::Method::Lora {
+        return (0, 0, tokens * spec.rank());
+    }
+    let (a, b) = scratch_lens(gpu, spec, tokens, d_out, d_in);
+    (a, b, 0)
+}
+
+/// Bytes of the [`GradScratch`] a trainer allocates for matrices `layers` (the same
+/// sizes as [`GradScratch::new`], without a device allocation; for memory estimates).
+pub fn shared_scratch_bytes<'a>(
+    gpu: &Gpu,
+    layers: impl IntoIterator<Item = (&'a AdapterSpec, usize, usize, usize)>,
+) -> u64 {
+    let (na, nb, nu) = rooms(gpu, layers);
+    4 * (na + nb + nu) as u64
 }
 
 fn param_lens(spec: &AdapterSpec, d_out: usize, d_in: usize) -> (usize, usize) {

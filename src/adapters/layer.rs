@@ -14,6 +14,12 @@
 //! y = x·W0ᵀ + s·U·Bᵀ
 //! grad_b += s·dyᵀ·U     dU = s·dy·B     grad_a += dUᵀ·x     dx += dy·W0 + dU·A
 //! ```
+//!
+//! U and dU [T, r] live in one room (U is dead once dU is formed), and the backward
+//! recomputes U instead of keeping the forward's (one [T, r] product, r/d_out of the
+//! forward's cost). In a trainer every matrix takes that room from the model's one
+//! [`GradScratch`], as BoHA's gradient kernels take their partial slots from it, so
+//! neither method holds a per-matrix buffer beyond its factors, gradients and moments.
 
 use super::grad::GradScratch;
 use super::{fused, grad, init, merge, AdapterSpec, Method};
@@ -35,6 +41,9 @@ pub struct AdaptedLinear {
     pub grad_a: Tensor,
     /// dL/dB, same shape as B
     pub grad_b: Tensor,
+    /// The scratch shared with the other matrices of a model (see
+    /// [`AdaptedLinear::share_scratch`]).
+    room: Option<GradScratch>,
 }
 
 impl AdaptedLinear {
@@ -90,7 +99,17 @@ impl AdaptedLinear {
             b: gpu.upload(&b_shape, b)?,
             grad_a: gpu.zeros(&a_shape)?,
             grad_b: gpu.zeros(&b_shape)?,
+            room: None,
         })
+    }
+
+    /// Takes intermediates from `scratch` from now on: LoRA's U in the forward, and in
+    /// the backward whatever its `scratch` argument does not give. Every matrix sharing
+    /// one scratch must have its dispatches run in one queue, each call's list whole and
+    /// in order (see [`GradScratch`]). Where the room is smaller than a call needs (more
+    /// tokens than it was sized for), LoRA allocates its own.
+    pub fn share_scratch(&mut self, scratch: &GradScratch) {
+        self.room = Some(scratch.clone());
     }
 
     /// Trainable parameters: (b·r_b)(d_out + d_in).
@@ -109,8 +128,9 @@ impl AdaptedLinear {
     }
 
     /// Accumulates grad_a, grad_b (+=) and, if given, dx (+=) from dy[T, d_out] and the
-    /// layer input x[T, d_in]. The gradient kernels' partial slots come from `scratch`
-    /// when given (see [`GradScratch`]), else from a fresh allocation.
+    /// layer input x[T, d_in]. The gradient kernels' partial slots and LoRA's [T, r]
+    /// intermediate come from `scratch` when given, else from the shared scratch (see
+    /// [`AdaptedLinear::share_scratch`]), else from a fresh allocation.
     pub fn backward(
         &self,
         gpu: &Gpu,
@@ -120,8 +140,9 @@ impl AdaptedLinear {
         dx: Option<&Tensor>,
         scratch: Option<&GradScratch>,
     ) -> Result<Vec<Dispatch>> {
+        let scratch = scratch.or(self.room.as_ref());
         if self.spec.method == Method::Lora {
-            return self.lora_backward(gpu, w0, x, dy, dx);
+            return self.lora_backward(gpu, w0, x, dy, dx, scratch);
         }
         let (s, d_out, d_in) = (&self.spec, self.d_out, self.d_in);
         let mut out = grad::adapter_grads(
@@ -181,17 +202,14 @@ impl AdaptedLinear {
         ))
     }
 
-    /// U = x·Aᵀ [T, r] into a fresh tensor.
-    fn lora_u(
-        &self,
-        gpu: &Gpu,
-        x: &Tensor,
-        a: &Tensor,
-        t: usize,
-    ) -> Result<(Tensor, Vec<Dispatch>)> {
-        let u = gpu.zeros(&[t, self.spec.block_rank])?;
-        let ds = matmul_nt(gpu, x, a, &u, 0.0)?;
-        Ok((u, ds))
+    /// LoRA's [t, r] room for U and dU: a view of `scratch` when it is large enough, else
+    /// a tensor of its own (kept alive by the dispatches that bind it).
+    fn lora_room(&self, gpu: &Gpu, t: usize, scratch: Option<&GradScratch>) -> Result<Tensor> {
+        let r = self.spec.block_rank;
+        if let Some(u) = scratch.map(|s| s.lora_room(t, r)).transpose()?.flatten() {
+            return Ok(u);
+        }
+        gpu.zeros(&[t, r])
     }
 
     fn lora_forward(
@@ -204,7 +222,9 @@ impl AdaptedLinear {
         let (x, _, a, b, t) = self.lora_views(x, None)?;
         let y = y.reshape(&[t, self.d_out])?;
         let w0 = w0.reshape(&[self.d_out, self.d_in])?;
-        let (u, mut out) = self.lora_u(gpu, &x, &a, t)?;
+        // U = x·Aᵀ
+        let u = self.lora_room(gpu, t, self.room.as_ref())?;
+        let mut out = matmul_nt(gpu, &x, &a, &u, 0.0)?;
         out.extend(matmul_nt(gpu, &x, &w0, &y, 0.0)?);
         // y += s·U·Bᵀ
         let g = Gemm {
@@ -224,11 +244,14 @@ impl AdaptedLinear {
         x: &Tensor,
         dy: &Tensor,
         dx: Option<&Tensor>,
+        scratch: Option<&GradScratch>,
     ) -> Result<Vec<Dispatch>> {
         let (d_out, d_in, r, s) = (self.d_out, self.d_in, self.spec.block_rank, self.spec.scale);
         let (x, dy, a, b, t) = self.lora_views(x, Some(dy))?;
         let dy = dy.expect("given above");
-        let (u, mut out) = self.lora_u(gpu, &x, &a, t)?;
+        // U = x·Aᵀ, recomputed: the forward's went back to the shared room.
+        let u = self.lora_room(gpu, t, scratch)?;
+        let mut out = matmul_nt(gpu, &x, &a, &u, 0.0)?;
         // grad_b += s·dyᵀ·U
         let g = Gemm {
             trans_a: true,
@@ -237,8 +260,8 @@ impl AdaptedLinear {
             ..Gemm::new(d_out, r, t)
         };
         out.extend(gemm(gpu, &g, &dy, &u, &self.grad_b.reshape(&[d_out, r])?)?);
-        // dU = s·dy·B
-        let du = gpu.zeros(&[t, r])?;
+        // dU = s·dy·B, over U (β = 0 never reads it; U has no reader left).
+        let du = u;
         let g = Gemm {
             alpha: s,
             ..Gemm::new(t, r, d_out)

@@ -4,8 +4,10 @@
 //! - forward: the base GEMM y = x·W0ᵀ, BoHA's fused forward, LoRA's forward;
 //! - a training step (forward, backward to X, adapter gradients) for BoHA (b = 4,
 //!   r_b = 8), HiRA (r = 32) and LoRA (r = 32), all at the same parameter budget;
-//! - the peak buffer bytes of each training step (every buffer the step needs: W0, X,
-//!   Y, dY, dX, the adapter, its gradients and scratch).
+//! - the peak buffer bytes of each training step, as the allocator's meter counts them
+//!   (W0, X, Y, dY, dX, the adapter, its gradients, the dispatches' uniforms and the
+//!   scratch: the gradient kernels' partials or LoRA's U, from one [`GradScratch`] as
+//!   in a trainer).
 //!
 //! Ratios (BoHA forward / base, BoHA step / LoRA step, BoHA peak / LoRA peak) come from
 //! the same run, so they hold on a noisy shared machine.
@@ -13,6 +15,7 @@
 use serde::Serialize;
 
 use super::timing::median_ms;
+use crate::adapters::grad::GradScratch;
 use crate::adapters::layer::AdaptedLinear;
 use crate::adapters::{AdapterSpec, Method};
 use crate::error::Result;
@@ -112,7 +115,9 @@ fn step(
     let io = inputs(gpu, t, d_in, d_out, &mut rng)?;
     let dy = gpu.upload(&[t, d_out], &rng.vec_f32(t * d_out, -1.0, 1.0))?;
     let dx = gpu.zeros(&[t, d_in])?;
-    let layer = random_layer(gpu, method, d_out, d_in, &mut rng)?;
+    let mut layer = random_layer(gpu, method, d_out, d_in, &mut rng)?;
+    let scratch = GradScratch::new(gpu, [(&layer.spec, t, d_out, d_in)])?;
+    layer.share_scratch(&scratch);
     let mut ds: Vec<Dispatch> = layer.forward(gpu, &io.w0, &io.x, &io.y)?;
     ds.extend(layer.backward(gpu, &io.w0, &io.x, &dy, Some(&dx), None)?);
     let ms = median_ms(gpu, &ds, reps, runs)?;

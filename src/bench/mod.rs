@@ -3,5 +3,6 @@
 
 pub mod gemm;
 pub mod layer;
+pub mod record;
 pub mod step;
 pub mod timing;

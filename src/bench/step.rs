@@ -3,10 +3,13 @@
 //! r_b = 8), all on the seven projections of every layer, timed in one run; plus a
 //! forward-only pass of the base model and of the model with the BoHA adapter merged.
 //!
-//! Each method's peak is the most GPU buffer bytes alive while its trainer exists
-//! (weights, activations, adapters, gradients, moments, scratch). Ratios (BoHA step /
-//! LoRA step, BoHA peak / LoRA peak, merged forward / base forward) come from the same
-//! run.
+//! Each method's peak is the most buffer bytes the allocator's meter saw alive while
+//! its trainer was built and stepped: weights, activations, adapters, gradients,
+//! moments, the shared scratch (the gradient kernels' partials or LoRA's U), op
+//! temporaries, every dispatch's uniform and the loss's read-back. Beside it stands the
+//! closed-form estimate that `finetune` checks before allocating
+//! (`graph::memory::estimate`) and estimate / measured. Ratios (BoHA step / LoRA step,
+//! BoHA peak / LoRA peak, merged forward / base forward) come from the same run.
 
 use serde::Serialize;
 
@@ -15,6 +18,7 @@ use crate::adapters::{AdapterSpec, Method};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::forward::ForwardPass;
+use crate::graph::memory::estimate;
 use crate::graph::{TrainOptions, Trainer};
 use crate::loaders::Checkpoint;
 use crate::model::transformer::{Adapters, Weights};
@@ -26,7 +30,12 @@ pub struct StepResult {
     pub method: String,
     pub step_ms: f64,
     pub tokens_per_s: f64,
+    /// Measured: the meter's peak over building the trainer and its steps.
     pub peak_bytes: u64,
+    /// `graph::memory::estimate` for the same trainer.
+    pub estimate_bytes: u64,
+    /// estimate_bytes / peak_bytes (target within 1 ± 0.05)
+    pub estimate_over_measured: f64,
     /// With `--profile`: the step's forward and backward run one dispatch per submit,
     /// wall time per kernel entry point, largest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -92,18 +101,16 @@ pub fn bench_step(
 ) -> Result<StepReport> {
     let n = batch * seq;
     let (tokens, targets) = batch_tokens(ck.config.vocab_size, n, 1);
+    let all = Adapters::parse_targets(&["all"])?;
     let mut results = Vec::new();
     for method in [Method::Boha, Method::Hira, Method::Lora, Method::Additive] {
+        let spec = bench_spec(method)?;
+        let opts = TrainOptions::default();
+        let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts);
+        gpu.wait()?;
+        let base = gpu.live_bytes();
         gpu.reset_peak();
-        let mut tr = Trainer::new(
-            gpu,
-            ck,
-            bench_spec(method)?,
-            &["all"],
-            batch,
-            seq,
-            TrainOptions::default(),
-        )?;
+        let mut tr = Trainer::new(gpu, ck, spec, &["all"], batch, seq, opts)?;
         tr.step(gpu, &tokens, &targets, 1e-4, true)?;
         let mut times = Vec::new();
         for _ in 0..runs.max(1) {
@@ -113,7 +120,7 @@ pub fn bench_step(
         }
         let ms = median(&mut times);
         on_result(method.name(), ms);
-        let peak_bytes = gpu.peak_bytes();
+        let peak_bytes = gpu.peak_bytes() - base;
         let profile = if profile {
             tr.profile(gpu)?
                 .into_iter()
@@ -131,6 +138,8 @@ pub fn bench_step(
             step_ms: ms,
             tokens_per_s: n as f64 / (ms / 1e3),
             peak_bytes,
+            estimate_bytes: est.total(),
+            estimate_over_measured: est.total() as f64 / peak_bytes as f64,
             profile,
         });
     }
@@ -190,14 +199,20 @@ pub fn print_table(r: &StepReport) {
         "{} on {}, {} tokens per step",
         r.model, r.device, r.tokens_per_step
     );
-    println!("| method | step ms | tokens/s | peak MiB |\n| --- | --- | --- | --- |");
+    println!(
+        "| method | step ms | tokens/s | peak MiB | estimate MiB | estimate/peak |\n\
+         | --- | --- | --- | --- | --- | --- |"
+    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for x in &r.results {
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} |",
             x.method,
             x.step_ms,
             x.tokens_per_s,
-            x.peak_bytes as f64 / (1 << 20) as f64
+            mib(x.peak_bytes),
+            mib(x.estimate_bytes),
+            x.estimate_over_measured
         );
     }
     println!(

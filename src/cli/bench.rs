@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use std::path::PathBuf;
 
+use boha::bench::record::{self, Record};
 use boha::bench::{gemm, layer, step};
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
@@ -51,19 +52,21 @@ pub enum BenchCommand {
     },
 }
 
-fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
-    let s = serde_json::to_string(v).map_err(|e| Error::Invalid(e.to_string()))?;
+/// Prints `v` as one line of JSON inside its record envelope (`src/bench/record.rs`).
+fn print_json<T: serde::Serialize>(rec: Record, v: &T) -> Result<()> {
+    let s = record::to_json(rec, v).map_err(|e| Error::Invalid(e.to_string()))?;
     println!("{s}");
     Ok(())
 }
 
 pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
     let gpu = dev.open()?;
+    let rec = Record::now(&gpu);
     match what {
         BenchCommand::Gemm { json } => {
             let r = gemm::bench_gemm(&gpu)?;
             if json {
-                print_json(&r)
+                print_json(rec, &r)
             } else {
                 gemm::print_table(&r);
                 Ok(())
@@ -82,7 +85,7 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                 eprintln!("{what}: {ms:.0} ms");
             })?;
             if json {
-                print_json(&r)
+                print_json(rec, &r)
             } else {
                 step::print_table(&r);
                 Ok(())
@@ -91,7 +94,7 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
         BenchCommand::Layer { json } => {
             let r = layer::bench_layer(&gpu, layer::DEFAULT_SHAPES)?;
             if json {
-                print_json(&r)
+                print_json(rec, &r)
             } else {
                 layer::print_table(&r);
                 Ok(())

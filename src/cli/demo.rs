@@ -8,6 +8,11 @@
 //! answered before and after. Sizes are chosen to finish within ten minutes on two CPU
 //! cores under lavapipe: adapters on q and v, twenty steps of four. When the model
 //! cannot be had it says why in one line and runs `boha synthetic` instead.
+//!
+//! On a machine where wgpu finds no adapter at all it first sets itself up as
+//! `boha setup` does (installs lavapipe where it may), unless told `--no-setup`. It ends
+//! with its wall time and the process's peak resident memory (on a CPU adapter such as
+//! lavapipe, GPU buffers live in that memory too).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,7 +21,8 @@ use std::time::Instant;
 use clap::Args;
 
 use boha::adapters::{AdapterSpec, Method};
-use boha::data::jsonl::{read_jsonl, write_jsonl};
+use boha::bench::record::{to_json, Record};
+use boha::data::jsonl::{read_jsonl, write_atomic, write_jsonl};
 use boha::data::tasks::{generate, TaskKind};
 use boha::eval::{evaluate, EvalOptions, RecordResult};
 use boha::gpu::Gpu;
@@ -59,6 +65,9 @@ pub struct DemoArgs {
     /// Where the run goes (default: the cache's demo directory, replaced each time).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Do not install a Vulkan driver when no GPU adapter is found (see `boha setup`).
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 fn accuracy(
@@ -93,17 +102,21 @@ fn accuracy(
 
 pub fn run(dev: &DeviceArgs, a: &DemoArgs) -> Result<()> {
     let t0 = Instant::now();
+    // The device first: a machine that cannot run the demo says so before any download.
+    let gpu = super::setup::open_or_install(dev, !a.no_setup)?;
     let model_path = match find_model(a.model.as_deref())? {
         Some(p) => p,
         None => match fetch_smollm2(&mut |m| eprintln!("{m}")) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("no model to run the demo on ({e}); running `boha synthetic` instead");
-                return super::synthetic::run(dev, &super::synthetic::SyntheticArgs::defaults());
+                drop(gpu);
+                super::synthetic::run(dev, &super::synthetic::SyntheticArgs::defaults())?;
+                print_cost(t0);
+                return Ok(());
             }
         },
     };
-    let gpu = dev.open()?;
     eprintln!(
         "device: {} ({}); model: {}",
         gpu.info().name,
@@ -195,11 +208,61 @@ pub fn run(dev: &DeviceArgs, a: &DemoArgs) -> Result<()> {
         100.0 * after
     );
     println!(
-        "{} steps, last loss {}; adapter, metrics.jsonl and loss.png in {}; {:.0} s in all",
+        "{} steps, last loss {}; adapter, metrics.jsonl and loss.png in {}",
         summary.steps,
         summary.last_loss.map_or("-".into(), |l| format!("{l:.3}")),
         cfg.out.display(),
-        t0.elapsed().as_secs_f64()
     );
+    let (wall_s, peak) = print_cost(t0);
+    let record = DemoSummary {
+        model: model_path.display().to_string(),
+        train: a.train,
+        test: a.test,
+        steps: summary.steps,
+        batch: a.batch,
+        lr: a.lr,
+        targets: a.targets.clone(),
+        accuracy_before: before,
+        accuracy_after: after,
+        last_loss: summary.last_loss,
+        wall_s,
+        peak_resident_bytes: peak,
+    };
+    let path = out.join("summary.json");
+    let json = to_json(Record::now(&gpu), &record).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_atomic(&path, (json + "\n").as_bytes())?;
     Ok(())
+}
+
+/// What the demo measured, written to `summary.json` in its directory with the record
+/// envelope (device, driver, commit, date, command) the benchmarks carry.
+#[derive(serde::Serialize)]
+struct DemoSummary {
+    model: String,
+    train: usize,
+    test: usize,
+    steps: usize,
+    batch: usize,
+    lr: f32,
+    targets: String,
+    accuracy_before: f64,
+    accuracy_after: f64,
+    last_loss: Option<f32>,
+    wall_s: f64,
+    peak_resident_bytes: Option<u64>,
+}
+
+/// The demo's last line: wall time since `t0` and the process's peak resident memory,
+/// which it also returns.
+fn print_cost(t0: Instant) -> (f64, Option<u64>) {
+    let secs = t0.elapsed().as_secs_f64();
+    let peak = boha::host::resources::peak_resident_bytes();
+    let shown = peak.map_or("unknown".into(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    });
+    println!(
+        "wall time {:.1} min ({secs:.0} s), peak resident memory {shown}",
+        secs / 60.0
+    );
+    (secs, peak)
 }

@@ -12,10 +12,7 @@ pub fn run(json: bool) -> Result<()> {
         return Ok(());
     }
     if devices.is_empty() {
-        return Err(Error::NoAdapter(
-            "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
-                .into(),
-        ));
+        return Err(Error::no_adapter_found());
     }
     for d in &devices {
         println!(

@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use boha::adapters::files::{load_adapter, LoadedAdapter};
+use boha::bench::record::{to_json, Record};
+use boha::data::jsonl::write_atomic;
 use boha::generate::{eos_ids, generate, GenerateOptions, Sampling};
 use boha::gpu::Gpu;
 use boha::loaders::{load_checkpoint, tokenizer::ChatMessage, Checkpoint};
@@ -95,6 +97,23 @@ pub struct GenerateArgs {
     /// Stop before this string (repeatable).
     #[arg(long)]
     pub stop: Vec<String>,
+    /// Also write the prefill and decode speeds as a JSON record (device, driver,
+    /// commit, date, command) to FILE, as the benchmarks do.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+}
+
+/// What `--record` writes: the speeds `generate` prints on stderr, and the text.
+#[derive(serde::Serialize)]
+struct GenerateSpeed<'a> {
+    model: String,
+    prompt_tokens: usize,
+    prefill_s: f64,
+    prefill_tokens_per_s: f64,
+    decode_tokens: usize,
+    decode_s: f64,
+    decode_tokens_per_s: f64,
+    text: &'a str,
 }
 
 /// The prompt's token ids: chat-templated or plain, with BOS where the model wants it.
@@ -150,15 +169,29 @@ pub fn run(dev: &DeviceArgs, a: &GenerateArgs) -> Result<()> {
         let _ = out.flush();
     })?;
     println!();
+    let speed = GenerateSpeed {
+        model: a.model.display().to_string(),
+        prompt_tokens: g.prompt_tokens,
+        prefill_s: g.prefill_seconds,
+        prefill_tokens_per_s: g.prompt_tokens as f64 / g.prefill_seconds.max(1e-9),
+        decode_tokens: g.decode_steps,
+        decode_s: g.decode_seconds,
+        decode_tokens_per_s: g.decode_steps as f64 / g.decode_seconds.max(1e-9),
+        text: &g.text,
+    };
     eprintln!(
         "prefill: {} tokens in {:.3} s ({:.1} tok/s); decode: {} tokens in {:.3} s ({:.2} tok/s); stop: {:?}",
-        g.prompt_tokens,
-        g.prefill_seconds,
-        g.prompt_tokens as f64 / g.prefill_seconds.max(1e-9),
-        g.decode_steps,
-        g.decode_seconds,
-        g.decode_steps as f64 / g.decode_seconds.max(1e-9),
+        speed.prompt_tokens,
+        speed.prefill_s,
+        speed.prefill_tokens_per_s,
+        speed.decode_tokens,
+        speed.decode_s,
+        speed.decode_tokens_per_s,
         g.stop
     );
+    if let Some(path) = &a.record {
+        let json = to_json(Record::now(&gpu), &speed).map_err(|e| Error::Invalid(e.to_string()))?;
+        write_atomic(path, (json + "\n").as_bytes())?;
+    }
     Ok(())
 }

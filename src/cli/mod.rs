@@ -9,7 +9,9 @@ mod eval;
 mod finetune;
 mod generate;
 mod merge;
+mod report;
 mod score;
+mod setup;
 mod synthetic;
 
 use std::time::Duration;
@@ -72,6 +74,10 @@ pub enum Command {
     /// The main job: fine-tune SmolLM2-135M-Instruct with BoHA on a generated task and
     /// show its accuracy before and after (about ten minutes on two CPU cores).
     Demo(demo::DemoArgs),
+    /// Make this machine ready: when wgpu finds no adapter, install Mesa's software
+    /// Vulkan driver (lavapipe) with the system's package manager (as root or with
+    /// password-less sudo; otherwise print the command to run).
+    Setup(setup::SetupArgs),
     /// List every adapter with its backend, type, driver and limits.
     Devices {
         /// Print one JSON array instead of a table.
@@ -102,12 +108,16 @@ pub enum Command {
     /// The continual-learning diagnostic: task one, then task two, for each method at a
     /// matched budget; retention and plasticity.
     Continual(continual::ContinualArgs),
+    /// Rebuild the figure tables of README.md and docs/RESULTS.md from the records in
+    /// docs/benchmarks/ (`--check`: fail on the first table that differs).
+    Report(report::ReportArgs),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(&cli.device, &args),
+        Command::Setup(args) => setup::run(&args),
         Command::Devices { json } => devices::run(json),
         Command::Bench { what } => bench::run(&cli.device, what),
         Command::Synthetic(args) => synthetic::run(&cli.device, &args),
@@ -118,5 +128,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Merge(args) => merge::run(&cli.device, &args),
         Command::Continual(args) => continual::run(&cli.device, &args),
+        Command::Report(args) => report::run(&args),
     }
 }

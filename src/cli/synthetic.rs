@@ -2,6 +2,7 @@
 
 use clap::Args;
 
+use boha::bench::record::{self, Record};
 use boha::experiments::synthetic::{print_table, run_synthetic, SyntheticConfig};
 use boha::{Error, Result};
 
@@ -46,6 +47,8 @@ impl SyntheticArgs {
 
 pub fn run(dev: &DeviceArgs, a: &SyntheticArgs) -> Result<()> {
     let gpu = dev.open()?;
+    // The record envelope, taken as the run starts (JSON only).
+    let rec = a.json.then(|| Record::now(&gpu));
     let cfg = SyntheticConfig {
         dim: a.dim,
         blocks: a.blocks,
@@ -54,8 +57,8 @@ pub fn run(dev: &DeviceArgs, a: &SyntheticArgs) -> Result<()> {
         lr: a.lr,
     };
     let report = run_synthetic(&gpu, &cfg)?;
-    if a.json {
-        let s = serde_json::to_string(&report).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let Some(rec) = rec {
+        let s = record::to_json(rec, &report).map_err(|e| Error::Invalid(e.to_string()))?;
         println!("{s}");
     } else {
         println!("device: {} ({})", gpu.info().name, gpu.info().backend);

@@ -185,7 +185,7 @@ fn parse_messages(obj: &Map<String, Value>) -> std::result::Result<Vec<ChatMessa
     let last = &out[out.len() - 1].role;
     if last != "assistant" {
         return Err(format!(
-            "the last message must be the assistant's (the one trained on), found role \"{last}\""
+            "the last message must be the assistant's (the one trained on), found role {last:?}"
         ));
     }
     Ok(out)

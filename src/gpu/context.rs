@@ -55,10 +55,7 @@ impl Gpu {
     /// The adapter `opts` (or `WGPU_ADAPTER_NAME`) asks for among `adapters`.
     fn pick(adapters: Vec<wgpu::Adapter>, opts: &GpuOptions) -> Result<wgpu::Adapter> {
         if adapters.is_empty() {
-            return Err(Error::NoAdapter(
-                "wgpu found none (install a Vulkan driver, e.g. mesa-vulkan-drivers for lavapipe)"
-                    .into(),
-            ));
+            return Err(Error::no_adapter_found());
         }
         let wanted = opts
             .device

@@ -5,11 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use wgpu::util::DeviceExt;
-
 use super::context::Gpu;
 use super::registry::{BindingKind, CachedPipeline, Kernel};
-use super::tensor::Tensor;
+use super::tensor::{Storage, Tensor};
 use crate::error::{Error, Result};
 
 /// The per-dispatch sizes a kernel reads from its uniform at binding 0: a flat list of
@@ -50,8 +48,11 @@ pub struct Dispatch {
     pipeline: Arc<CachedPipeline>,
     bind_group: wgpu::BindGroup,
     groups: [u32; 3],
-    /// Keeps the bound tensors (and so the memory meter) alive with the dispatch.
+    /// Keeps the bound tensors alive with the dispatch (the meter counts them while
+    /// they live).
     _tensors: Vec<Tensor>,
+    /// The params uniform, counted by the meter too; clones of the dispatch share it.
+    _uniform: Option<Arc<Storage>>,
 }
 
 impl Dispatch {
@@ -173,14 +174,7 @@ impl Gpu {
                         message: "the params uniform must be binding 0".into(),
                     });
                 }
-                uniform = Some(
-                    self.device
-                        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                            label: Some("params"),
-                            contents: &param_bytes,
-                            usage: wgpu::BufferUsages::UNIFORM,
-                        }),
-                );
+                uniform = Some(self.uniform(&param_bytes, kernel.entry)?);
                 continue;
             }
             let t = tensors[next];
@@ -212,7 +206,11 @@ impl Gpu {
             .iter()
             .map(|&(binding, kind)| {
                 let resource = if kind == BindingKind::Uniform {
-                    uniform.as_ref().expect("made above").as_entire_binding()
+                    uniform
+                        .as_ref()
+                        .expect("made above")
+                        .buffer
+                        .as_entire_binding()
                 } else {
                     let t = tensors[next];
                     next += 1;
@@ -238,6 +236,7 @@ impl Gpu {
             bind_group,
             groups,
             _tensors: tensors.iter().map(|&t| t.clone()).collect(),
+            _uniform: uniform,
         })
     }
 

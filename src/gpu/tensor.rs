@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use wgpu::util::DeviceExt;
+
 use super::context::Gpu;
 use crate::error::{Error, Result};
 
@@ -25,8 +27,16 @@ impl DType {
     }
 }
 
-/// Bytes currently held by tensors created through [`Gpu`], and the high-water mark
-/// (benchmarks report peak buffer bytes from it).
+/// Bytes currently held by the buffers boha creates, and the high-water mark (the
+/// benchmarks' peak memory and the check of `graph::memory`'s estimate read it).
+///
+/// Counted: every tensor's storage (its size rounded up to 4 bytes, at least 4), the
+/// uniform buffer of every prepared [`super::Dispatch`] (its `Params` rounded up to 16
+/// bytes), and the staging buffer of [`Gpu::download`] while a read is in flight (a
+/// step's loss read-back lives only then, but it is real memory at the step's end).
+/// Not counted: the driver's own allocations (pipelines, bind groups, alignment padding
+/// of allocations), wgpu's internal staging for [`Gpu::write`] / [`Gpu::upload`], and
+/// the 32 bytes of timestamp buffers that `Gpu::run_timed` makes for one timing.
 #[derive(Debug, Default)]
 pub(crate) struct MemoryMeter {
     pub(crate) live: AtomicU64,
@@ -43,7 +53,8 @@ impl MemoryMeter {
     }
 }
 
-/// The buffer under one or more tensors.
+/// A buffer counted by the meter while it lives: the storage under one or more tensors,
+/// a dispatch's uniform, a download's staging buffer.
 #[derive(Debug)]
 pub(crate) struct Storage {
     pub(crate) buffer: wgpu::Buffer,
@@ -158,6 +169,36 @@ impl Tensor {
 }
 
 impl Gpu {
+    /// Creates a buffer (inside error scopes naming `context`) and counts its bytes until
+    /// the returned storage drops.
+    fn metered(
+        &self,
+        bytes: u64,
+        context: &str,
+        create: impl FnOnce() -> wgpu::Buffer,
+    ) -> Result<Arc<Storage>> {
+        let buffer = self.scoped(context, create)?;
+        self.meter.add(bytes);
+        Ok(Arc::new(Storage {
+            buffer,
+            bytes,
+            meter: self.meter.clone(),
+        }))
+    }
+
+    /// A uniform buffer holding `contents` (a multiple of 16 bytes), counted by the meter
+    /// for as long as the dispatch that binds it lives.
+    pub(crate) fn uniform(&self, contents: &[u8], label: &str) -> Result<Arc<Storage>> {
+        self.metered(contents.len() as u64, &format!("params of {label}"), || {
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents,
+                    usage: wgpu::BufferUsages::UNIFORM,
+                })
+        })
+    }
+
     fn new_storage(&self, bytes: u64, label: &str) -> Result<Arc<Storage>> {
         // Buffers are padded to 4 bytes and at least 4 so every tensor, empty ones too,
         // can be bound and copied.
@@ -171,7 +212,7 @@ impl Gpu {
                 ),
             });
         }
-        let buffer = self.scoped(&format!("allocating {label} ({size} bytes)"), || {
+        self.metered(size, &format!("allocating {label} ({size} bytes)"), || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
@@ -180,13 +221,7 @@ impl Gpu {
                     | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        })?;
-        self.meter.add(size);
-        Ok(Arc::new(Storage {
-            buffer,
-            bytes: size,
-            meter: self.meter.clone(),
-        }))
+        })
     }
 
     /// A zero-filled f32 tensor.
@@ -264,14 +299,17 @@ impl Gpu {
             return Ok(Vec::new());
         }
         let bytes = t.bytes();
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("download"),
-            size: bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.metered(bytes, "allocating a download buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let staging = &staging.buffer;
         let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&t.storage.buffer, t.byte_offset(), &staging, 0, bytes);
+        enc.copy_buffer_to_buffer(&t.storage.buffer, t.byte_offset(), staging, 0, bytes);
         let idx = self.scoped("downloading a tensor", || self.queue.submit([enc.finish()]))?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

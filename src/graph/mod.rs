@@ -16,7 +16,10 @@
 //!
 //! Frozen weights get no gradient buffers; a product whose result nothing below needs is
 //! not recorded (layer 0 stops at its lowest adapted projection). Gradient scratch is
-//! shared by all layers, and its buffers are assigned by liveness ([`plan`]). With
+//! shared by all layers, and its buffers are assigned by liveness ([`plan`],
+//! [`step_scratch`]); the loss's logits chunk takes a room there too, since nothing in
+//! it is live during the forward. The adapted matrices share one
+//! [`GradScratch`] for the gradient kernels' partials and LoRA's U. With
 //! `recompute`, layer activations are one shared set: each layer's forward is recorded
 //! again right before its backward (gradient checkpointing; only the residual stream is
 //! kept per layer).
@@ -24,6 +27,8 @@
 pub mod forward;
 pub mod memory;
 pub mod plan;
+mod step_scratch;
+mod uniforms;
 
 use crate::adapters::grad::GradScratch;
 use crate::adapters::AdapterSpec;
@@ -142,7 +147,7 @@ impl Trainer {
     pub fn from_parts(
         gpu: &Gpu,
         weights: Weights,
-        adapters: Adapters,
+        mut adapters: Adapters,
         batch: usize,
         seq: usize,
         opts: TrainOptions,
@@ -170,6 +175,56 @@ impl Trainer {
             chunk: opts.ce_chunk.max(1),
             softcap: cfg.final_logit_softcapping,
         };
+        let loss_rows = match opts.loss_rows {
+            Some(k) if k < n => Some(LossRows {
+                k: k.max(1),
+                rows: gpu.zeros(&[k.max(1)])?,
+                targets: gpu.zeros(&[k.max(1)])?,
+            }),
+            _ => None,
+        };
+        let ce_rows = loss_rows.as_ref().map_or(n, |g| g.k);
+
+        // Gradient scratch: every buffer's live range over the backward's steps, then
+        // one shared buffer per class of non-overlapping ranges.
+        let mut planner = Planner::new();
+        let logits_len = cross_entropy::scratch_len(gpu, &ce, ce_rows, c, cfg.vocab_size);
+        let slot = step_scratch::declare(&mut planner, &cfg, n, logits_len);
+        let scratch = planner.allocate(gpu)?;
+        let scratch_bytes = (planner.planned_bytes(), planner.unplanned_bytes());
+        let logits = scratch[slot.logits].clone();
+        let (f, qd, kvd) = (cfg.intermediate_size, cfg.q_dim(), cfg.kv_dim());
+        let t = |id: usize, cols: usize| -> Result<Tensor> { scratch[id].reshape(&[n, cols]) };
+        let (dres, dhf, ddn, dm, dg, du) = (
+            t(slot.dres, c)?,
+            t(slot.dhf, c)?,
+            t(slot.dd, c)?,
+            t(slot.dm, f)?,
+            t(slot.dg, f)?,
+            t(slot.du, f)?,
+        );
+        let (dh2, da, datt, dq, dk, dv, dh1) = (
+            t(slot.dh2, c)?,
+            t(slot.da, c)?,
+            t(slot.datt, qd)?,
+            t(slot.dq, qd)?,
+            t(slot.dk, kvd)?,
+            t(slot.dv, kvd)?,
+            t(slot.dh1, c)?,
+        );
+
+        // One room for every adapted matrix's intermediates, the forward's included.
+        let grad_scratch = GradScratch::new(
+            gpu,
+            adapters
+                .iter()
+                .map(|(_, ad)| (&ad.spec, n, ad.d_out, ad.d_in)),
+        )?;
+        for layer in adapters.layers.iter_mut() {
+            for ad in layer.values_mut() {
+                ad.share_scratch(&grad_scratch);
+            }
+        }
 
         let mut fwd = Vec::with_capacity(layers);
         for l in 0..layers {
@@ -187,18 +242,10 @@ impl Trainer {
             )?);
         }
         let hf = gpu.zeros(&[n, c])?;
-        let loss_rows = match opts.loss_rows {
-            Some(k) if k < n => Some(LossRows {
-                k: k.max(1),
-                rows: gpu.zeros(&[k.max(1)])?,
-                targets: gpu.zeros(&[k.max(1)])?,
-            }),
-            _ => None,
-        };
         // The loss's input: every position's hidden state, or the gathered ones.
-        let (ce_rows, ce_h, ce_t) = match &loss_rows {
-            Some(g) => (g.k, gpu.zeros(&[g.k, c])?, g.targets.clone()),
-            None => (n, hf.clone(), tgt.clone()),
+        let (ce_h, ce_t) = match &loss_rows {
+            Some(g) => (gpu.zeros(&[g.k, c])?, g.targets.clone()),
+            None => (hf.clone(), tgt.clone()),
         };
         let lse = gpu.zeros(&[ce_rows])?;
         let mut eval_pass = embed(gpu, &weights, &ids, &xs[0])?;
@@ -213,7 +260,7 @@ impl Trainer {
         if let Some(g) = &loss_rows {
             eval_pass.extend(embedding::forward(gpu, &hf, &g.rows, &ce_h, 1.0)?);
         }
-        eval_pass.extend(cross_entropy::forward(
+        eval_pass.extend(cross_entropy::forward_with(
             gpu,
             &ce,
             &ce_h,
@@ -221,55 +268,8 @@ impl Trainer {
             &ce_t,
             &loss,
             &lse,
+            Some(&logits),
         )?);
-
-        // Gradient scratch: every buffer's live range over the backward's steps, then
-        // one shared buffer per class of non-overlapping ranges.
-        let (f, qd, kvd) = (cfg.intermediate_size, cfg.q_dim(), cfg.kv_dim());
-        let mut planner = Planner::new();
-        // Steps: 0 loss backward, 1 final norm; then per layer (its values die inside
-        // it, so one frame serves every layer) 2 post-MLP norm, 3 down, 4 GLU, 5 gate/up,
-        // 6 MLP norm, 7 post-attention norm, 8 o, 9 attention, 10 q/k/v, 11 input norm.
-        let dres = planner.value("dres", n * c, 0, usize::MAX);
-        let dhf = planner.value("dhf", n * c, 0, 1);
-        let ddn = planner.value("dd", n * c, 2, 3);
-        let dm = planner.value("dm", n * f, 3, 4);
-        let dg = planner.value("dg", n * f, 4, 5);
-        let du = planner.value("du", n * f, 4, 5);
-        let dh2 = planner.value("dh2", n * c, 5, 6);
-        let da = planner.value("da", n * c, 7, 8);
-        let datt = planner.value("datt", n * qd, 8, 9);
-        let dq = planner.value("dq", n * qd, 9, 10);
-        let dk = planner.value("dk", n * kvd, 9, 10);
-        let dv = planner.value("dv", n * kvd, 9, 10);
-        let dh1 = planner.value("dh1", n * c, 10, 11);
-        let scratch = planner.allocate(gpu)?;
-        let scratch_bytes = (planner.planned_bytes(), planner.unplanned_bytes());
-        let t = |id: usize, cols: usize| -> Result<Tensor> { scratch[id].reshape(&[n, cols]) };
-        let (dres, dhf, ddn, dm, dg, du) = (
-            t(dres, c)?,
-            t(dhf, c)?,
-            t(ddn, c)?,
-            t(dm, f)?,
-            t(dg, f)?,
-            t(du, f)?,
-        );
-        let (dh2, da, datt, dq, dk, dv, dh1) = (
-            t(dh2, c)?,
-            t(da, c)?,
-            t(datt, qd)?,
-            t(dq, qd)?,
-            t(dk, kvd)?,
-            t(dv, kvd)?,
-            t(dh1, c)?,
-        );
-
-        let grad_scratch = GradScratch::new(
-            gpu,
-            adapters
-                .iter()
-                .map(|(_, ad)| (&ad.spec, n, ad.d_out, ad.d_in)),
-        )?;
 
         let mut zero_grads = Vec::new();
         for (_, ad) in adapters.iter() {
@@ -280,7 +280,7 @@ impl Trainer {
         match &loss_rows {
             Some(g) => {
                 let dh = gpu.zeros(&[g.k, c])?;
-                grad_pass.extend(cross_entropy::backward(
+                grad_pass.extend(cross_entropy::backward_with(
                     gpu,
                     &ce,
                     &ce_h,
@@ -289,11 +289,12 @@ impl Trainer {
                     &lse,
                     &dh,
                     1.0,
+                    Some(&logits),
                 )?);
                 grad_pass.extend(fill(gpu, 0.0, &dhf)?);
                 grad_pass.extend(embedding::scatter(gpu, &dh, &g.rows, &dhf)?);
             }
-            None => grad_pass.extend(cross_entropy::backward(
+            None => grad_pass.extend(cross_entropy::backward_with(
                 gpu,
                 &ce,
                 &hf,
@@ -302,6 +303,7 @@ impl Trainer {
                 &lse,
                 &dhf,
                 1.0,
+                Some(&logits),
             )?),
         }
         grad_pass.extend(rmsnorm::backward(

@@ -80,8 +80,8 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             return Err(bad_file(
                 path,
                 format!(
-                    "token_embd.weight has {:?} rows but the vocabulary has {} tokens",
-                    embed.shape.first(),
+                    "token_embd.weight has {} rows but the vocabulary has {} tokens",
+                    embed.shape.first().copied().unwrap_or(0),
                     config.vocab_size
                 ),
             ));

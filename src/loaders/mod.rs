@@ -229,12 +229,27 @@ pub(crate) fn check_vocab(
     Ok(())
 }
 
-/// Shorthand for [`Error::BadFile`].
+/// Shorthand for [`Error::BadFile`]; the message goes through [`escape_controls`], as
+/// it may quote the file's own text (a tensor name, a key).
 pub(crate) fn bad_file(path: &Path, message: impl Into<String>) -> Error {
     Error::BadFile {
         path: path.to_path_buf(),
-        message: message.into(),
+        message: escape_controls(&message.into()),
     }
+}
+
+/// `s` with its control characters (line breaks above all) escaped: a message quoting
+/// text from a hostile file must still be the single line boha's errors promise.
+pub(crate) fn escape_controls(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Reads a whole (small, text) file, naming it on error.

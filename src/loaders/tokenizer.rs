@@ -29,7 +29,9 @@ use crate::{Error, Result};
 /// (a decoder that is not valid JSON, for one) instead of failing; such a panic comes back
 /// as an error here.
 pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
-    crate::panic_guard::catch(|| Tokenizer::from_bytes(bytes))?.map_err(|e| e.to_string())
+    crate::panic_guard::catch(|| Tokenizer::from_bytes(bytes))
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| super::escape_controls(&e))
 }
 
 /// One chat turn.
@@ -54,14 +56,24 @@ impl ChatMessage {
 pub fn encode(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     crate::panic_guard::catch(|| tok.encode(text, false).map(|e| e.get_ids().to_vec()))
         .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode: {e}")))
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "tokenizer: cannot encode: {}",
+                super::escape_controls(&e)
+            ))
+        })
 }
 
 /// Text of `ids`, special tokens kept.
 pub fn decode(tok: &Tokenizer, ids: &[u32]) -> Result<String> {
     crate::panic_guard::catch(|| tok.decode(ids, false))
         .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|e| Error::Invalid(format!("tokenizer: cannot decode: {e}")))
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "tokenizer: cannot decode: {}",
+                super::escape_controls(&e)
+            ))
+        })
 }
 
 /// Whether the tokenizer's post-processor puts `bos` in front of an encoding.
@@ -436,7 +448,9 @@ pub fn render_chat_template(
         },
     );
     env.set_unknown_method_callback(python_methods);
-    let bad = |e: minijinja::Error| Error::Invalid(format!("chat template: {e}"));
+    let bad = |e: minijinja::Error| {
+        Error::Invalid(super::escape_controls(&format!("chat template: {e}")))
+    };
     env.add_template("chat_template", template).map_err(bad)?;
     let t = env.get_template("chat_template").map_err(bad)?;
     t.render(context! {

@@ -15,7 +15,11 @@
 //!   dZ = scale · (softmax(z) − onehot(target)) / count · dz/dZ   (zero on ignored rows)
 //!
 //! and accumulates dh += dZ·W_c with the GEMM (beta = 1 after the first chunk). Memory is
-//! O(N·chunk).
+//! O(N·chunk): the [N, chunk] scratch ([`scratch_len`] elements), the [N, 3] running
+//! statistics of the forward and a 1-element count in the backward. The scratch holds
+//! nothing between dispatch lists, so a caller may pass one room to both passes
+//! ([`forward_with`], [`backward_with`]; the trainer takes it from its gradient
+//! scratch); without one, each pass allocates its own.
 //!
 //! [`logits`] is the inference op: h [B, C] → logits [B, V] (the GEMM binds a W over the
 //! binding limit in ranges), soft-capped in place when asked.
@@ -73,21 +77,34 @@ fn shapes(
     if ce.softcap.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
         return Err(Error::Invalid(format!("{op}: soft-cap must be positive")));
     }
-    // Chunk starts must keep W's row views aligned (and vec4-friendly for the GEMM).
+    let chunk = chunk_cols(gpu, ce, n, c, v);
+    if chunk == 0 {
+        return Err(Error::shape(
+            op,
+            format!("no aligned chunk of columns for {n} rows fits a binding"),
+        ));
+    }
+    Ok(Shapes { n, c, v, chunk })
+}
+
+/// Elements of the logits scratch for `rows` hidden states against a [V, C] head: rows ×
+/// the chunk the ops use on this device.
+pub fn scratch_len(gpu: &Gpu, ce: &CrossEntropy, rows: usize, c: usize, v: usize) -> usize {
+    let chunk = chunk_cols(gpu, ce, rows, c, v);
+    rows * chunk
+}
+
+/// The chunk width: `ce.chunk` capped so [rows, chunk] fits one binding and rounded down
+/// so chunk starts keep W's row views aligned (and vec4-friendly for the GEMM); 0 if no
+/// chunk fits.
+fn chunk_cols(gpu: &Gpu, ce: &CrossEntropy, rows: usize, c: usize, v: usize) -> usize {
     let align = gpu.binding_offset_align();
     let row_bytes = (c * 4) as u64;
     let step = (align / gcd(align, row_bytes)).max(1) as usize;
     let step = step * 4 / gcd(step as u64, 4) as usize;
-    let fit = (gpu.max_binding_bytes() / (n as u64 * 4)) as usize;
+    let fit = (gpu.max_binding_bytes() / (rows.max(1) as u64 * 4)) as usize;
     let chunk = ce.chunk.min(fit).min(v.next_multiple_of(step));
-    let chunk = chunk / step * step;
-    if chunk == 0 {
-        return Err(Error::shape(
-            op,
-            format!("no chunk of {step} columns for {n} rows fits a binding"),
-        ));
-    }
-    Ok(Shapes { n, c, v, chunk })
+    chunk / step * step
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -95,6 +112,19 @@ fn gcd(a: u64, b: u64) -> u64 {
         a
     } else {
         gcd(b, a % b)
+    }
+}
+
+/// The [N, chunk] logits room: the caller's, checked, or a new buffer.
+fn logits_room(gpu: &Gpu, op: &str, s: &Shapes, given: Option<&Tensor>) -> Result<Tensor> {
+    let len = s.n * s.chunk;
+    match given {
+        Some(t) if t.len() >= len => t.view(0, len),
+        Some(t) => Err(Error::shape(
+            op,
+            format!("scratch has {} elements, {len} needed", t.len()),
+        )),
+        None => gpu.zeros(&[len]),
     }
 }
 
@@ -120,6 +150,22 @@ pub fn forward(
     loss: &Tensor,
     lse: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    forward_with(gpu, ce, h, w, targets, loss, lse, None)
+}
+
+/// [`forward`] with the logits chunks in `scratch` (at least [`scratch_len`] elements)
+/// instead of a buffer of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with(
+    gpu: &Gpu,
+    ce: &CrossEntropy,
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    loss: &Tensor,
+    lse: &Tensor,
+    scratch: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
     let op = "cross_entropy_forward";
     let s = shapes(gpu, op, ce, h, w, targets)?;
     if loss.len() != 1 || lse.len() != s.n {
@@ -134,7 +180,7 @@ pub fn forward(
         ));
     }
     let h2 = h.reshape(&[s.n, s.c])?;
-    let scratch = gpu.zeros(&[s.n * s.chunk])?;
+    let scratch = logits_room(gpu, op, &s, scratch)?;
     let stats = gpu.zeros(&[s.n, 3])?;
     let tpr = threads_per_row(gpu);
     let k_chunk = Kernel::new(CROSS_ENTROPY, "ce_chunk_forward").with("TPR", tpr as f64);
@@ -174,6 +220,23 @@ pub fn backward(
     dh: &Tensor,
     scale: f32,
 ) -> Result<Vec<Dispatch>> {
+    backward_with(gpu, ce, h, w, targets, lse, dh, scale, None)
+}
+
+/// [`backward`] with the logits chunks in `scratch` (at least [`scratch_len`] elements)
+/// instead of a buffer of its own.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_with(
+    gpu: &Gpu,
+    ce: &CrossEntropy,
+    h: &Tensor,
+    w: &Tensor,
+    targets: &Tensor,
+    lse: &Tensor,
+    dh: &Tensor,
+    scale: f32,
+    scratch: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
     let op = "cross_entropy_backward";
     let s = shapes(gpu, op, ce, h, w, targets)?;
     if lse.len() != s.n || dh.len() != h.len() {
@@ -189,7 +252,7 @@ pub fn backward(
     }
     let h2 = h.reshape(&[s.n, s.c])?;
     let dh2 = dh.reshape(&[s.n, s.c])?;
-    let scratch = gpu.zeros(&[s.n * s.chunk])?;
+    let scratch = logits_room(gpu, op, &s, scratch)?;
     let count = gpu.zeros(&[1])?;
     let k_count = Kernel::new(CROSS_ENTROPY, "ce_count_backward");
     let k_grad = Kernel::new(CROSS_ENTROPY, "ce_chunk_backward");

@@ -32,7 +32,7 @@ use crate::adapters::AdapterSpec;
 use crate::data::batch::{tokenize_all, Batch, Example, Layout, Loader, TokenizeOptions, IGNORE};
 use crate::data::jsonl::{read_jsonl, write_atomic};
 use crate::gpu::Gpu;
-use crate::graph::memory::{check_fits, estimate_step, system_available};
+use crate::graph::memory::{check_fits, estimate, system_available};
 use crate::graph::{TrainOptions, Trainer};
 use crate::loaders::Checkpoint;
 use crate::model::transformer::{Adapters, Weights};
@@ -377,14 +377,28 @@ pub fn finetune_inspect(
             (c.spec, Adapters::parse_targets(&t)?)
         }
     };
-    let est = estimate_step(
+    let opts = TrainOptions {
+        adamw: AdamW {
+            lr: c.lr,
+            weight_decay: c.weight_decay,
+            ..AdamW::default()
+        },
+        // 0 records the norm without clipping (NaN detection needs it every step).
+        max_grad_norm: Some(c.clip.unwrap_or(0.0)),
+        recompute: c.recompute,
+        seed: c.seed,
+        // Only positions with a loss target go through the LM head.
+        loss_rows: Some(c.batch * max_kept),
+        ..TrainOptions::default()
+    };
+    let est = estimate(
         gpu,
         &ck.config,
         &plan_spec,
         &plan_targets,
         c.batch,
         seq,
-        c.recompute,
+        &opts,
     );
     let budget = c.memory_limit.or_else(|| {
         (gpu.info().device_type == "Cpu")
@@ -407,20 +421,6 @@ pub fn finetune_inspect(
     };
     let targets = adapters.targets.clone();
     let params: usize = adapters.iter().map(|(_, a)| a.param_count()).sum();
-    let opts = TrainOptions {
-        adamw: AdamW {
-            lr: c.lr,
-            weight_decay: c.weight_decay,
-            ..AdamW::default()
-        },
-        // 0 records the norm without clipping (NaN detection needs it every step).
-        max_grad_norm: Some(c.clip.unwrap_or(0.0)),
-        recompute: c.recompute,
-        seed: c.seed,
-        // Only positions with a loss target go through the LM head.
-        loss_rows: Some(c.batch * max_kept),
-        ..TrainOptions::default()
-    };
     let mut trainer = Trainer::from_parts(gpu, weights, adapters, c.batch, seq, opts)?;
     let fp = fingerprint(c, &spec, &targets, seq, total, data_hash);
 

@@ -5,7 +5,21 @@ use boha::gpu::{Gpu, GpuOptions};
 
 pub mod tiny_checkpoint;
 
-/// The test device, or `None` (skip) when there is none and `BOHA_REQUIRE_GPU` is unset.
+/// Runs before the test harness's `main`, while the process has one thread: the same
+/// private `XDG_RUNTIME_DIR` the `boha` binary sets up, so the Vulkan loader's
+/// window-system probing stays quiet in the tests too.
+#[cfg(target_os = "linux")]
+#[used]
+#[link_section = ".init_array"]
+static QUIET_HEADLESS: extern "C" fn() = {
+    extern "C" fn init() {
+        boha::host::runtime_dir::ensure_valid();
+    }
+    init
+};
+
+/// The test device; without one the test fails, or is skipped (`None`) with
+/// `BOHA_SKIP_GPU=1` (see `boha::gpu::test_gpu`).
 pub fn gpu() -> Option<Gpu> {
     boha::gpu::test_gpu()
 }
