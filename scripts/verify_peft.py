@@ -2,7 +2,8 @@
 """Checks boha's adapter and merge files against PEFT and transformers.
 
 Builds a tiny random Llama with transformers (and a byte-level BPE tokenizer with the
-`tokenizers` library), fine-tunes LoRA and HiRA adapters on it with `boha finetune`,
+`tokenizers` library), fine-tunes LoRA, HiRA, the additive control (written as PEFT
+GraLoRA), ABBA and LoHa (both written as PEFT LoHa) adapters on it with `boha finetune`,
 then compares, on the same token ids:
 
 - PEFT's PeftModel.from_pretrained(model, adapter) logits with `boha score --adapter`;
@@ -106,10 +107,13 @@ def main():
     base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     ids, plain = boha_logits(model, None, root, "base")
     ok &= compare("base model, boha vs transformers", plain, torch_logits(base, ids))
-    for method in ["lora", "hira"]:
+    for method, extra in [("lora", []), ("hira", []), ("additive", ["--blocks", "2"]),
+                          ("abba", []), ("loha", [])]:
         out = os.path.join(root, method)
         run("finetune", "--model", model, "--data", data, "--method", method,
-            "--rank", "4", "--steps", "6", "--lr", "0.05", "--batch", "4", "--out", out)
+            "--rank", "4", "--steps", "6", "--lr", "0.05", "--batch", "4", "--out", out, *extra)
+        with open(os.path.join(out, "adapter_config.json")) as f:
+            print(f"{method}: written as PEFT {json.load(f)['peft_type']}")
         ids, got = boha_logits(model, out, root, method)
         fresh = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
         peft_model = PeftModel.from_pretrained(fresh, out).eval()

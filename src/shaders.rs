@@ -35,6 +35,7 @@ shader!(GEMM_REGISTER, "gemm_register");
 shader!(GEMM_SHARED, "gemm_shared");
 shader!(GEMV, "gemv");
 shader!(BENCH, "bench");
+shader!(KHATRI_RAO, "khatri_rao");
 
 /// Every shader, for the portability test.
 pub const ALL: &[Shader] = &[
@@ -54,4 +55,5 @@ pub const ALL: &[Shader] = &[
     GEMM_SHARED,
     GEMV,
     BENCH,
+    KHATRI_RAO,
 ];

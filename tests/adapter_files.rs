@@ -1,6 +1,6 @@
 //! Adapter directories: adapter_config.json + adapter_model.safetensors, in PEFT's
-//! format for LoRA and HiRA and in boha's documented format for BoHA and the additive
-//! control.
+//! format for LoRA, HiRA, the additive control (GraLoRA), LoHa and ABBA (both LoHa), and
+//! in boha's documented format for BoHA.
 
 mod common;
 
@@ -74,6 +74,8 @@ fn round_trip_for_every_method() {
         spec(Method::Hira, 1, 5, 1.0),
         spec(Method::Boha, 3, 2, 0.75),
         spec(Method::Additive, 3, 1, 2.5),
+        spec(Method::Additive, 2, 3, 0.5),
+        spec(Method::Loha, 1, 4, 0.75),
     ];
     for (k, s) in cases.iter().enumerate() {
         let dir = temp_dir("adapter-rt").join("out");
@@ -178,39 +180,130 @@ fn hira_uses_peft_names_and_folds_its_scale() {
 
 #[test]
 fn boha_format_names_and_shapes() {
-    for (m, ty) in [(Method::Boha, "BOHA"), (Method::Additive, "BOHA_ADDITIVE")] {
-        let s = spec(m, 3, 2, 1.25);
-        let dir = temp_dir("adapter-boha").join("a");
-        save_adapter(&dir, &s, "base", &as_refs(&factors(&s, 5))).unwrap();
-        let c = config(&dir);
-        assert_eq!(c["peft_type"], ty);
-        assert_eq!(
-            (
-                c["blocks"].as_u64(),
-                c["block_rank"].as_u64(),
-                c["r"].as_u64()
-            ),
-            (Some(3), Some(2), Some(6))
-        );
-        assert_eq!(c["scale"], 1.25);
-        let sh = shapes(&dir);
-        assert_eq!(
-            sh["base_model.model.model.layers.0.self_attn.q_proj.boha_A"],
-            [3, 3, 2, 4]
-        );
-        assert_eq!(
-            sh["base_model.model.model.layers.0.self_attn.v_proj.boha_B"],
-            [3, 3, 2, 2]
-        );
-        assert_eq!(
-            sh["base_model.model.model.layers.1.mlp.down_proj.boha_A"],
-            [3, 3, 2, 6]
-        );
-        assert_eq!(
-            sh["base_model.model.model.layers.1.mlp.down_proj.boha_B"],
-            [3, 3, 4, 2]
-        );
+    let s = spec(Method::Boha, 3, 2, 1.25);
+    let dir = temp_dir("adapter-boha").join("a");
+    save_adapter(&dir, &s, "base", &as_refs(&factors(&s, 5))).unwrap();
+    let c = config(&dir);
+    assert_eq!(c["peft_type"], "BOHA");
+    assert_eq!(
+        (
+            c["blocks"].as_u64(),
+            c["block_rank"].as_u64(),
+            c["r"].as_u64()
+        ),
+        (Some(3), Some(2), Some(6))
+    );
+    assert_eq!(c["scale"], 1.25);
+    let sh = shapes(&dir);
+    let key = |rest: &str| format!("base_model.model.model.layers.{rest}");
+    assert_eq!(sh[&key("0.self_attn.q_proj.boha_A")], [3, 3, 2, 4]);
+    assert_eq!(sh[&key("0.self_attn.v_proj.boha_B")], [3, 3, 2, 2]);
+    assert_eq!(sh[&key("1.mlp.down_proj.boha_A")], [3, 3, 2, 6]);
+    assert_eq!(sh[&key("1.mlp.down_proj.boha_B")], [3, 3, 4, 2]);
+
+    // An earlier version's additive control: BOHA_ADDITIVE in boha's layout still loads.
+    let add = spec(Method::Additive, 3, 2, 1.25);
+    let mut c = config(&dir);
+    c["peft_type"] = "BOHA_ADDITIVE".into();
+    c["update"] = "additive".into();
+    std::fs::write(dir.join(CONFIG_FILE), c.to_string()).unwrap();
+    let l = load_adapter(&dir).unwrap();
+    assert_eq!(l.spec, add);
+    for (t, (_, _, a, b, _, _)) in l.tensors.iter().zip(&factors(&s, 5)) {
+        assert_eq!((&t.a, &t.b), (a, b));
     }
+}
+
+/// The additive control as PEFT's GraLoRA (hybrid_r = 0, gralora_k = b): block (j, n) of
+/// ΔW is alpha/r · Σ_k gralora_B[j, n·r_b + k, :]ᵀ ⊗ gralora_A[n, :, j·r_b + k].
+#[test]
+fn additive_control_is_gralora() {
+    let s = spec(Method::Additive, 3, 2, 1.5);
+    let dir = temp_dir("adapter-gralora").join("a");
+    let f = factors(&s, 6);
+    save_adapter(&dir, &s, "base", &as_refs(&f)).unwrap();
+    let c = config(&dir);
+    assert_eq!(c["peft_type"], "GRALORA");
+    assert_eq!(
+        (c["r"].as_u64(), c["gralora_k"].as_u64()),
+        (Some(6), Some(3))
+    );
+    assert_eq!(
+        (c["hybrid_r"].as_u64(), c["alpha"].as_u64()),
+        (Some(0), Some(9))
+    );
+    let sh = shapes(&dir);
+    let key = |rest: &str| format!("base_model.model.model.layers.{rest}");
+    assert_eq!(sh[&key("0.self_attn.q_proj.gralora_A")], [3, 4, 6]);
+    assert_eq!(sh[&key("0.self_attn.v_proj.gralora_B")], [3, 6, 2]);
+    assert_eq!(sh[&key("1.mlp.down_proj.gralora_A")], [3, 6, 6]);
+    // ΔW from the stored tensors, as PEFT forms it, equals s·M from boha's factors.
+    let bytes = std::fs::read(dir.join(WEIGHTS_FILE)).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let get = |k: &str| -> Vec<f32> {
+        st.tensor(&key(k))
+            .unwrap()
+            .data()
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let (ga, gb) = (
+        get("1.mlp.down_proj.gralora_A"),
+        get("1.mlp.down_proj.gralora_B"),
+    );
+    let (_, _, a, b, d_out, d_in) = &f[5];
+    let (g, rb, r) = (3, 2, 6);
+    let (p, q) = (d_out / g, d_in / g);
+    let m = boha::adapters::reference::dense_m(&s, &f64s(a), &f64s(b)).unwrap();
+    for j in 0..g {
+        for n in 0..g {
+            for o in 0..p {
+                for i in 0..q {
+                    let v: f64 = (0..rb)
+                        .map(|k| {
+                            gb[(j * r + n * rb + k) * p + o] as f64
+                                * ga[(n * q + i) * r + j * rb + k] as f64
+                        })
+                        .sum::<f64>()
+                        * 9.0
+                        / 6.0;
+                    let want = 1.5 * m[(j * p + o) * d_in + n * q + i];
+                    assert!((v - want).abs() < 1e-5, "block ({j}, {n}) [{o}, {i}]");
+                }
+            }
+        }
+    }
+}
+
+/// LoHa and ABBA as PEFT's LoHa: hada_w1_a = B1, hada_w1_b = A1, hada_w2_a = B2,
+/// hada_w2_b = A2, r = h, alpha = s·h; ABBA loads back as LoHa (the same function).
+#[test]
+fn pair_kinds_are_peft_loha() {
+    for m in [Method::Loha, Method::Abba] {
+        let s = spec(m, 1, 4, 2.5);
+        let dir = temp_dir("adapter-loha").join("a");
+        let f = factors(&s, 7);
+        save_adapter(&dir, &s, "base", &as_refs(&f)).unwrap();
+        let c = config(&dir);
+        assert_eq!(c["peft_type"], "LOHA");
+        assert_eq!((c["r"].as_u64(), c["alpha"].as_u64()), (Some(2), Some(5)));
+        let sh = shapes(&dir);
+        let key = |rest: &str| format!("base_model.model.model.layers.{rest}");
+        assert_eq!(sh[&key("0.self_attn.v_proj.hada_w1_a")], [6, 2]);
+        assert_eq!(sh[&key("0.self_attn.v_proj.hada_w1_b")], [2, 12]);
+        assert_eq!(sh[&key("1.mlp.down_proj.hada_w2_a")], [12, 2]);
+        assert_eq!(sh[&key("1.mlp.down_proj.hada_w2_b")], [2, 18]);
+        let l = load_adapter(&dir).unwrap();
+        assert_eq!(l.spec, spec(Method::Loha, 1, 4, 2.5));
+        for (t, (_, _, a, b, _, _)) in l.tensors.iter().zip(&f) {
+            assert_eq!((&t.a, &t.b), (a, b), "{m:?}");
+        }
+    }
+}
+
+fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
 }
 
 fn entries(dir: &Path) -> Vec<String> {

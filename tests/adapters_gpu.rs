@@ -42,6 +42,15 @@ fn specs() -> Vec<AdapterSpec> {
     v
 }
 
+/// [`specs`] and the kinds that do not run the fused kernels (ABBA, LoHa: h = 2 and 3
+/// per pair), for the tests of [`AdaptedLinear`] and the merge.
+fn layer_specs() -> Vec<AdapterSpec> {
+    let mut v = specs();
+    v.push(spec(Method::Abba, 1, 4, 0.7));
+    v.push(spec(Method::Loha, 1, 6, 0.9));
+    v
+}
+
 /// Random layer data: W0, A, B (never zero), x and dy.
 struct Data {
     w0: Vec<f32>,
@@ -280,7 +289,7 @@ fn adapted_linear_forward_and_backward_match_reference() {
         let Some(gpu) = common::gpu_with(&opts) else {
             return;
         };
-        let all = specs();
+        let all = layer_specs();
         let shared = GradScratch::new(&gpu, all.iter().map(|s| (s, T, D_OUT, D_IN))).unwrap();
         for (n, s) in all.iter().enumerate() {
             let d = data(s, 200 + n as u64);
@@ -366,7 +375,7 @@ fn adapted_linear_forward_and_backward_match_reference() {
 #[test]
 fn merge_matches_reference_and_unmerge_restores_w0_exactly() {
     let Some(gpu) = common::gpu() else { return };
-    for (n, s) in specs().iter().enumerate() {
+    for (n, s) in layer_specs().iter().enumerate() {
         let d = data(s, 400 + n as u64);
         let layer = AdaptedLinear::from_host(&gpu, *s, "t.proj", D_OUT, D_IN, &d.a, &d.b).unwrap();
         let (w0, a, b) = (cpu::f64s(&d.w0), cpu::f64s(&d.a), cpu::f64s(&d.b));
@@ -407,17 +416,34 @@ fn merge_matches_reference_and_unmerge_restores_w0_exactly() {
 fn undivisible_shapes_and_bad_lengths_are_clear_errors() {
     let Some(gpu) = common::gpu() else { return };
     let s = spec(Method::Boha, 4, 2, 1.0);
-    let e = AdaptedLinear::new(&gpu, s, "layers.3.mlp.up_proj", 90, 60, 1)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = AdaptedLinear::new(
+        &gpu,
+        s,
+        "layers.3.mlp.up_proj",
+        &gpu.zeros(&[90, 60]).unwrap(),
+        1,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
         e.contains("layers.3.mlp.up_proj") && e.contains("90×60") && e.contains("1, 2, 3, 5, 6"),
         "{e}"
     );
-    let layer = AdaptedLinear::new(&gpu, s, "t", D_OUT, D_IN, 1).unwrap();
+    let layer = AdaptedLinear::new(&gpu, s, "t", &gpu.zeros(&[D_OUT, D_IN]).unwrap(), 1).unwrap();
     // Fresh adapters are exact no-ops (B = 0).
     assert!(gpu.download(&layer.b).unwrap().iter().all(|&v| v == 0.0));
+    // Every kind starts at ΔW = 0 (ABBA from W0's SVD, LoHa with A2 = 0): its merge is W0.
+    let mut rng = Rng::new(77);
+    let w0 = rng.vec_f32(D_OUT * D_IN, -1.0, 1.0);
+    let tw = up(&gpu, &[D_OUT, D_IN], &w0);
+    for m in Method::ALL {
+        let s = AdapterSpec::from_options(m, None, Some(8), None, None).unwrap();
+        let fresh = AdaptedLinear::new(&gpu, s, "t", &tw, 3).unwrap();
+        let merged = gpu.zeros(&[D_OUT, D_IN]).unwrap();
+        run(&gpu, &fresh.merge(&gpu, &tw, &merged).unwrap());
+        assert_eq!(gpu.download(&merged).unwrap(), w0, "{m:?} starts at ΔW = 0");
+    }
     let w_bad = gpu.zeros(&[D_OUT, D_IN + 1]).unwrap();
     let x = gpu.zeros(&[T, D_IN]).unwrap();
     let y = gpu.zeros(&[T, D_OUT]).unwrap();

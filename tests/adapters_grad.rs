@@ -5,7 +5,7 @@
 mod common;
 
 use boha::adapters::grad::{adapter_grads, scratch_bytes, GradScratch};
-use boha::adapters::{AdapterSpec, Method};
+use boha::adapters::{AdapterSpec, Method, Update};
 use boha::gpu::{GemmFamily, Gpu, GpuOptions, Recorder};
 use boha::rng::Rng;
 use common::assert_close;
@@ -31,9 +31,9 @@ fn reference(
             let g: f64 = (0..t)
                 .map(|s| dy[s * d_out + o] as f64 * x[s * d_in + c] as f64)
                 .sum();
-            let w = match spec.method {
-                Method::Boha | Method::Hira => w0[o * d_in + c] as f64,
-                Method::Lora | Method::Additive => 1.0,
+            let w = match spec.update() {
+                Update::Hadamard => w0[o * d_in + c] as f64,
+                Update::Additive => 1.0,
             };
             h[o * d_in + c] = spec.scale as f64 * w * g;
         }

@@ -256,8 +256,12 @@ fn read_manifest(target: &str) -> (BTreeMap<String, Outcome>, Vec<String>) {
 fn bless_manifest(target: &str, got: &BTreeMap<String, Outcome>, old: &BTreeMap<String, Outcome>) {
     let mut text = format!("{MANIFEST_HEADER}\n");
     for (name, outcome) in got {
-        let keep = old.get(name).filter(|want| want.accepts(outcome));
-        text += &keep.unwrap_or(outcome).line(name);
+        // A kept manifest line holds its error already escaped: write it as it was.
+        text += &match old.get(name).filter(|want| want.accepts(outcome)) {
+            Some(Outcome::Err(want)) => format!("{name}\terr\t{want}"),
+            Some(kept) => kept.line(name),
+            None => outcome.line(name),
+        };
         text.push('\n');
     }
     std::fs::write(corpus_dir(target).join(MANIFEST), text).unwrap();

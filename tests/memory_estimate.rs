@@ -23,6 +23,8 @@ fn specs() -> Vec<AdapterSpec> {
         (Method::Hira, None, Some(8), None),
         (Method::Lora, None, Some(8), None),
         (Method::Additive, Some(2), None, Some(4)),
+        (Method::Abba, None, Some(8), None),
+        (Method::Loha, None, Some(4), None),
     ]
     .into_iter()
     .map(|(m, b, r, rb)| AdapterSpec::from_options(m, b, r, rb, None).unwrap())

@@ -48,12 +48,15 @@ fn write_model(root: &Path, spec: &TinySpec) -> TinyCheckpoint {
     write_tiny_hf(&dir, spec)
 }
 
-/// Fresh adapters on every projection with random nonzero B, saved to `dir`.
+/// Adapters on every projection with random nonzero A and B (a fresh pair kind's ΔW is
+/// zero whichever factor is random), saved to `dir`.
 fn make_adapter(gpu: &Gpu, w: &Weights, spec: AdapterSpec, seed: u64, dir: &Path) -> Adapters {
     let ads = Adapters::new(gpu, w, spec, &["all"], seed).unwrap();
     let mut rng = Rng::new(seed ^ 0x5eed);
     for (_, ad) in ads.iter() {
         gpu.write(&ad.b, &rng.vec_f32(ad.b.len(), -0.4, 0.4))
+            .unwrap();
+        gpu.write(&ad.a, &rng.vec_f32(ad.a.len(), -0.4, 0.4))
             .unwrap();
     }
     ads.save(gpu, dir, "tiny").unwrap();
@@ -161,6 +164,12 @@ fn llama_boha_merge_matches_adapter_logits() {
 #[test]
 fn llama_lora_merge_matches_adapter_logits() {
     merged_logits_match("llama", adapter_spec(Method::Lora, 1, 4, 2.0));
+}
+
+#[test]
+fn llama_abba_and_mistral_loha_merges_match_adapter_logits() {
+    merged_logits_match("llama", adapter_spec(Method::Abba, 1, 4, 1.2));
+    merged_logits_match("mistral", adapter_spec(Method::Loha, 1, 4, 2.0));
 }
 
 #[test]

@@ -483,12 +483,12 @@ impl DesktopApp {
                     egui::ComboBox::from_id_salt("method")
                         .selected_text(self.method.name())
                         .show_ui(ui, |ui| {
-                            for m in [Method::Boha, Method::Hira, Method::Lora, Method::Additive] {
+                            for m in Method::ALL {
                                 ui.selectable_value(&mut self.method, m, m.name());
                             }
                         });
                     ui.end_row();
-                    let blocked = matches!(self.method, Method::Boha | Method::Additive);
+                    let blocked = self.method.kind().has_grid();
                     if blocked {
                         ui.label("blocks b");
                         ui.add(egui::DragValue::new(&mut self.blocks).range(1..=64));

@@ -58,7 +58,7 @@ pub struct Args {
     /// Generated records.
     #[arg(long, default_value_t = 64)]
     pub data_n: usize,
-    /// boha, hira, lora or additive.
+    /// boha, hira, lora, additive, abba or loha.
     #[arg(long, default_value = "boha")]
     pub method: String,
     /// Grid size b (BoHA, additive).

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use boha::adapters::layer::AdaptedLinear;
-use boha::adapters::{AdapterSpec, Method};
+use boha::adapters::AdapterSpec;
 use boha::gpu::Gpu;
 use boha::model::adapter_io::HostFactors;
 use boha::model::transformer::Adapters;
@@ -63,10 +63,5 @@ impl Snapshot {
 
 /// "BoHA b = 4, r_b = 2" and the like.
 pub fn describe(spec: &AdapterSpec) -> String {
-    match spec.method {
-        Method::Boha => format!("BoHA b = {}, r_b = {}", spec.blocks, spec.block_rank),
-        Method::Additive => format!("additive b = {}, r_b = {}", spec.blocks, spec.block_rank),
-        Method::Hira => format!("HiRA r = {}", spec.block_rank),
-        Method::Lora => format!("LoRA r = {}", spec.block_rank),
-    }
+    spec.method.kind().label(spec)
 }

@@ -55,10 +55,7 @@ pub struct TrainSettings {
 impl TrainSettings {
     /// The adapter spec these settings ask for.
     pub fn spec(&self) -> boha::Result<AdapterSpec> {
-        let blocks = match self.method {
-            Method::Boha | Method::Additive => Some(self.blocks),
-            Method::Lora | Method::Hira => None,
-        };
+        let blocks = self.method.kind().has_grid().then_some(self.blocks);
         AdapterSpec::from_options(self.method, blocks, None, Some(self.rank), None)
     }
 }

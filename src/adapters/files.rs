@@ -1,31 +1,21 @@
-//! Adapter files: `DIR/adapter_config.json` and `DIR/adapter_model.safetensors`.
+//! Adapter files: `DIR/adapter_config.json` and `DIR/adapter_model.safetensors`, in
+//! PEFT's layout so that `PeftModel.from_pretrained` loads every kind PEFT has:
 //!
-//! **LoRA and HiRA** are written in PEFT's own format, so `PeftModel.from_pretrained`
-//! loads them: `peft_type` "LORA" / "HIRA", `r`, `lora_alpha` (LoRA), `target_modules`
-//! (Hugging Face module names), `base_model_name_or_path`, `task_type` "CAUSAL_LM" and
-//! the other fields of PEFT's `LoraConfig` / `HiraConfig` at their defaults. Tensors:
+//! | kind       | `peft_type`  | tensors of one matrix (after the module path)          |
+//! |------------|--------------|--------------------------------------------------------|
+//! | LoRA       | LORA         | `lora_A.weight` [r, in], `lora_B.weight` [out, r]      |
+//! | HiRA       | HIRA         | `hira_A` [r, in], `hira_B` [out, r] (s folded into B)  |
+//! | additive   | GRALORA      | `gralora_A` [b, in/b, r], `gralora_B` [b, r, out/b]    |
+//! | LoHa, ABBA | LOHA         | `hada_w1_a`, `hada_w1_b`, `hada_w2_a`, `hada_w2_b`     |
+//! | BoHA       | BOHA (boha's)| `boha_A` [b, b, r_b, in/b], `boha_B` [b, b, out/b, r_b] |
 //!
-//! ```text
-//! base_model.model.model.layers.{i}.self_attn.{q,k,v,o}_proj.lora_A.weight   [r, in]
-//! base_model.model.model.layers.{i}.mlp.{gate,up,down}_proj.lora_B.weight    [out, r]
-//! ….hira_A  [r, in]      ….hira_B  [out, r]        (HiRA: PEFT ParameterDicts, no ".weight")
-//! ```
-//!
-//! LoRA's scale is s = lora_alpha / r (lora_alpha / √r with `use_rslora`). PEFT's HiRA
-//! has no scale (W' = W0 ⊙ (1 + B A)), so a HiRA adapter with s ≠ 1 is saved with s
-//! folded into B and loads back with s = 1: the same function, in PEFT's terms.
-//!
-//! **BoHA and the additive control** use the same scheme with their own type:
-//!
-//! ```text
-//! {"peft_type": "BOHA" | "BOHA_ADDITIVE", "blocks": b, "block_rank": r_b, "r": b·r_b,
-//!  "scale": s, "update": "hadamard" | "additive", "target_modules": [...],
-//!  "base_model_name_or_path": ..., "task_type": "CAUSAL_LM", "format_version": 1}
-//! ….boha_A  [b, b, r_b, in/b]      ….boha_B  [b, b, out/b, r_b]
-//! ```
-//!
-//! with W' = W0 ⊙ (1 + s·M) (BOHA) or W0 + s·M (BOHA_ADDITIVE), M_ij = B_ij A_ij: block
-//! (i, j) covers rows i·out/b.. and columns j·in/b.. of the d_out × d_in weight.
+//! with names `base_model.model.model.layers.{i}.self_attn.q_proj.<suffix>` (and
+//! `mlp.gate_proj` …). Each kind's file names its config fields and the rearrangement
+//! (`fused_kind`, `lora`, `pair`); this module does what they share: target names,
+//! validation, and writing both files atomically. BoHA has no PEFT type; its config is
+//! `{"peft_type": "BOHA", "blocks": b, "block_rank": r_b, "r": b·r_b, "scale": s,
+//! "update": "hadamard", "format_version": 1, …}`. Additive-control files written as
+//! "BOHA_ADDITIVE" (boha's layout) by earlier versions still load.
 //!
 //! Tensors are F32 on save; F16 and BF16 are accepted on load. Projections are named
 //! as in boha (`q`, `k`, `v`, `o`, `gate`, `up`, `down`); the Hugging Face names
@@ -45,6 +35,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::{json, Map, Value};
 
+use super::kind::Stored;
 use super::{AdapterSpec, Method};
 use crate::{Error, Result};
 
@@ -125,113 +116,31 @@ fn hf_module(short: &str) -> &'static str {
     hf_path(short).rsplit('.').next().unwrap_or("")
 }
 
-fn peft_type(method: Method) -> &'static str {
-    match method {
-        Method::Lora => "LORA",
-        Method::Hira => "HIRA",
-        Method::Boha => "BOHA",
-        Method::Additive => "BOHA_ADDITIVE",
-    }
-}
-
-/// Tensor-name suffixes of A and B.
-fn suffixes(method: Method) -> (&'static str, &'static str) {
-    match method {
-        Method::Lora => ("lora_A.weight", "lora_B.weight"),
-        Method::Hira => ("hira_A", "hira_B"),
-        Method::Boha | Method::Additive => ("boha_A", "boha_B"),
-    }
-}
-
-fn key(method: Method, layer: usize, short: &str, a: bool) -> String {
-    let (sa, sb) = suffixes(method);
+fn key(suffix: &str, layer: usize, short: &str) -> String {
     format!(
-        "base_model.model.model.layers.{layer}.{}.{}",
-        hf_path(short),
-        if a { sa } else { sb }
+        "base_model.model.model.layers.{layer}.{}.{suffix}",
+        hf_path(short)
     )
 }
 
-/// Shapes of A and B as stored in the file.
-fn file_shapes(spec: &AdapterSpec, d_out: usize, d_in: usize) -> (Vec<usize>, Vec<usize>) {
-    match spec.method {
-        Method::Lora | Method::Hira => (vec![spec.block_rank, d_in], vec![d_out, spec.block_rank]),
-        Method::Boha | Method::Additive => {
-            (spec.a_shape(d_in).to_vec(), spec.b_shape(d_out).to_vec())
-        }
+/// A number as JSON: an integer when it is one (PEFT's `alpha` fields are ints).
+pub(crate) fn number_json(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
     }
 }
 
-fn config_json(spec: &AdapterSpec, base_model: &str, targets: &[&str]) -> Value {
+/// The config fields every kind writes.
+fn common_config(base_model: &str, targets: &[&str]) -> Map<String, Value> {
     let modules: Vec<&str> = targets.iter().map(|t| hf_module(t)).collect();
-    let r = spec.rank();
-    match spec.method {
-        Method::Lora => {
-            let alpha = spec.scale as f64 * r as f64;
-            let alpha = if alpha.fract() == 0.0 && alpha.abs() < 1e15 {
-                json!(alpha as i64)
-            } else {
-                json!(alpha)
-            };
-            json!({
-                "alpha_pattern": {},
-                "auto_mapping": null,
-                "base_model_name_or_path": base_model,
-                "bias": "none",
-                "fan_in_fan_out": false,
-                "inference_mode": true,
-                "init_lora_weights": true,
-                "layer_replication": null,
-                "layers_pattern": null,
-                "layers_to_transform": null,
-                "loftq_config": {},
-                "lora_alpha": alpha,
-                "lora_dropout": 0.0,
-                "megatron_config": null,
-                "megatron_core": "megatron.core",
-                "modules_to_save": null,
-                "peft_type": "LORA",
-                "r": r,
-                "rank_pattern": {},
-                "revision": null,
-                "target_modules": modules,
-                "task_type": "CAUSAL_LM",
-                "use_dora": false,
-                "use_rslora": false,
-            })
-        }
-        Method::Hira => json!({
-            "auto_mapping": null,
-            "base_model_name_or_path": base_model,
-            "exclude_modules": null,
-            "fan_in_fan_out": false,
-            "hira_dropout": 0.0,
-            "inference_mode": true,
-            "init_weights": true,
-            "layers_pattern": null,
-            "layers_to_transform": null,
-            "modules_to_save": null,
-            "peft_type": "HIRA",
-            "r": r,
-            "rank_pattern": {},
-            "revision": null,
-            "target_modules": modules,
-            "task_type": "CAUSAL_LM",
-        }),
-        Method::Boha | Method::Additive => json!({
-            "base_model_name_or_path": base_model,
-            "block_rank": spec.block_rank,
-            "blocks": spec.blocks,
-            "format_version": 1,
-            "inference_mode": true,
-            "peft_type": peft_type(spec.method),
-            "r": r,
-            "scale": spec.scale,
-            "target_modules": modules,
-            "task_type": "CAUSAL_LM",
-            "update": if spec.method == Method::Boha { "hadamard" } else { "additive" },
-        }),
-    }
+    let mut m = Map::new();
+    m.insert("base_model_name_or_path".into(), json!(base_model));
+    m.insert("inference_mode".into(), json!(true));
+    m.insert("target_modules".into(), json!(modules));
+    m.insert("task_type".into(), json!("CAUSAL_LM"));
+    m
 }
 
 /// Writes the adapter `spec` with the factors `layers` to `dir` (see the module docs).
@@ -242,7 +151,8 @@ pub fn save_adapter(
     layers: &[LayerFactors<'_>],
 ) -> Result<()> {
     let bad = |m: String| Error::Invalid(format!("cannot save adapter to {}: {m}", dir.display()));
-    if matches!(spec.method, Method::Lora | Method::Hira) && spec.blocks != 1 {
+    let kind = spec.method.kind();
+    if !kind.has_grid() && spec.blocks != 1 {
         return Err(bad(format!(
             "{} has no block grid (blocks = {})",
             spec.method.name(),
@@ -268,7 +178,7 @@ pub fn save_adapter(
             return Err(bad(format!("{what} is given twice")));
         }
         spec.check_shape(&what, d_out, d_in)?;
-        let (sa, sb) = file_shapes(spec, d_out, d_in);
+        let (sa, sb) = (spec.a_shape(d_in), spec.b_shape(d_out));
         let (na, nb) = (sa.iter().product::<usize>(), sb.iter().product::<usize>());
         if a.len() != na || b.len() != nb {
             return Err(bad(format!(
@@ -281,16 +191,10 @@ pub fn save_adapter(
         if let Some(i) = a.iter().chain(b).position(|v| !v.is_finite()) {
             return Err(bad(format!("{what}: non-finite value at index {i} of A‖B")));
         }
-        // PEFT's HiRA has no scale: fold it into B.
-        let fold = if spec.method == Method::Hira {
-            spec.scale
-        } else {
-            1.0
-        };
-        let b_bytes: Vec<u8> = b.iter().flat_map(|v| (v * fold).to_le_bytes()).collect();
-        let a_bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push((key(spec.method, layer, short, true), sa, a_bytes));
-        tensors.push((key(spec.method, layer, short, false), sb, b_bytes));
+        for (suffix, shape, values) in kind.format().to_file(spec, d_out, d_in, a, b) {
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tensors.push((key(suffix, layer, short), shape, bytes));
+        }
     }
     let targets: BTreeSet<&'static str> = per_layer.values().flatten().copied().collect();
     for (layer, set) in &per_layer {
@@ -301,12 +205,10 @@ pub fn save_adapter(
     }
     let mut targets: Vec<&str> = targets.into_iter().collect();
     targets.sort_by_key(|t| target_order(t));
-    let mut saved_spec = *spec;
-    if spec.method == Method::Hira {
-        saved_spec.scale = 1.0;
-    }
-    let config = serde_json::to_string_pretty(&config_json(&saved_spec, base_model, &targets))
-        .map_err(|e| bad(e.to_string()))?;
+    let config = kind
+        .format()
+        .config(spec, common_config(base_model, &targets));
+    let config = serde_json::to_string_pretty(&config).map_err(|e| bad(e.to_string()))?;
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(k, shape, bytes)| {
@@ -367,7 +269,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| Error::io(path, e))
 }
 
-fn bad_file(path: &Path, message: impl Into<String>) -> Error {
+pub(crate) fn bad_file(path: &Path, message: impl Into<String>) -> Error {
     Error::BadFile {
         path: path.to_path_buf(),
         message: crate::loaders::escape_controls(&message.into()),
@@ -378,7 +280,7 @@ fn bad_file(path: &Path, message: impl Into<String>) -> Error {
 /// it keeps products of sizes from overflowing).
 const MAX_SIZE: u64 = 1 << 20;
 
-fn get_usize(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<usize> {
+pub(crate) fn get_usize(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<usize> {
     cfg.get(name)
         .and_then(Value::as_u64)
         .filter(|&v| v > 0 && v <= MAX_SIZE)
@@ -395,7 +297,7 @@ fn get_usize(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<usize>
         })
 }
 
-fn get_f64(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<f64> {
+pub(crate) fn get_f64(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<f64> {
     cfg.get(name)
         .and_then(Value::as_f64)
         .filter(|v| v.is_finite())
@@ -404,7 +306,12 @@ fn get_f64(cfg: &Map<String, Value>, path: &Path, name: &str) -> Result<f64> {
 
 /// Fails when `name` is set to anything but one of `ok` (PEFT options boha does not
 /// implement).
-fn require_default(cfg: &Map<String, Value>, path: &Path, name: &str, ok: &[Value]) -> Result<()> {
+pub(crate) fn require_default(
+    cfg: &Map<String, Value>,
+    path: &Path,
+    name: &str,
+    ok: &[Value],
+) -> Result<()> {
     match cfg.get(name) {
         None => Ok(()),
         Some(v) if ok.contains(v) => Ok(()),
@@ -414,9 +321,6 @@ fn require_default(cfg: &Map<String, Value>, path: &Path, name: &str, ok: &[Valu
         )),
     }
 }
-
-/// A tensor as read: its shape and values.
-type Stored = (Vec<usize>, Vec<f32>);
 
 /// Reads and validates the adapter in `dir`.
 pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
@@ -432,69 +336,21 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
         .get("peft_type")
         .and_then(Value::as_str)
         .ok_or_else(|| bad_file(&cpath, "missing \"peft_type\""))?;
-    let empty = json!({});
-    let (null, f) = (Value::Null, json!(false));
-    let spec = match ptype {
-        "LORA" => {
-            let r = get_usize(cfg, &cpath, "r")?;
-            let alpha = get_f64(cfg, &cpath, "lora_alpha")?;
-            let rslora = cfg
-                .get("use_rslora")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            require_default(cfg, &cpath, "use_dora", &[f.clone(), null.clone()])?;
-            require_default(cfg, &cpath, "fan_in_fan_out", &[f.clone(), null.clone()])?;
-            require_default(cfg, &cpath, "bias", &[json!("none"), null.clone()])?;
-            require_default(cfg, &cpath, "rank_pattern", &[empty.clone(), null.clone()])?;
-            require_default(cfg, &cpath, "alpha_pattern", &[empty.clone(), null.clone()])?;
-            let div = if rslora { (r as f64).sqrt() } else { r as f64 };
-            AdapterSpec {
-                method: Method::Lora,
-                blocks: 1,
-                block_rank: r,
-                scale: (alpha / div) as f32,
-            }
-        }
-        "HIRA" => {
-            require_default(cfg, &cpath, "fan_in_fan_out", &[f.clone(), null.clone()])?;
-            require_default(cfg, &cpath, "rank_pattern", &[empty.clone(), null.clone()])?;
-            AdapterSpec {
-                method: Method::Hira,
-                blocks: 1,
-                block_rank: get_usize(cfg, &cpath, "r")?,
-                scale: 1.0,
-            }
-        }
-        "BOHA" | "BOHA_ADDITIVE" => {
-            let spec = AdapterSpec {
-                method: if ptype == "BOHA" {
-                    Method::Boha
-                } else {
-                    Method::Additive
-                },
-                blocks: get_usize(cfg, &cpath, "blocks")?,
-                block_rank: get_usize(cfg, &cpath, "block_rank")?,
-                scale: get_f64(cfg, &cpath, "scale")? as f32,
-            };
-            if let Some(r) = cfg.get("r").and_then(Value::as_u64) {
-                if r as usize != spec.rank() {
-                    return Err(bad_file(
-                        &cpath,
-                        format!("\"r\" {r} is not blocks × block_rank = {}", spec.rank()),
-                    ));
-                }
-            }
-            spec
-        }
-        other => {
-            return Err(bad_file(
-                &cpath,
-                format!(
-                "unsupported peft_type \"{other}\" (expected LORA, HIRA, BOHA or BOHA_ADDITIVE)"
+    let format = Method::format_for(ptype).ok_or_else(|| {
+        let mut known: Vec<&str> = Method::ALL
+            .iter()
+            .flat_map(|m| m.kind().format().peft_types().iter().copied())
+            .collect();
+        known.dedup();
+        bad_file(
+            &cpath,
+            format!(
+                "unsupported peft_type \"{ptype}\" (expected {})",
+                known.join(", ")
             ),
-            ))
-        }
-    };
+        )
+    })?;
+    let spec = format.spec_from_config(cfg, &cpath)?;
     if !spec.scale.is_finite() {
         return Err(bad_file(
             &cpath,
@@ -527,17 +383,17 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
 
     let bytes = std::fs::read(&wpath).map_err(|e| Error::io(&wpath, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad_file(&wpath, e.to_string()))?;
-    let (sa, sb) = suffixes(spec.method);
-    // (layer, target) → (A, B) views
-    let mut found: BTreeMap<(usize, usize), [Option<Stored>; 2]> = BTreeMap::new();
+    let suffixes = format.suffixes(ptype);
+    // (layer, target) → the stored tensors, one per suffix
+    let mut found: BTreeMap<(usize, usize), Vec<Option<Stored>>> = BTreeMap::new();
     for (name, view) in st.tensors() {
-        let parsed = parse_key(&name, sa, sb).ok_or_else(|| {
+        let parsed = parse_key(&name, suffixes).ok_or_else(|| {
             bad_file(
                 &wpath,
                 format!("unexpected tensor '{name}' for a {ptype} adapter"),
             )
         })?;
-        let (layer, short, is_a) = parsed;
+        let (layer, short, part) = parsed;
         if !targets.contains(&short) {
             return Err(bad_file(
                 &wpath,
@@ -563,9 +419,10 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
                 ),
             ));
         }
-        let slot =
-            &mut found.entry((layer, target_order(short))).or_default()[if is_a { 0 } else { 1 }];
-        *slot = Some((view.shape().to_vec(), data));
+        let slots = found
+            .entry((layer, target_order(short)))
+            .or_insert_with(|| vec![None; suffixes.len()]);
+        slots[part] = Some((view.shape().to_vec(), data));
     }
     if found.is_empty() {
         return Err(bad_file(&wpath, "no adapter tensors"));
@@ -575,30 +432,38 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
     for &layer in &layers {
         for &t in &targets {
             let ti = target_order(t);
-            let entry = found.remove(&(layer, ti)).unwrap_or([None, None]);
-            let [a, b] = entry;
-            let (a_shape, a) = a.ok_or_else(|| {
-                bad_file(
-                    &wpath,
-                    format!("missing tensor '{}'", key(spec.method, layer, t, true)),
-                )
-            })?;
-            let (b_shape, b) = b.ok_or_else(|| {
-                bad_file(
-                    &wpath,
-                    format!("missing tensor '{}'", key(spec.method, layer, t, false)),
-                )
-            })?;
-            let (d_out, d_in) = infer_dims(&spec, &a_shape, &b_shape).ok_or_else(|| {
+            let entry = found
+                .remove(&(layer, ti))
+                .unwrap_or_else(|| vec![None; suffixes.len()]);
+            let mut parts = Vec::with_capacity(suffixes.len());
+            for (slot, suffix) in entry.into_iter().zip(suffixes) {
+                parts.push(slot.ok_or_else(|| {
+                    bad_file(
+                        &wpath,
+                        format!("missing tensor '{}'", key(suffix, layer, t)),
+                    )
+                })?);
+            }
+            let shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.0.clone()).collect();
+            let (d_out, d_in, a, b) = format.read_file(&spec, parts).ok_or_else(|| {
                 bad_file(
                     &wpath,
                     format!(
-                        "layers.{layer}.{t}: shapes A {a_shape:?} and B {b_shape:?} do not fit {} with \
-                         blocks {} and rank {} (as {CONFIG_FILE} says)",
-                        ptype, spec.blocks, spec.block_rank
+                        "layers.{layer}.{t}: shapes {shapes:?} do not fit {ptype} with blocks {} \
+                         and rank {} (as {CONFIG_FILE} says)",
+                        spec.blocks, spec.block_rank
                     ),
                 )
             })?;
+            if spec
+                .check_shape(&format!("layers.{layer}.{t}"), d_out, d_in)
+                .is_err()
+            {
+                return Err(bad_file(
+                    &wpath,
+                    format!("layers.{layer}.{t}: {d_out}×{d_in} does not fit the grid"),
+                ));
+            }
             tensors.push(AdapterTensors {
                 layer,
                 target: t.to_string(),
@@ -617,41 +482,17 @@ pub fn load_adapter(dir: &Path) -> Result<LoadedAdapter> {
     })
 }
 
-/// (layer, target, is A) of a tensor name.
-fn parse_key(name: &str, sa: &str, sb: &str) -> Option<(usize, &'static str, bool)> {
+/// (layer, target, index of the suffix) of a tensor name.
+fn parse_key(name: &str, suffixes: &[&str]) -> Option<(usize, &'static str, usize)> {
     let rest = name.strip_prefix("base_model.model.model.layers.")?;
     let (idx, rest) = rest.split_once('.')?;
     let layer: usize = idx.parse().ok()?;
     for (short, path) in PROJECTIONS {
         if let Some(suffix) = rest.strip_prefix(path).and_then(|r| r.strip_prefix('.')) {
-            if suffix == sa {
-                return Some((layer, short, true));
-            }
-            if suffix == sb {
-                return Some((layer, short, false));
+            if let Some(i) = suffixes.iter().position(|s| *s == suffix) {
+                return Some((layer, short, i));
             }
         }
     }
     None
-}
-
-/// (d_out, d_in) when the stored shapes agree with `spec`.
-fn infer_dims(spec: &AdapterSpec, a: &[usize], b: &[usize]) -> Option<(usize, usize)> {
-    let (g, r) = (spec.blocks, spec.block_rank);
-    match spec.method {
-        Method::Lora | Method::Hira => match (a, b) {
-            ([ra, d_in], [d_out, rb]) if *ra == r && *rb == r && *d_in > 0 && *d_out > 0 => {
-                Some((*d_out, *d_in))
-            }
-            _ => None,
-        },
-        Method::Boha | Method::Additive => match (a, b) {
-            ([g1, g2, ra, q], [h1, h2, p, rb])
-                if [*g1, *g2, *h1, *h2] == [g; 4] && *ra == r && *rb == r && *p > 0 && *q > 0 =>
-            {
-                Some((p * g, q * g))
-            }
-            _ => None,
-        },
-    }
 }

@@ -194,7 +194,7 @@ pub fn dispatch_count(
 }
 
 /// Elements of the (dA, dB) partial slots [`adapter_grads`] uses for this layer.
-fn scratch_lens(
+pub(crate) fn scratch_lens(
     gpu: &Gpu,
     spec: &AdapterSpec,
     tokens: usize,
@@ -206,9 +206,10 @@ fn scratch_lens(
     (pl.slots() * pl.strips_r * na, pl.slots() * pl.strips_c * nb)
 }
 
-/// The scratch that the adapted matrices of one model share: the gradient kernels'
-/// partial slots (BoHA, HiRA, additive) and LoRA's rank-r intermediate, each room sized
-/// for the largest matrix.
+/// The scratch that the adapted matrices of one model share, three rooms each sized for
+/// the largest matrix: the gradient kernels' partial slots of dA and dB (BoHA, HiRA,
+/// additive; the pair kinds keep their Khatri–Rao factors and their gradients there)
+/// and the bottleneck's [T, R] intermediate (LoRA, ABBA, LoHa).
 ///
 /// Sharing is safe because a queue runs dispatches in order and each matrix uses a room
 /// only between its own consecutive dispatches: the reduce kernel that ends every
@@ -221,8 +222,8 @@ fn scratch_lens(
 pub struct GradScratch {
     part_a: Tensor,
     part_b: Tensor,
-    /// LoRA's U / dU [T, r]: one room, since U is dead once dU is formed.
-    lora: Tensor,
+    /// The bottleneck's U / dU [T, R]: one room, since U is dead once dU is formed.
+    bottleneck: Tensor,
 }
 
 impl GradScratch {
@@ -235,13 +236,13 @@ impl GradScratch {
         Ok(GradScratch {
             part_a: gpu.zeros(&[na])?,
             part_b: gpu.zeros(&[nb])?,
-            lora: gpu.zeros(&[nu])?,
+            bottleneck: gpu.zeros(&[nu])?,
         })
     }
 
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
-        self.part_a.bytes() + self.part_b.bytes() + self.lora.bytes()
+        self.part_a.bytes() + self.part_b.bytes() + self.bottleneck.bytes()
     }
 
     /// The first `len_a` and `len_b` elements, or an error if the room is too small.
@@ -259,16 +260,29 @@ impl GradScratch {
         Ok((self.part_a.view(0, len_a)?, self.part_b.view(0, len_b)?))
     }
 
-    /// LoRA's [t, r] intermediate, or None if the room is smaller.
-    pub(crate) fn lora_room(&self, t: usize, r: usize) -> Result<Option<Tensor>> {
-        if t * r > self.lora.len() {
+    /// The first `len` elements of the bottleneck room, or None if it is smaller.
+    pub(crate) fn bottleneck(&self, len: usize) -> Result<Option<Tensor>> {
+        if len > self.bottleneck.len() {
             return Ok(None);
         }
-        Ok(Some(self.lora.view(0, t * r)?.reshape(&[t, r])?))
+        Ok(Some(self.bottleneck.view(0, len)?))
+    }
+
+    /// The first `len_a` and `len_b` elements of the two partial rooms (separate
+    /// buffers), or None if either is smaller.
+    pub(crate) fn partial_rooms(
+        &self,
+        len_a: usize,
+        len_b: usize,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        if len_a > self.part_a.len() || len_b > self.part_b.len() {
+            return Ok(None);
+        }
+        Ok(Some(self.views(len_a, len_b)?))
     }
 }
 
-/// Elements of the (dA partials, dB partials, LoRA intermediate) rooms that `layers`
+/// Elements of the (dA partials, dB partials, bottleneck) rooms that `layers`
 /// share: the largest of each, at least 1.
 fn rooms<'a>(
     gpu: &Gpu,
@@ -284,7 +298,7 @@ fn rooms<'a>(
     (na, nb, nu)
 }
 
-/// Elements of the (dA partials, dB partials, LoRA intermediate) rooms one matrix needs.
+/// Elements of the (dA partials, dB partials, bottleneck) rooms one matrix needs.
 fn room_lens(
     gpu: &Gpu,
     spec: &AdapterSpec,
@@ -292,11 +306,10 @@ fn room_lens(
     d_out: usize,
     d_in: usize,
 ) -> (usize, usize, usize) {
-    if spec.method == crate::adapters::Method::Lora {
-        return (0, 0, tokens * spec.rank());
-    }
-    let (a, b) = scratch_lens(gpu, spec, tokens, d_out, d_in);
-    (a, b, 0)
+    spec.method
+        .kind()
+        .kernels()
+        .room_lens(gpu, spec, tokens, d_out, d_in)
 }
 
 /// Bytes of the [`GradScratch`] a trainer allocates for matrices `layers` (the same

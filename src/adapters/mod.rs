@@ -1,78 +1,59 @@
 //! Adapters on a frozen linear layer W0 (d_out × d_in, PyTorch `Linear.weight` layout).
 //!
-//! All four kinds share one parameter layout, a b × b grid of low-rank factors:
+//! Every kind keeps its parameters in one layout, a b × b grid of low-rank factors:
 //!
 //! ```text
 //! A: [b, b, r_b, q]     B: [b, b, p, r_b]     p = d_out / b, q = d_in / b
-//! M_ij = B_ij A_ij      (M assembled block by block, d_out × d_in)
 //! ```
 //!
-//! | kind       | grid b | W'                | s                         |
-//! |------------|--------|-------------------|---------------------------|
-//! | `boha`     | b      | W0 ⊙ (1 + s·M)    | 1, or alpha / r_b         |
-//! | `hira`     | 1      | W0 ⊙ (1 + s·M)    | 1, or alpha / r           |
-//! | `lora`     | 1      | W0 + s·M          | alpha / r                 |
-//! | `additive` | b      | W0 + s·M          | 1, or alpha / r_b         |
+//! | kind       | grid b | W'                          | s (default)                 |
+//! |------------|--------|-----------------------------|-----------------------------|
+//! | `boha`     | b      | W0 ⊙ (1 + s·M), M_ij = B_ij A_ij | 1, or alpha / r_b      |
+//! | `hira`     | 1      | W0 ⊙ (1 + s·BA)             | 1, or alpha / r             |
+//! | `lora`     | 1      | W0 + s·BA                   | alpha / r (alpha = 2r)      |
+//! | `additive` | b      | W0 + s·M, M_ij = B_ij A_ij  | 1, or alpha / r_b           |
+//! | `abba`     | 1      | W0 + s·(B1A1) ⊙ (B2A2)      | 1, or alpha (ABBA's √α₁·√α₂) |
+//! | `loha`     | 1      | W0 + s·(B1A1) ⊙ (B2A2)      | 1, or alpha / (r/2) (PEFT)  |
 //!
+//! The pair kinds keep B = [B1 | B2] and A = [A1; A2], each pair of rank r/2.
 //! Trainable parameters per matrix: b²·r_b·(p + q) = (b·r_b)(d_out + d_in), the same as
-//! LoRA of rank r = b·r_b ("matched budget").
+//! LoRA of rank r = b·r_b ("matched budget"; ABBA r/2 per pair ↔ LoRA r).
+//!
+//! What each kind does is behind one interface ([`kind`]: the kind, its GPU kernels and
+//! its file format), registered in [`Method::kind`].
 //!
 //! Dimensions that b does not divide are refused with an error naming the layer, its
 //! shape and the grid sizes that would work (no uneven-block scheme: a silent remainder
 //! block would change the parameter count and the method).
 
+pub mod abba;
 pub mod block_norms;
+mod bottleneck;
 pub mod files;
+mod formats;
 pub mod fused;
+mod fused_kernels;
 pub mod grad;
 pub mod init;
+pub mod khatri_rao;
+pub mod kind;
+mod kinds;
 pub mod layer;
+mod loha;
 pub mod merge;
+mod pair;
 pub mod reference;
 
 use crate::error::{Error, Result};
 
-/// The four adapter kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Method {
-    Boha,
-    Hira,
-    Lora,
-    Additive,
-}
-
-impl Method {
-    /// Parses `boha`, `hira`, `lora` or `additive`.
-    pub fn parse(s: &str) -> Result<Method> {
-        match s.to_ascii_lowercase().as_str() {
-            "boha" => Ok(Method::Boha),
-            "hira" => Ok(Method::Hira),
-            "lora" => Ok(Method::Lora),
-            "additive" => Ok(Method::Additive),
-            _ => Err(Error::Invalid(format!(
-                "unknown method '{s}' (expected boha, hira, lora or additive)"
-            ))),
-        }
-    }
-
-    /// The name used on the command line and in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::Boha => "boha",
-            Method::Hira => "hira",
-            Method::Lora => "lora",
-            Method::Additive => "additive",
-        }
-    }
-}
+pub use kind::Method;
 
 /// How M enters the adapted weight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Update {
     /// W' = W0 ⊙ (1 + s·M)  (BoHA, HiRA)
     Hadamard,
-    /// W' = W0 + s·M  (LoRA, the additive control)
+    /// W' = W0 + s·M  (LoRA, the additive control, ABBA, LoHa)
     Additive,
 }
 
@@ -99,17 +80,17 @@ impl AdapterSpec {
         block_rank: Option<usize>,
         alpha: Option<f32>,
     ) -> Result<AdapterSpec> {
-        let b = match method {
-            Method::Lora | Method::Hira => {
-                if let Some(b) = blocks.filter(|&b| b != 1) {
-                    return Err(Error::Invalid(format!(
-                        "{} has no block grid (--blocks {b} given; use boha or additive)",
-                        method.name()
-                    )));
-                }
-                1
+        let kind = method.kind();
+        let b = if kind.has_grid() {
+            blocks.unwrap_or(4)
+        } else {
+            if let Some(b) = blocks.filter(|&b| b != 1) {
+                return Err(Error::Invalid(format!(
+                    "{} has no block grid (--blocks {b} given; use boha or additive)",
+                    method.name()
+                )));
             }
-            Method::Boha | Method::Additive => blocks.unwrap_or(4),
+            1
         };
         if b == 0 {
             return Err(Error::Invalid("--blocks must be at least 1".into()));
@@ -136,11 +117,15 @@ impl AdapterSpec {
                 "the per-block rank must be at least 1".into(),
             ));
         }
-        let scale = match (method, alpha) {
-            (_, Some(a)) => a / r_b as f32,
-            (Method::Lora, None) => 2.0,
-            (_, None) => 1.0,
-        };
+        let multiple = kind.rank_multiple();
+        if !r_b.is_multiple_of(multiple) {
+            return Err(Error::Invalid(format!(
+                "{} needs a rank that is a multiple of {multiple} (its factor pairs share it), \
+                 got {r_b}",
+                method.name()
+            )));
+        }
+        let scale = kind.scale(r_b, alpha);
         Ok(AdapterSpec {
             method,
             blocks: b,
@@ -149,12 +134,9 @@ impl AdapterSpec {
         })
     }
 
-    /// Hadamard (BoHA, HiRA) or additive (LoRA, control) update.
+    /// Hadamard (BoHA, HiRA) or additive (the others) update.
     pub fn update(&self) -> Update {
-        match self.method {
-            Method::Boha | Method::Hira => Update::Hadamard,
-            Method::Lora | Method::Additive => Update::Additive,
-        }
+        self.method.kind().update()
     }
 
     /// The LoRA-equivalent rank r = b·r_b.

@@ -4,12 +4,15 @@
 //! kernels, and the gradients, have something simple to be checked against.
 //!
 //! ```text
-//! M_ij = B_ij A_ij                     (block (i, j) of M, p × q)
+//! M_ij = F_B(B)_ij F_A(A)_ij           (block (i, j) of M, p × q; F the kind's
+//!                                       `m_factors`: the identity, or Khatri–Rao products)
 //! W'   = W0 ⊙ (1 + s·M)   (Hadamard)    W' = W0 + s·M   (Additive)
 //! y    = x W'ᵀ                          x: T × d_in, y: T × d_out
 //! Ĝ    = Gᵀ X;  H_ij = s·(W0_ij ⊙ Ĝ_ij)  (Additive: H_ij = s·Ĝ_ij)
-//! dB_ij = H_ij A_ijᵀ    dA_ij = B_ijᵀ H_ij    dX = G W'
+//! dF_B_ij = H_ij F_A_ijᵀ    dF_A_ij = F_B_ijᵀ H_ij    dX = G W'
 //! ```
+//!
+//! and dA, dB from dF_A, dF_B by the kind's `m_factor_grads` (the chain rule).
 //!
 //! Shapes are inferred from the slice lengths (A: [b, b, r_b, q], B: [b, b, p, r_b],
 //! W0: [d_out, d_in]) and checked; a mismatch is an error, not a panic.
@@ -58,16 +61,21 @@ fn check_len(what: &str, got: usize, want: usize) -> Result<()> {
     Ok(())
 }
 
-/// M (d_out × d_in, row-major) assembled from the blocks B_ij A_ij.
+/// M (d_out × d_in, row-major) assembled from the blocks F_B(B)_ij F_A(A)_ij.
 pub fn dense_m(spec: &AdapterSpec, a: &[f64], b: &[f64]) -> Result<Vec<f64>> {
     let (d_out, d_in) = dims(spec, a, b)?;
-    let (nb, rb) = (spec.blocks, spec.block_rank);
+    let (rb, fa, fb) = spec
+        .method
+        .kind()
+        .kernels()
+        .m_factors(spec, d_out, d_in, a, b)?;
+    let nb = spec.blocks;
     let (p, q) = (d_out / nb, d_in / nb);
     let mut m = vec![0.0; d_out * d_in];
     for bi in 0..nb {
         for bj in 0..nb {
-            let ab = &a[(bi * nb + bj) * rb * q..][..rb * q];
-            let bb = &b[(bi * nb + bj) * p * rb..][..p * rb];
+            let ab = &fa[(bi * nb + bj) * rb * q..][..rb * q];
+            let bb = &fb[(bi * nb + bj) * p * rb..][..p * rb];
             for o in 0..p {
                 for c in 0..q {
                     let v: f64 = (0..rb).map(|k| bb[o * rb + k] * ab[k * q + c]).sum();
@@ -161,10 +169,12 @@ pub fn backward(
             Update::Additive => s,
         };
     }
-    let (nb, rb) = (spec.blocks, spec.block_rank);
+    let kind = spec.method.kind().kernels();
+    let (rb, fa, fb) = kind.m_factors(spec, d_out, d_in, a, b)?;
+    let nb = spec.blocks;
     let (p, q) = (d_out / nb, d_in / nb);
-    let mut da = vec![0.0; a.len()];
-    let mut db = vec![0.0; b.len()];
+    let mut da = vec![0.0; fa.len()];
+    let mut db = vec![0.0; fb.len()];
     for bi in 0..nb {
         for bj in 0..nb {
             let ao = (bi * nb + bj) * rb * q;
@@ -173,13 +183,14 @@ pub fn backward(
                 for c in 0..q {
                     let hv = h[(bi * p + o) * d_in + bj * q + c];
                     for k in 0..rb {
-                        db[bo + o * rb + k] += hv * a[ao + k * q + c];
-                        da[ao + k * q + c] += b[bo + o * rb + k] * hv;
+                        db[bo + o * rb + k] += hv * fa[ao + k * q + c];
+                        da[ao + k * q + c] += fb[bo + o * rb + k] * hv;
                     }
                 }
             }
         }
     }
+    let (da, db) = kind.m_factor_grads(spec, d_out, d_in, a, b, da, db)?;
     Ok((dx, da, db))
 }
 
@@ -255,6 +266,8 @@ mod tests {
             spec(Method::Hira, 1, 3, 1.0),
             spec(Method::Lora, 1, 2, 1.5),
             spec(Method::Additive, 2, 1, 1.3),
+            spec(Method::Abba, 1, 4, 0.9),
+            spec(Method::Loha, 1, 2, 1.1),
         ];
         for (n, s) in cases.iter().enumerate() {
             let mut rng = Rng::new(11 + n as u64);

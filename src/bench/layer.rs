@@ -3,7 +3,8 @@
 //!
 //! - forward: the base GEMM y = x·W0ᵀ, BoHA's fused forward, LoRA's forward;
 //! - a training step (forward, backward to X, adapter gradients) for BoHA (b = 4,
-//!   r_b = 8), HiRA (r = 32) and LoRA (r = 32), all at the same parameter budget;
+//!   r_b = 8), HiRA (r = 32), LoRA (r = 32), ABBA and LoHa (16 per pair), all at the
+//!   same parameter budget;
 //! - the peak buffer bytes of each training step, as the allocator's meter counts them
 //!   (W0, X, Y, dY, dX, the adapter, its gradients, the dispatches' uniforms and the
 //!   scratch: the gradient kernels' partials or LoRA's U, from one [`GradScratch`] as
@@ -44,6 +45,10 @@ pub struct LayerResult {
     pub boha_step_over_lora: f64,
     /// boha_peak_bytes / lora_peak_bytes (target ≤ 1.05)
     pub boha_peak_over_lora: f64,
+    pub abba_step_ms: f64,
+    pub loha_step_ms: f64,
+    /// abba_step_ms / lora_step_ms (no target: the Khatri–Rao bottleneck's cost)
+    pub abba_step_over_lora: f64,
 }
 
 /// The whole report, printed as JSON by `boha bench layer --json`.
@@ -58,14 +63,7 @@ pub const DEFAULT_SHAPES: &[(usize, usize, usize)] =
     &[(512, 576, 1536), (512, 1536, 576), (512, 2048, 2048)];
 
 fn spec(method: Method) -> Result<AdapterSpec> {
-    match method {
-        Method::Boha | Method::Additive => {
-            AdapterSpec::from_options(method, Some(4), None, Some(8), None)
-        }
-        Method::Hira | Method::Lora => {
-            AdapterSpec::from_options(method, None, Some(32), None, None)
-        }
-    }
+    super::step::bench_spec(method)
 }
 
 /// A layer with random non-zero factors (timing must not depend on B = 0 shortcuts).
@@ -147,6 +145,8 @@ pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerR
         let (boha_step_ms, boha_peak) = step(gpu, Method::Boha, t, d_in, d_out, reps, runs)?;
         let (hira_step_ms, hira_peak) = step(gpu, Method::Hira, t, d_in, d_out, reps, runs)?;
         let (lora_step_ms, lora_peak) = step(gpu, Method::Lora, t, d_in, d_out, reps, runs)?;
+        let (abba_step_ms, _) = step(gpu, Method::Abba, t, d_in, d_out, reps, runs)?;
+        let (loha_step_ms, _) = step(gpu, Method::Loha, t, d_in, d_out, reps, runs)?;
         layers.push(LayerResult {
             tokens: t,
             d_in,
@@ -163,6 +163,9 @@ pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerR
             boha_fwd_over_base: boha_fwd_ms / base_fwd_ms,
             boha_step_over_lora: boha_step_ms / lora_step_ms,
             boha_peak_over_lora: boha_peak as f64 / lora_peak as f64,
+            abba_step_ms,
+            loha_step_ms,
+            abba_step_over_lora: abba_step_ms / lora_step_ms,
         });
     }
     Ok(LayerReport {
@@ -175,15 +178,17 @@ pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerR
 pub fn print_table(r: &LayerReport) {
     println!("device: {}", r.device);
     println!(
-        "{:>6} {:>5} {:>5} | {:>8} {:>8} {:>8} | {:>9} {:>9} {:>9} | {:>10} {:>10} | {:>8} {:>9} {:>9}",
+        "{:>6} {:>5} {:>5} | {:>8} {:>8} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>10} {:>10} | {:>8} {:>9} {:>9}",
         "tokens", "d_in", "d_out", "base ms", "boha ms", "lora ms", "boha step", "hira step",
-        "lora step", "boha peak", "lora peak", "fwd/base", "step/lora", "peak/lora"
+        "lora step", "abba step", "loha step", "boha peak", "lora peak", "fwd/base", "step/lora",
+        "peak/lora"
     );
     for l in &r.layers {
         println!(
-            "{:>6} {:>5} {:>5} | {:>8.2} {:>8.2} {:>8.2} | {:>9.2} {:>9.2} {:>9.2} | {:>10} {:>10} | {:>8.2} {:>9.2} {:>9.3}",
+            "{:>6} {:>5} {:>5} | {:>8.2} {:>8.2} {:>8.2} | {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} | {:>10} {:>10} | {:>8.2} {:>9.2} {:>9.3}",
             l.tokens, l.d_in, l.d_out, l.base_fwd_ms, l.boha_fwd_ms, l.lora_fwd_ms,
-            l.boha_step_ms, l.hira_step_ms, l.lora_step_ms, l.boha_peak_bytes,
+            l.boha_step_ms, l.hira_step_ms, l.lora_step_ms, l.abba_step_ms, l.loha_step_ms,
+            l.boha_peak_bytes,
             l.lora_peak_bytes, l.boha_fwd_over_base, l.boha_step_over_lora, l.boha_peak_over_lora
         );
     }

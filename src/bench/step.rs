@@ -67,15 +67,13 @@ pub struct StepReport {
     pub merged_fwd_over_base: f64,
 }
 
-/// The budget-matched spec of each method (rank 32).
+/// The budget-matched spec of each method: LoRA's rank 32 (grid kinds b = 4, r_b = 8;
+/// the pair kinds 16 per pair).
 pub fn bench_spec(method: Method) -> Result<AdapterSpec> {
-    match method {
-        Method::Boha | Method::Additive => {
-            AdapterSpec::from_options(method, Some(4), None, Some(8), None)
-        }
-        Method::Lora | Method::Hira => {
-            AdapterSpec::from_options(method, None, Some(32), None, None)
-        }
+    if method.kind().has_grid() {
+        AdapterSpec::from_options(method, Some(4), None, Some(8), None)
+    } else {
+        AdapterSpec::from_options(method, None, Some(32), None, None)
     }
 }
 
@@ -103,7 +101,7 @@ pub fn bench_step(
     let (tokens, targets) = batch_tokens(ck.config.vocab_size, n, 1);
     let all = Adapters::parse_targets(&["all"])?;
     let mut results = Vec::new();
-    for method in [Method::Boha, Method::Hira, Method::Lora, Method::Additive] {
+    for method in Method::ALL {
         let spec = bench_spec(method)?;
         let opts = TrainOptions::default();
         let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts);

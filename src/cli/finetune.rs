@@ -22,7 +22,7 @@ pub struct FinetuneArgs {
     /// Training data (JSONL: instruction/input/output, prompt/completion, or messages).
     #[arg(long)]
     pub data: PathBuf,
-    /// boha, hira, lora or additive.
+    /// boha, hira, lora, additive, abba or loha.
     #[arg(long, default_value = "boha")]
     pub method: String,
     /// Grid size b (boha and additive; default 4).
@@ -108,12 +108,8 @@ impl FinetuneArgs {
     /// The library's run configuration.
     pub fn config(&self) -> Result<FinetuneConfig> {
         let method = Method::parse(&self.method)?;
-        let blocks = match (method, self.blocks) {
-            (Method::Boha | Method::Additive, None) => Some(4),
-            (_, b) => b,
-        };
         let spec =
-            AdapterSpec::from_options(method, blocks, self.rank, self.block_rank, self.alpha)?;
+            AdapterSpec::from_options(method, self.blocks, self.rank, self.block_rank, self.alpha)?;
         if !(self.clip.is_finite() && self.clip >= 0.0) {
             return Err(Error::Invalid(format!("--clip {} must be ≥ 0", self.clip)));
         }

@@ -99,7 +99,7 @@ pub enum Command {
     /// Write a generated task (arith or choice) as JSONL; `boha data --help` gives the rules.
     #[command(long_about = data::LONG_ABOUT)]
     Data(data::DataArgs),
-    /// Fine-tune adapters (BoHA, HiRA, LoRA or the additive control) on a JSONL dataset.
+    /// Fine-tune adapters (BoHA, HiRA, LoRA, the additive control, ABBA or LoHa) on a JSONL dataset.
     Finetune(finetune::FinetuneArgs),
     /// Accuracy of greedy answers on a JSONL dataset, extracted as LLM-Adapters does.
     Eval(eval::EvalArgs),

@@ -253,7 +253,7 @@ fn fit(
     seed: u64,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let d = cfg.dim;
-    let layer = AdaptedLinear::new(gpu, spec, "synthetic", d, d, seed)?;
+    let layer = AdaptedLinear::new(gpu, spec, "synthetic", &dev.w0, seed)?;
     let merged = gpu.zeros(&[d, d])?;
     let dy = gpu.zeros(&[d, d])?;
     let opt = AdamW {

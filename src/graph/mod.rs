@@ -28,7 +28,7 @@ pub mod forward;
 pub mod memory;
 pub mod plan;
 mod step_scratch;
-mod uniforms;
+pub(crate) mod uniforms;
 
 use crate::adapters::grad::GradScratch;
 use crate::adapters::AdapterSpec;

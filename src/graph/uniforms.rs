@@ -7,7 +7,8 @@
 //! a dW = dYᵀ·X at a token count that is not a multiple of 4 on the register family,
 //! takes two or more), and every sum-of-squares and AdamW kernel as one per tensor.
 
-use crate::adapters::{grad, AdapterSpec, Method};
+use crate::adapters::kind::Pass;
+use crate::adapters::AdapterSpec;
 use crate::gpu::Gpu;
 use crate::graph::memory::shape;
 use crate::graph::TrainOptions;
@@ -15,17 +16,17 @@ use crate::model::ModelConfig;
 
 // Bytes of each op's uniform: its Params words rounded up to 4.
 /// gemm (13–16 words)
-const GEMM: u64 = 64;
+pub(crate) const GEMM: u64 = 64;
 /// fused BoHA forward / dx (12 words)
-const FUSED: u64 = 48;
+pub(crate) const FUSED: u64 = 48;
 /// adapter-gradient kernels and their reduce (17 words)
-const GRAD: u64 = 80;
+pub(crate) const GRAD: u64 = 80;
 /// rmsnorm, rope, loss, embedding, sum of squares, AdamW (5–8 words)
-const SMALL: u64 = 32;
+pub(crate) const SMALL: u64 = 32;
 /// attention (9–12 words)
-const ATTN: u64 = 48;
+pub(crate) const ATTN: u64 = 48;
 /// fill, add, GLU (≤ 4 words)
-const ELEM: u64 = 16;
+pub(crate) const ELEM: u64 = 16;
 
 /// What the trainer's backward computes through one layer, as `graph::Needs`.
 struct LayerNeeds {
@@ -47,11 +48,13 @@ pub(crate) fn step_uniform_bytes(
     opts: &TrainOptions,
 ) -> u64 {
     let has = |p: &str| targets.iter().any(|t| t == p);
-    let lora = spec.method == Method::Lora;
-    let fwd = |p: &str| match (has(p), lora) {
-        (false, _) => GEMM,
-        (true, true) => 3 * GEMM,
-        (true, false) => FUSED,
+    let kind = spec.method.kind().kernels();
+    let fwd = |p: &str| {
+        if !has(p) {
+            return GEMM;
+        }
+        let (d_out, d_in) = shape(cfg, p);
+        kind.uniform_bytes(gpu, spec, n, d_out, d_in, Pass::Forward)
     };
     // dx (+)= dy·W' and the adapter's gradients; `first` overwrites dx (a fill first).
     let bwd = |p: &str, dx: bool, first: bool| -> u64 {
@@ -60,13 +63,7 @@ pub(crate) fn step_uniform_bytes(
         }
         let fill = if dx && first { ELEM } else { 0 };
         let (d_out, d_in) = shape(cfg, p);
-        let grads = if lora {
-            // U, dB, dU, dA; then dy·W0 and dU·A into dx
-            (4 + 2 * u64::from(dx)) * GEMM
-        } else {
-            grad::dispatch_count(gpu, spec, n, d_out, d_in) as u64 * GRAD + u64::from(dx) * FUSED
-        };
-        fill + grads
+        fill + kind.uniform_bytes(gpu, spec, n, d_out, d_in, Pass::Backward { dx })
     };
     let post = u64::from(cfg.post_norms);
 

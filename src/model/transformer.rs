@@ -266,7 +266,8 @@ impl Adapters {
         Ok(ordered)
     }
 
-    /// Fresh adapters (B = 0, A random from `seed`) on `targets` of every layer.
+    /// Fresh adapters (ΔW = 0, initialised by the kind from `seed`) on `targets` of every
+    /// layer.
     pub fn new(
         gpu: &Gpu,
         weights: &Weights,
@@ -280,15 +281,11 @@ impl Adapters {
             let mut map = BTreeMap::new();
             for (j, t) in targets.iter().enumerate() {
                 let w = lw.projection(t)?;
-                let (d_out, d_in) = (w.shape()[0], w.shape()[1]);
                 let name = format!("layers.{l}.{t}");
                 let s = seed
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15)
                     .wrapping_add((l * PROJECTIONS.len() + j) as u64);
-                map.insert(
-                    t.clone(),
-                    AdaptedLinear::new(gpu, spec, &name, d_out, d_in, s)?,
-                );
+                map.insert(t.clone(), AdaptedLinear::new(gpu, spec, &name, w, s)?);
             }
             layers.push(map);
         }

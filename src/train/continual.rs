@@ -75,10 +75,7 @@ pub enum Progress<'a> {
 
 /// The spec of `method` at the matched budget.
 pub fn matched_spec(method: Method, rank: usize, blocks: usize) -> Result<AdapterSpec> {
-    let b = match method {
-        Method::Boha | Method::Additive => blocks,
-        Method::Lora | Method::Hira => 1,
-    };
+    let b = if method.kind().has_grid() { blocks } else { 1 };
     if b == 0 || !rank.is_multiple_of(b) {
         return Err(Error::Invalid(format!(
             "rank {rank} is not a multiple of --blocks {blocks}"
