@@ -355,7 +355,7 @@ fn memory_is_checked_before_allocating() {
             .iter()
             .map(|t| t.to_string())
             .collect();
-        let est = estimate_step(&gpu, &ck.config, &spec, &targets, batch, seq, recompute);
+        let est = estimate_step(&gpu, &ck.config, &spec, &targets, batch, seq, recompute).unwrap();
         gpu.reset_peak();
         let base = gpu.live_bytes();
         let opts = TrainOptions {

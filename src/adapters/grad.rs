@@ -240,6 +240,16 @@ impl GradScratch {
         })
     }
 
+    /// The three rooms from planned buffers (a graph's adapter scratch values), sized by
+    /// [`rooms`]: the dA partials, the dB partials and the bottleneck, each its own buffer.
+    pub fn from_parts(part_a: Tensor, part_b: Tensor, bottleneck: Tensor) -> Self {
+        GradScratch {
+            part_a,
+            part_b,
+            bottleneck,
+        }
+    }
+
     /// Bytes held.
     pub fn bytes(&self) -> u64 {
         self.part_a.bytes() + self.part_b.bytes() + self.bottleneck.bytes()
@@ -284,7 +294,7 @@ impl GradScratch {
 
 /// Elements of the (dA partials, dB partials, bottleneck) rooms that `layers`
 /// share: the largest of each, at least 1.
-fn rooms<'a>(
+pub(crate) fn rooms<'a>(
     gpu: &Gpu,
     layers: impl IntoIterator<Item = (&'a AdapterSpec, usize, usize, usize)>,
 ) -> (usize, usize, usize) {

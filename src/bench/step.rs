@@ -104,7 +104,7 @@ pub fn bench_step(
     for method in Method::ALL {
         let spec = bench_spec(method)?;
         let opts = TrainOptions::default();
-        let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts);
+        let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts)?;
         gpu.wait()?;
         let base = gpu.live_bytes();
         gpu.reset_peak();

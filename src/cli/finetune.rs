@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use boha::adapters::{AdapterSpec, Method};
 use boha::loaders::load_checkpoint;
 use boha::train::{finetune, Control, Event, FinetuneConfig, Schedule};
 use boha::{Error, Result};
 
+use super::adapter_args::AdapterChoice;
 use super::DeviceArgs;
 
 #[derive(Args, Debug)]
@@ -22,24 +22,8 @@ pub struct FinetuneArgs {
     /// Training data (JSONL: instruction/input/output, prompt/completion, or messages).
     #[arg(long)]
     pub data: PathBuf,
-    /// boha, hira, lora, additive, abba or loha.
-    #[arg(long, default_value = "boha")]
-    pub method: String,
-    /// Grid size b (boha and additive; default 4).
-    #[arg(long)]
-    pub blocks: Option<usize>,
-    /// The LoRA-equivalent rank r = b·r_b (give this or --block-rank).
-    #[arg(long)]
-    pub rank: Option<usize>,
-    /// The rank of each block's factor, r_b.
-    #[arg(long)]
-    pub block_rank: Option<usize>,
-    /// Scale numerator: s = alpha / r_b (LoRA: alpha / r, default 2r).
-    #[arg(long)]
-    pub alpha: Option<f32>,
-    /// Projections to adapt: comma-separated of q,k,v,o,gate,up,down, or `all`.
-    #[arg(long, default_value = "all")]
-    pub targets: String,
+    #[command(flatten)]
+    pub adapter: AdapterChoice,
     /// Continue training this saved adapter (its file sets the method and sizes).
     #[arg(long)]
     pub init_adapter: Option<PathBuf>,
@@ -107,9 +91,7 @@ pub struct FinetuneArgs {
 impl FinetuneArgs {
     /// The library's run configuration.
     pub fn config(&self) -> Result<FinetuneConfig> {
-        let method = Method::parse(&self.method)?;
-        let spec =
-            AdapterSpec::from_options(method, self.blocks, self.rank, self.block_rank, self.alpha)?;
+        let spec = self.adapter.spec()?;
         if !(self.clip.is_finite() && self.clip >= 0.0) {
             return Err(Error::Invalid(format!("--clip {} must be ≥ 0", self.clip)));
         }
@@ -117,7 +99,7 @@ impl FinetuneArgs {
             data: self.data.clone(),
             out: self.out.clone(),
             spec,
-            targets: vec![self.targets.clone()],
+            targets: vec![self.adapter.targets.clone()],
             init_adapter: self.init_adapter.clone(),
             lr: self.lr,
             weight_decay: self.weight_decay,

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch to the library.
 
+mod adapter_args;
 mod bench;
 mod continual;
 mod data;
@@ -8,6 +9,7 @@ mod devices;
 mod eval;
 mod finetune;
 mod generate;
+mod graph;
 mod merge;
 mod report;
 mod score;
@@ -108,6 +110,9 @@ pub enum Command {
     /// The continual-learning diagnostic: task one, then task two, for each method at a
     /// matched budget; retention and plasticity.
     Continual(continual::ContinualArgs),
+    /// The op graph a command compiles: nodes with shapes and dtypes, the planned
+    /// buffers and their sizes (`--dot` writes Graphviz, `--measure` runs a step).
+    Graph(graph::GraphArgs),
     /// Rebuild the figure tables of README.md and docs/RESULTS.md from the records in
     /// docs/benchmarks/ (`--check`: fail on the first table that differs).
     Report(report::ReportArgs),
@@ -129,5 +134,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge(args) => merge::run(&cli.device, &args),
         Command::Continual(args) => continual::run(&cli.device, &args),
         Command::Report(args) => report::run(&args),
+        Command::Graph(args) => graph::run(&cli.device, &args),
     }
 }

@@ -1,13 +1,14 @@
-//! A forward-only pass to the mean loss (no gradients): embeddings, every layer with
-//! one shared set of activations and two residual buffers used in turn, the final norm
-//! and the chunked cross-entropy. Memory is one layer's activations, not all of them;
-//! for scoring batches and for timing the base or merged model against training.
+//! A forward-only pass to the mean loss (no gradients): the decoder's graph with the
+//! chunked loss and no backward, so the planner lets every layer's activations share
+//! the buffers of the layer before. For scoring batches and for timing the base or
+//! merged model against training.
 
+use super::builder::{self, Attn, BuildOptions, Head};
+use super::compile::{emit, Allocation};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Recorder, Tensor};
-use crate::model::transformer::{embed, layer_forward, Adapters, AttnMode, LayerActs, Weights};
-use crate::ops::cross_entropy::{self, CrossEntropy};
-use crate::ops::rmsnorm;
+use crate::model::transformer::{Adapters, Weights};
+use crate::ops::cross_entropy::CrossEntropy;
 
 /// A prepared forward pass on `batch` × `seq` tokens.
 pub struct ForwardPass {
@@ -36,58 +37,31 @@ impl ForwardPass {
             )));
         }
         let cfg = &weights.config;
-        let (n, c) = (batch * seq, cfg.hidden_size);
-        let ids = gpu.zeros(&[n])?;
-        let targets = gpu.zeros(&[n])?;
-        let loss = gpu.zeros(&[1])?;
-        let xs = [gpu.zeros(&[n, c])?, gpu.zeros(&[n, c])?];
-        let acts = LayerActs::new(gpu, cfg, n)?;
-        let mut ds = embed(gpu, weights, &ids, &xs[0])?;
-        for l in 0..cfg.num_layers {
-            let (x, y) = (&xs[l % 2], &xs[(l + 1) % 2]);
-            ds.extend(layer_forward(
-                gpu,
-                weights,
-                adapters,
-                l,
-                batch,
-                seq,
-                x,
-                &acts,
-                y,
-                AttnMode::Train,
-            )?);
-        }
-        let hf = gpu.zeros(&[n, c])?;
-        let lse = gpu.zeros(&[n])?;
-        ds.extend(rmsnorm::forward(
-            gpu,
-            &weights.norm(),
-            &xs[cfg.num_layers % 2],
-            &weights.final_norm,
-            &hf,
-        )?);
-        let ce = CrossEntropy {
-            chunk: ce_chunk.max(1),
-            softcap: cfg.final_logit_softcapping,
+        let o = BuildOptions {
+            batch,
+            seq,
+            targets: adapters.map(|a| a.targets.clone()).unwrap_or_default(),
+            attn: Attn::Train,
+            head: Head::Loss {
+                ce: CrossEntropy {
+                    chunk: ce_chunk.max(1),
+                    softcap: cfg.final_logit_softcapping,
+                },
+                loss_rows: None,
+            },
+            adapter_scratch: None,
         };
-        ds.extend(cross_entropy::forward(
-            gpu,
-            &ce,
-            &hf,
-            &weights.lm_head,
-            &targets,
-            &loss,
-            &lse,
-        )?);
+        let g = builder::decoder(gpu, cfg, &o);
+        let alloc = Allocation::new(gpu, &g)?;
+        let compiled = emit(gpu, &g, &alloc, weights, adapters, &[])?;
         Ok(ForwardPass {
             batch,
             seq,
-            ids,
-            targets,
-            loss,
+            ids: alloc.get(&g, "ids")?,
+            targets: alloc.get(&g, "targets")?,
+            loss: alloc.get(&g, "loss")?,
             vocab: cfg.vocab_size,
-            dispatches: ds,
+            dispatches: compiled.dispatches,
         })
     }
 

@@ -5,42 +5,32 @@
 //! (`tests/memory_estimate.rs`: within 5% on the tiny models, and `boha bench step`
 //! reports both for a real model).
 //!
-//! In f32 elements (every buffer at least one), with N = batch·seq tokens, R the loss
-//! rows (N, or `loss_rows`), C hidden, F intermediate, Q / K the query and key-value
-//! widths, H heads, HS head size, L layers, L′ = L (or 1 with gradient checkpointing),
-//! P adapter parameters, m the adapted matrices:
+//! The step's own memory is the plan of its graph: the trainer builds the same graph
+//! ([`crate::graph::train_graph`]) and the same liveness planner assigns it the same
+//! buffers, so the estimate plans without allocating. In f32 elements, with P adapter
+//! parameters and m adapted matrices:
 //!
 //! ```text
 //! weights      every checkpoint tensor (tied embeddings once) + HS/2 RoPE frequencies
 //!              [+ N ones for the q/k/v biases]
-//! activations  (L + 1)·N·C residuals + 2N ids and targets + N·C final norm
-//!              + L′·N·(5C + 2Q + 2K + H + 3F  [+ 2C with post-norms, else 2])
-//!              + R·(4 [+ C with gathered rows]) + 2R loss statistics and row lists
-//!              + the backward's scratch: `step_scratch`'s values through the same
-//!                liveness planner as the trainer, the loss's R·chunk logits included
-//!              + L·N·H attention deltas (layers whose backward reaches attention)
-//!              + 5 one-element buffers per layer and a few per step (the loss's
-//!                read-back staging among them)
+//! activations  the planned buffers: ids, targets, the loss, every activation the
+//!              backward reads (or one layer's with gradient checkpointing), gradients,
+//!              op temporaries (attention's deltas, the loss's chunk and statistics) and
+//!              the adapters' shared scratch (gradient partials, bottleneck U)
+//!              + the loss's read-back staging (one element, alive during the read)
 //! adapters     4·P: factors, gradients, two AdamW moments
-//!              + the scratch all adapted matrices share (`adapters::grad`): the
-//!                largest matrix's gradient partials, or LoRA's N·r intermediate
 //!              + one sum-of-squares partial per 128 gradient elements
-//! dispatches   one uniform buffer per prepared dispatch (16–80 bytes), counted op by
-//!              op and per adapted matrix for its method (`graph::uniforms`)
+//! dispatches   one uniform buffer per prepared dispatch (16–80 bytes), node by node
+//!              (`graph::uniforms`)
 //! ```
-//!
-//! Before this counted everything, LoRA's per-matrix U and dU (2·N·r per matrix, kept
-//! alive by the dispatch lists) and the loss's two N·chunk scratch buffers were outside
-//! both the planner and the estimate.
 
-use crate::adapters::grad::shared_scratch_bytes;
 use crate::adapters::AdapterSpec;
 use crate::gpu::Gpu;
-use crate::graph::plan::Planner;
+use crate::graph::liveness;
 use crate::graph::uniforms::step_uniform_bytes;
-use crate::graph::{step_scratch, TrainOptions};
+use crate::graph::{train_graph, TrainOptions};
 use crate::model::ModelConfig;
-use crate::ops::cross_entropy::{self, CrossEntropy};
+use crate::Result;
 
 /// The estimate, in bytes, by part.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,7 +100,7 @@ pub fn estimate_step(
     batch: usize,
     seq: usize,
     recompute: bool,
-) -> StepMemory {
+) -> Result<StepMemory> {
     let opts = TrainOptions {
         recompute,
         ..TrainOptions::default()
@@ -133,17 +123,9 @@ pub fn estimate(
     batch: usize,
     seq: usize,
     opts: &TrainOptions,
-) -> StepMemory {
-    let n = batch * seq;
-    let (c, f, q, k, h, l) = (
-        cfg.hidden_size as u64,
-        cfg.intermediate_size as u64,
-        cfg.q_dim() as u64,
-        cfg.kv_dim() as u64,
-        cfg.num_heads as u64,
-        cfg.num_layers as u64,
-    );
-    let nn = n as u64;
+) -> Result<StepMemory> {
+    let nn = (batch * seq) as u64;
+    let l = cfg.num_layers as u64;
 
     // Weights.
     let tensors = cfg.expected_tensors();
@@ -153,53 +135,16 @@ pub fn estimate(
         + if cfg.qkv_bias { nn } else { 0 };
     let largest_weight = tensors.iter().map(len).max().unwrap_or(0);
 
-    // Activations, loss and the backward's scratch.
-    let rows = match opts.loss_rows {
-        Some(r) if r < n => Some(r.max(1)),
-        _ => None,
-    };
-    let r = rows.unwrap_or(n);
-    let ce = CrossEntropy {
-        chunk: opts.ce_chunk.max(1),
-        softcap: cfg.final_logit_softcapping,
-    };
-    let logits = cross_entropy::scratch_len(gpu, &ce, r, cfg.hidden_size, cfg.vocab_size);
-    let mut planner = Planner::new();
-    step_scratch::declare(&mut planner, cfg, n, logits);
-    planner.assign();
-    let scratch = planner.planned_bytes() / 4;
-    let kept = if opts.recompute { 1 } else { l };
-    let post = if cfg.post_norms { 2 * nn * c } else { 2 };
-    let per_layer = nn * (5 * c + 2 * q + 2 * k + h + 3 * f) + post;
-    // Layers whose backward runs attention's (and RoPE's): all but the first, which
-    // stops below its lowest adapted projection unless q, k or v carry adapters.
-    let qkv_adapted = targets
-        .iter()
-        .any(|t| matches!(t.as_str(), "q" | "k" | "v"));
-    let attn_back = l.saturating_sub(1) + u64::from(qkv_adapted);
-    let gathered = match rows {
-        // rows and targets [R], gathered hidden states and their gradient [R, C]
-        Some(r) => 2 * r as u64 + 2 * r as u64 * c,
-        None => 0,
-    };
-    let activations = (l + 1) * nn * c
-        + 2 * nn
-        + 1
-        + kept * per_layer
-        + nn * c
-        + gathered
-        + r as u64 * 4
-        + 1
-        + scratch
-        + attn_back * (nn * h + 2)
-        + 3 * l
-        // the loss's read-back staging, alive during the read at the step's end
-        + 1;
+    // The step's graph and its planned buffers.
+    let g = train_graph(gpu, cfg, spec, targets, batch, seq, opts)?;
+    let plan = liveness::plan(&g);
+    let largest_value = plan.buffers.iter().copied().max().unwrap_or(0) as u64;
+    // + the loss's read-back staging, alive during the read at the step's end
+    let activations = plan.bytes() + 4;
 
-    // Adapters, their shared scratch and the optimizer.
+    // Adapters and the optimizer.
     let shapes = shapes(cfg, targets);
     let p = adapter_params(cfg, spec, targets) as u64;
-    let grad_scratch = shared_scratch_bytes(gpu, shapes.iter().map(|&(o, i)| (spec, n, o, i)));
     let per_tensor: u64 = shapes
         .iter()
         .map(|&(o, i)| {
@@ -213,18 +158,16 @@ pub fn estimate(
         0
     };
     let optimizer = crate::ops::adamw::SCALARS as u64 + norm;
-    let adapters = 4 * (4 * p + optimizer) + grad_scratch;
+    let adapters = 4 * (4 * p + optimizer);
 
-    let chunks = cfg.vocab_size.div_ceil((logits / r).max(1));
-    let dispatches = step_uniform_bytes(gpu, cfg, spec, targets, n, chunks, opts);
-    let largest = largest_weight.max(nn * f).max(logits as u64);
-    StepMemory {
+    let dispatches = step_uniform_bytes(gpu, &g, spec, opts);
+    Ok(StepMemory {
         weights: 4 * weights,
-        activations: 4 * activations,
+        activations,
         adapters,
         dispatches,
-        largest_buffer: 4 * largest,
-    }
+        largest_buffer: 4 * largest_weight.max(largest_value),
+    })
 }
 
 /// Refuses a step that does not fit `budget` bytes (and the device's `max_buffer`

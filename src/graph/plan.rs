@@ -67,6 +67,11 @@ impl Planner {
         &self.sizes
     }
 
+    /// The buffers' sizes in elements (after [`Planner::assign`]).
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
     /// The value → buffer map (after [`Planner::assign`]).
     pub fn slots(&self) -> &[usize] {
         &self.slots

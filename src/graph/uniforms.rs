@@ -1,5 +1,5 @@
-//! The uniform buffers of a training step's prepared dispatches, counted op by op as
-//! the trainer records them: one buffer per dispatch, its `Params` rounded up to 16
+//! The uniform buffers of a training step's prepared dispatches, counted node by node
+//! over the step's graph: one buffer per dispatch, its `Params` rounded up to 16
 //! bytes. Small next to a real model's step (about 0.1 MB of 600 MB on SmolLM2), a few
 //! percent of a tiny test model's, which is why the estimate counts them at all.
 //!
@@ -10,9 +10,10 @@
 use crate::adapters::kind::Pass;
 use crate::adapters::AdapterSpec;
 use crate::gpu::Gpu;
+use crate::graph::ir::{Graph, Op, Phase};
 use crate::graph::memory::shape;
 use crate::graph::TrainOptions;
-use crate::model::ModelConfig;
+use crate::ops::cross_entropy::{self, CrossEntropy};
 
 // Bytes of each op's uniform: its Params words rounded up to 4.
 /// gemm (13–16 words)
@@ -28,103 +29,62 @@ pub(crate) const ATTN: u64 = 48;
 /// fill, add, GLU (≤ 4 words)
 pub(crate) const ELEM: u64 = 16;
 
-/// What the trainer's backward computes through one layer, as `graph::Needs`.
-struct LayerNeeds {
-    input: bool,
-    attn: bool,
-    qkv: bool,
-    inner: bool,
-}
-
-/// Uniform bytes of a [`crate::graph::Trainer`]'s dispatches for `n` tokens, `chunks`
-/// vocabulary chunks of the loss and `targets` adapted (see the module docs).
+/// Uniform bytes of a [`crate::graph::Trainer`]'s dispatches: each node of its graph
+/// `g`, zeroing the adapter gradients, clipping and AdamW (see the module docs).
 pub(crate) fn step_uniform_bytes(
     gpu: &Gpu,
-    cfg: &ModelConfig,
+    g: &Graph,
     spec: &AdapterSpec,
-    targets: &[String],
-    n: usize,
-    chunks: usize,
     opts: &TrainOptions,
 ) -> u64 {
-    let has = |p: &str| targets.iter().any(|t| t == p);
+    let cfg = &g.config;
     let kind = spec.method.kind().kernels();
-    let fwd = |p: &str| {
-        if !has(p) {
-            return GEMM;
-        }
-        let (d_out, d_in) = shape(cfg, p);
-        kind.uniform_bytes(gpu, spec, n, d_out, d_in, Pass::Forward)
+    let chunks = |ce: &CrossEntropy, rows: usize| -> u64 {
+        let logits = cross_entropy::scratch_len(gpu, ce, rows, cfg.hidden_size, cfg.vocab_size);
+        cfg.vocab_size.div_ceil((logits / rows.max(1)).max(1)) as u64
     };
-    // dx (+)= dy·W' and the adapter's gradients; `first` overwrites dx (a fill first).
-    let bwd = |p: &str, dx: bool, first: bool| -> u64 {
-        if !has(p) {
-            return if dx { GEMM } else { 0 };
-        }
-        let fill = if dx && first { ELEM } else { 0 };
-        let (d_out, d_in) = shape(cfg, p);
-        fill + kind.uniform_bytes(gpu, spec, n, d_out, d_in, Pass::Backward { dx })
-    };
-    let post = u64::from(cfg.post_norms);
-
-    let layer_fwd = SMALL
-        + fwd("q")
-        + fwd("k")
-        + fwd("v")
-        + if cfg.qkv_bias { 3 * GEMM } else { 0 }
-        + 2 * SMALL
-        + ATTN
-        + fwd("o")
-        + post * SMALL
-        + ELEM
-        + SMALL
-        + fwd("gate")
-        + fwd("up")
-        + ELEM
-        + fwd("down")
-        + post * SMALL
-        + ELEM;
-    let layer_bwd = |nd: &LayerNeeds| -> u64 {
-        let mut b = post * SMALL + bwd("down", nd.inner, true);
-        if !nd.inner {
-            return b;
-        }
-        b += ELEM + bwd("gate", nd.attn, true) + bwd("up", nd.attn, false);
-        if !nd.attn {
-            return b;
-        }
-        b += SMALL + post * SMALL + bwd("o", nd.qkv, true);
-        if !nd.qkv {
-            return b;
-        }
-        b += 3 * ATTN + 2 * SMALL;
-        b += bwd("q", nd.input, true) + bwd("k", nd.input, false) + bwd("v", nd.input, false);
-        b + if nd.input { SMALL } else { 0 }
-    };
-    let attn_adapted = ["q", "k", "v", "o"].iter().any(|p| has(p));
-    let qkv_adapted = ["q", "k", "v"].iter().any(|p| has(p));
-    let layers = cfg.num_layers;
-    let backward: u64 = (0..layers)
-        .map(|l| {
-            layer_bwd(&LayerNeeds {
-                input: l > 0,
-                attn: l > 0 || attn_adapted,
-                qkv: l > 0 || qkv_adapted,
-                inner: l > 0 || attn_adapted || has("gate") || has("up"),
-            })
-        })
-        .sum();
-
-    let chunks = chunks as u64;
-    let gathered = match opts.loss_rows {
-        // gather, then the gradient's fill and scatter
-        Some(k) if k < n => 2 * SMALL + ELEM,
-        _ => 0,
-    };
-    let loss = chunks * (GEMM + SMALL) + SMALL + SMALL + chunks * (2 * GEMM + SMALL);
-    // embedding, final norm forward and backward
-    let ends = 3 * SMALL;
-    let matrices = (targets.len() * layers) as u64;
+    let mut total = 0;
+    let mut matrices = 0u64;
+    for n in &g.nodes {
+        let rows = |v: usize| g.values[v].shape.first().copied().unwrap_or(1);
+        total += match &n.op {
+            Op::Embed { .. } | Op::RmsNorm { .. } | Op::Rope { .. } => SMALL,
+            Op::RmsNormBackward { .. } | Op::RopeBackward { .. } | Op::Gather => SMALL,
+            Op::Linear { proj } => {
+                let bias = if n.inputs.len() > 2 { GEMM } else { 0 };
+                bias + if proj.adapted {
+                    if n.phase == Phase::Forward {
+                        matrices += 1;
+                    }
+                    let (d_out, d_in) = shape(cfg, proj.name);
+                    kind.uniform_bytes(gpu, spec, rows(n.inputs[0]), d_out, d_in, Pass::Forward)
+                } else {
+                    GEMM
+                }
+            }
+            Op::LinearBackward { proj } => {
+                let dx = !n.outputs.is_empty();
+                if proj.adapted {
+                    let fill = if dx && !n.accumulate { ELEM } else { 0 };
+                    let (d_out, d_in) = shape(cfg, proj.name);
+                    let t = rows(n.inputs[0]);
+                    fill + kind.uniform_bytes(gpu, spec, t, d_out, d_in, Pass::Backward { dx })
+                } else if dx {
+                    GEMM
+                } else {
+                    0
+                }
+            }
+            Op::Attention { .. } | Op::AttentionCached { .. } | Op::CacheWrite { .. } => ATTN,
+            Op::AttentionBackward { .. } => 3 * ATTN,
+            Op::Glu { .. } | Op::GluBackward { .. } | Op::Add => ELEM,
+            Op::Scatter => ELEM + SMALL,
+            Op::Rows { .. } => 0,
+            Op::Logits { .. } => GEMM,
+            Op::Loss { ce } => chunks(ce, rows(n.inputs[0])) * (GEMM + SMALL) + SMALL,
+            Op::LossBackward { ce } => SMALL + chunks(ce, rows(n.inputs[0])) * (2 * GEMM + SMALL),
+        };
+    }
     let zero_grads = 2 * matrices * ELEM;
     let optimizer = 2 * matrices * SMALL
         + if opts.max_grad_norm.is_some() {
@@ -132,5 +92,5 @@ pub(crate) fn step_uniform_bytes(
         } else {
             0
         };
-    layers as u64 * layer_fwd + backward + loss + gathered + ends + zero_grads + optimizer
+    total + zero_grads + optimizer
 }

@@ -7,10 +7,10 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Recorder, Tensor};
+use crate::graph::builder::{self, Attn, BuildOptions, Head};
+use crate::graph::compile::{emit, Allocation};
 use crate::loaders::Checkpoint;
-use crate::model::transformer::{embed, layer_forward, Adapters, AttnMode, LayerActs, Weights};
-use crate::ops::cross_entropy;
-use crate::ops::rmsnorm;
+use crate::model::transformer::{Adapters, Weights};
 
 /// A model ready for inference.
 pub struct Model {
@@ -100,52 +100,36 @@ impl<'m> Session<'m> {
         })
     }
 
+    /// Compiles the forward graph for calls of `seq` new tokens over the caches.
     fn plan(&self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<Plan> {
         let w = &self.model.weights;
-        let cfg = &w.config;
-        let c = cfg.hidden_size;
-        let ids = gpu.zeros(&[seq])?;
-        let x = [gpu.zeros(&[seq, c])?, gpu.zeros(&[seq, c])?];
-        let acts = LayerActs::new(gpu, cfg, seq)?;
-        let mut ds = embed(gpu, w, &ids, &x[0])?;
-        for l in 0..cfg.num_layers {
-            let mode = AttnMode::Cached {
-                k_cache: &self.cache.k[l],
-                v_cache: &self.cache.v[l],
-                starts: &self.starts,
-            };
-            ds.extend(layer_forward(
-                gpu,
-                w,
-                self.model.adapters.as_ref(),
-                l,
-                1,
-                seq,
-                &x[l % 2],
-                &acts,
-                &x[(l + 1) % 2],
-                mode,
-            )?);
+        let adapters = self.model.adapters.as_ref();
+        let o = BuildOptions {
+            batch: 1,
+            seq,
+            targets: adapters.map(|a| a.targets.clone()).unwrap_or_default(),
+            attn: Attn::Cached {
+                capacity: self.cache.capacity,
+            },
+            head: Head::Logits {
+                rows: if all_logits { seq } else { 1 },
+            },
+            adapter_scratch: None,
+        };
+        let g = builder::decoder(gpu, &w.config, &o);
+        let alloc = Allocation::new(gpu, &g)?;
+        let mut caches = vec![("starts".to_string(), self.starts.clone())];
+        for l in 0..w.config.num_layers {
+            caches.push((format!("layers.{l}.k_cache"), self.cache.k[l].clone()));
+            caches.push((format!("layers.{l}.v_cache"), self.cache.v[l].clone()));
         }
-        let last = &x[cfg.num_layers % 2];
-        let rows = if all_logits { seq } else { 1 };
-        let hin = last.rows(seq - rows, rows)?;
-        let hf = gpu.zeros(&[rows, c])?;
-        ds.extend(rmsnorm::forward(gpu, &w.norm(), &hin, &w.final_norm, &hf)?);
-        let logits = gpu.zeros(&[rows, cfg.vocab_size])?;
-        ds.extend(cross_entropy::logits(
-            gpu,
-            &hf,
-            &w.lm_head,
-            &logits,
-            cfg.final_logit_softcapping,
-        )?);
+        let compiled = emit(gpu, &g, &alloc, w, adapters, &caches)?;
         Ok(Plan {
             seq,
             all_logits,
-            ids,
-            logits,
-            dispatches: ds,
+            ids: alloc.get(&g, "ids")?,
+            logits: alloc.get(&g, "logits")?,
+            dispatches: compiled.dispatches,
         })
     }
 

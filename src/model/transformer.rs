@@ -1,17 +1,6 @@
-//! A Llama-family decoder on the GPU: its frozen weights, its adapters, and the dispatch
-//! lists of one layer's forward (training or KV-cached). Per layer, with N = B·T rows:
-//!
-//! ```text
-//! h1 = rmsnorm(x, attn_norm)
-//! q, k, v = h1·Wqᵀ (+ bq), h1·Wkᵀ (+ bk), h1·Wvᵀ (+ bv);  rope(q), rope(k)
-//! att = causal_gqa(q, k, v)            (window, logit soft-cap per layer)
-//! a = att·Woᵀ;  a2 = rmsnorm(a, post_attn_norm) (Gemma-2) or a;  xmid = x + a2
-//! h2 = rmsnorm(xmid, mlp_norm);  g = h2·Wgateᵀ;  u = h2·Wupᵀ;  m = act(g) ⊙ u
-//! d = m·Wdownᵀ;  d2 = rmsnorm(d, post_mlp_norm) or d;  x' = xmid + d2
-//! ```
-//!
-//! Then `rmsnorm(x_L, final_norm)` and the LM head (or the tied embedding), soft-capped
-//! for Gemma-2. A projection with an adapter runs through [`AdaptedLinear`] (W0 frozen).
+//! A Llama-family decoder's state on the GPU: its frozen weights (bound by name into
+//! the op graph, `graph::builder` describes the layers) and its adapters, one
+//! [`AdaptedLinear`] per adapted projection of every layer.
 
 use std::collections::BTreeMap;
 
@@ -21,10 +10,9 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 use crate::loaders::Checkpoint;
 use crate::model::config::ModelConfig;
-use crate::ops::attention::{self, Attention};
+use crate::ops::attention::Attention;
 use crate::ops::gemm::matmul_nt;
-use crate::ops::rmsnorm::{self, RmsNorm};
-use crate::ops::{activation, elementwise, embedding, rope};
+use crate::ops::rmsnorm::RmsNorm;
 
 /// The seven projections an adapter may attach to, in boha's names.
 pub const PROJECTIONS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
@@ -167,6 +155,31 @@ impl Weights {
         })
     }
 
+    /// The tensor a graph value named `name` binds to: `embed`, `final_norm`,
+    /// `lm_head`, `rope.inv_freq` or `layers.{i}.{weight}` (projections, biases, norms).
+    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
+        match name {
+            "embed" => return Some(&self.embed),
+            "final_norm" => return Some(&self.final_norm),
+            "lm_head" => return Some(&self.lm_head),
+            "rope.inv_freq" => return Some(&self.inv_freq),
+            _ => {}
+        }
+        let rest = name.strip_prefix("layers.")?;
+        let (i, field) = rest.split_once('.')?;
+        let lw = self.layers.get(i.parse::<usize>().ok()?)?;
+        match field {
+            "attn_norm" => Some(&lw.attn_norm),
+            "mlp_norm" => Some(&lw.mlp_norm),
+            "q_bias" => lw.q_bias.as_ref(),
+            "k_bias" => lw.k_bias.as_ref(),
+            "v_bias" => lw.v_bias.as_ref(),
+            "post_attn_norm" => lw.post_attn_norm.as_ref(),
+            "post_mlp_norm" => lw.post_mlp_norm.as_ref(),
+            p => lw.projection(p).ok(),
+        }
+    }
+
     /// The RMSNorm constants of this model.
     pub fn norm(&self) -> RmsNorm {
         RmsNorm {
@@ -205,7 +218,7 @@ impl Weights {
     }
 
     /// y += 1·biasᵀ row-wise, as a K = 1 GEMM (no broadcast kernel needed).
-    fn add_bias(&self, gpu: &Gpu, bias: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
+    pub(crate) fn add_bias(&self, gpu: &Gpu, bias: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
         let rows = y.len() / bias.len();
         let ones = self.ones(gpu, rows)?;
         let b = bias.reshape(&[bias.len(), 1])?;
@@ -313,191 +326,4 @@ impl Adapters {
             .enumerate()
             .flat_map(|(l, m)| m.iter().map(move |(p, a)| (format!("layers.{l}.{p}"), a)))
     }
-}
-
-/// y = x·Wᵀ, through the adapter when there is one.
-pub fn linear(
-    gpu: &Gpu,
-    w: &Tensor,
-    adapter: Option<&AdaptedLinear>,
-    x: &Tensor,
-    y: &Tensor,
-) -> Result<Vec<Dispatch>> {
-    match adapter {
-        Some(a) => a.forward(gpu, w, x, y),
-        None => matmul_nt(gpu, x, w, y, 0.0),
-    }
-}
-
-/// One layer's activations for N rows (those the backward reads are all kept).
-pub struct LayerActs {
-    pub h1: Tensor,
-    pub q: Tensor,
-    pub k: Tensor,
-    pub v: Tensor,
-    pub att: Tensor,
-    pub lse: Tensor,
-    pub a: Tensor,
-    pub a2: Tensor,
-    pub xmid: Tensor,
-    pub h2: Tensor,
-    pub g: Tensor,
-    pub u: Tensor,
-    pub m: Tensor,
-    pub d: Tensor,
-    pub d2: Tensor,
-}
-
-impl LayerActs {
-    pub fn new(gpu: &Gpu, cfg: &ModelConfig, rows: usize) -> Result<LayerActs> {
-        let (c, f) = (cfg.hidden_size, cfg.intermediate_size);
-        let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
-        let post = cfg.post_norms;
-        // Without post-norms a2 / d2 are a / d: a 1-element placeholder saves memory.
-        let maybe = |n: usize| {
-            if post {
-                gpu.zeros(&[rows, n])
-            } else {
-                gpu.zeros(&[1])
-            }
-        };
-        Ok(LayerActs {
-            h1: gpu.zeros(&[rows, c])?,
-            q: gpu.zeros(&[rows, qd])?,
-            k: gpu.zeros(&[rows, kvd])?,
-            v: gpu.zeros(&[rows, kvd])?,
-            att: gpu.zeros(&[rows, qd])?,
-            lse: gpu.zeros(&[rows, cfg.num_heads])?,
-            a: gpu.zeros(&[rows, c])?,
-            a2: maybe(c)?,
-            xmid: gpu.zeros(&[rows, c])?,
-            h2: gpu.zeros(&[rows, c])?,
-            g: gpu.zeros(&[rows, f])?,
-            u: gpu.zeros(&[rows, f])?,
-            m: gpu.zeros(&[rows, f])?,
-            d: gpu.zeros(&[rows, c])?,
-            d2: maybe(c)?,
-        })
-    }
-}
-
-/// How attention sees its keys.
-pub enum AttnMode<'a> {
-    /// Keys are the same T positions (training, scoring without a cache).
-    Train,
-    /// New keys are appended to the layer's cache at `starts` and attention reads it.
-    Cached {
-        k_cache: &'a Tensor,
-        v_cache: &'a Tensor,
-        starts: &'a Tensor,
-    },
-}
-
-/// The forward of layer `l` from `x` into `out` ([N, C] each, N = batch·seq).
-#[allow(clippy::too_many_arguments)]
-pub fn layer_forward(
-    gpu: &Gpu,
-    w: &Weights,
-    adapters: Option<&Adapters>,
-    l: usize,
-    batch: usize,
-    seq: usize,
-    x: &Tensor,
-    acts: &LayerActs,
-    out: &Tensor,
-    mode: AttnMode,
-) -> Result<Vec<Dispatch>> {
-    let cfg = &w.config;
-    let lw = &w.layers[l];
-    let norm = w.norm();
-    let ad = |p: &str| adapters.and_then(|a| a.get(l, p));
-    let mut ds = rmsnorm::forward(gpu, &norm, x, &lw.attn_norm, &acts.h1)?;
-    for (p, wt, bias, y) in [
-        ("q", &lw.q, &lw.q_bias, &acts.q),
-        ("k", &lw.k, &lw.k_bias, &acts.k),
-        ("v", &lw.v, &lw.v_bias, &acts.v),
-    ] {
-        ds.extend(linear(gpu, wt, ad(p), &acts.h1, y)?);
-        if let Some(b) = bias {
-            ds.extend(w.add_bias(gpu, b, y)?);
-        }
-    }
-    let att = w.attention(l, batch, seq);
-    let hs = cfg.head_dim;
-    match mode {
-        AttnMode::Train => {
-            ds.extend(rope::forward(gpu, &acts.q, &w.inv_freq, None, seq, hs)?);
-            ds.extend(rope::forward(gpu, &acts.k, &w.inv_freq, None, seq, hs)?);
-            ds.extend(attention::forward(
-                gpu, &att, &acts.q, &acts.k, &acts.v, &acts.att, &acts.lse,
-            )?);
-        }
-        AttnMode::Cached {
-            k_cache,
-            v_cache,
-            starts,
-        } => {
-            ds.extend(rope::forward(
-                gpu,
-                &acts.q,
-                &w.inv_freq,
-                Some(starts),
-                seq,
-                hs,
-            )?);
-            ds.extend(rope::forward(
-                gpu,
-                &acts.k,
-                &w.inv_freq,
-                Some(starts),
-                seq,
-                hs,
-            )?);
-            ds.extend(attention::cache_write(gpu, &att, &acts.k, k_cache, starts)?);
-            ds.extend(attention::cache_write(gpu, &att, &acts.v, v_cache, starts)?);
-            ds.extend(attention::forward_cached(
-                gpu, &att, &acts.q, k_cache, v_cache, starts, &acts.att,
-            )?);
-        }
-    }
-    ds.extend(linear(gpu, &lw.o, ad("o"), &acts.att, &acts.a)?);
-    let a_res = match &lw.post_attn_norm {
-        Some(pn) => {
-            ds.extend(rmsnorm::forward(gpu, &norm, &acts.a, pn, &acts.a2)?);
-            &acts.a2
-        }
-        None => &acts.a,
-    };
-    ds.extend(elementwise::add(gpu, x, a_res, &acts.xmid)?);
-    ds.extend(rmsnorm::forward(
-        gpu,
-        &norm,
-        &acts.xmid,
-        &lw.mlp_norm,
-        &acts.h2,
-    )?);
-    ds.extend(linear(gpu, &lw.gate, ad("gate"), &acts.h2, &acts.g)?);
-    ds.extend(linear(gpu, &lw.up, ad("up"), &acts.h2, &acts.u)?);
-    ds.extend(activation::glu_forward(
-        gpu,
-        cfg.hidden_activation,
-        &acts.g,
-        &acts.u,
-        &acts.m,
-    )?);
-    ds.extend(linear(gpu, &lw.down, ad("down"), &acts.m, &acts.d)?);
-    let d_res = match &lw.post_mlp_norm {
-        Some(pn) => {
-            ds.extend(rmsnorm::forward(gpu, &norm, &acts.d, pn, &acts.d2)?);
-            &acts.d2
-        }
-        None => &acts.d,
-    };
-    ds.extend(elementwise::add(gpu, &acts.xmid, d_res, out)?);
-    Ok(ds)
-}
-
-/// The embedding lookup of `ids` [N] into `x` [N, C], scaled by √C for Gemma.
-pub fn embed(gpu: &Gpu, w: &Weights, ids: &Tensor, x: &Tensor) -> Result<Vec<Dispatch>> {
-    embedding::forward(gpu, &w.embed, ids, x, w.config.embedding_scale())
 }

@@ -130,13 +130,14 @@ pub fn forward(
     expect(op, "k", k, kv)?;
     expect(op, "v", v, kv)?;
     expect(op, "lse", lse, a.batch * a.seq * a.heads)?;
-    let dummy = gpu.zeros(&[1])?;
     let kernel = a.kernel(op);
     let n = a.batch * a.heads * a.seq;
+    // The starts binding is unused without a cache: q (read-only there too) fills it
+    // instead of a placeholder buffer.
     Ok(vec![gpu.prepare(
         &kernel,
         &a.params(a.seq, false),
-        &[q, k, v, &dummy, o, lse],
+        &[q, k, v, q, o, lse],
         groups(gpu, n),
     )?])
 }
@@ -229,6 +230,18 @@ pub fn backward(
     dk: &Tensor,
     dv: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    backward_with(gpu, a, [q, k, v, o, lse, d_o], [dq, dk, dv], None)
+}
+
+/// [`backward`] with the per-row deltas [B·T, H] in `delta` (a planned temporary)
+/// instead of a buffer of its own.
+pub fn backward_with(
+    gpu: &Gpu,
+    a: &Attention,
+    [q, k, v, o, lse, d_o]: [&Tensor; 6],
+    [dq, dk, dv]: [&Tensor; 3],
+    delta: Option<&Tensor>,
+) -> Result<Vec<Dispatch>> {
     let op = "attention_backward";
     a.check(op)?;
     let kv = a.batch * a.seq * a.kv_heads * a.head_size;
@@ -239,7 +252,13 @@ pub fn backward(
         expect(op, what, t, kv)?;
     }
     expect(op, "lse", lse, a.batch * a.seq * a.heads)?;
-    let delta = gpu.zeros(&[a.batch * a.seq, a.heads])?;
+    let delta = match delta {
+        Some(d) => {
+            expect(op, "delta", d, a.batch * a.seq * a.heads)?;
+            d.clone()
+        }
+        None => gpu.zeros(&[a.batch * a.seq, a.heads])?,
+    };
     let params = a.params(a.seq, false);
     let rows = a.batch * a.heads * a.seq;
     let k_delta = a.kernel("attention_delta_backward");

@@ -16,10 +16,10 @@
 //!
 //! and accumulates dh += dZ·W_c with the GEMM (beta = 1 after the first chunk). Memory is
 //! O(N·chunk): the [N, chunk] scratch ([`scratch_len`] elements), the [N, 3] running
-//! statistics of the forward and a 1-element count in the backward. The scratch holds
-//! nothing between dispatch lists, so a caller may pass one room to both passes
-//! ([`forward_with`], [`backward_with`]; the trainer takes it from its gradient
-//! scratch); without one, each pass allocates its own.
+//! statistics of the forward and a 1-element count in the backward. None of it holds
+//! anything between dispatch lists, so a caller may plan it ([`forward_with`],
+//! [`backward_with`] take [`Rooms`]; the graph executor declares them as the loss's
+//! temporaries); without rooms, each pass allocates its own.
 //!
 //! [`logits`] is the inference op: h [B, C] → logits [B, V] (the GEMM binds a W over the
 //! binding limit in ranges), soft-capped in place when asked.
@@ -153,8 +153,15 @@ pub fn forward(
     forward_with(gpu, ce, h, w, targets, loss, lse, None)
 }
 
-/// [`forward`] with the logits chunks in `scratch` (at least [`scratch_len`] elements)
-/// instead of a buffer of its own.
+/// Scratch a caller plans for the loss: the logits chunk (at least [`scratch_len`]
+/// elements) and the per-row statistics ([N, 3] in the forward, [1] in the backward).
+#[derive(Clone, Copy)]
+pub struct Rooms<'a> {
+    pub logits: &'a Tensor,
+    pub rows: &'a Tensor,
+}
+
+/// [`forward`] with its scratch in `rooms` instead of buffers of its own.
 #[allow(clippy::too_many_arguments)]
 pub fn forward_with(
     gpu: &Gpu,
@@ -164,7 +171,7 @@ pub fn forward_with(
     targets: &Tensor,
     loss: &Tensor,
     lse: &Tensor,
-    scratch: Option<&Tensor>,
+    rooms: Option<Rooms>,
 ) -> Result<Vec<Dispatch>> {
     let op = "cross_entropy_forward";
     let s = shapes(gpu, op, ce, h, w, targets)?;
@@ -180,8 +187,17 @@ pub fn forward_with(
         ));
     }
     let h2 = h.reshape(&[s.n, s.c])?;
-    let scratch = logits_room(gpu, op, &s, scratch)?;
-    let stats = gpu.zeros(&[s.n, 3])?;
+    let scratch = logits_room(gpu, op, &s, rooms.map(|r| r.logits))?;
+    let stats = match rooms {
+        Some(r) if r.rows.len() >= s.n * 3 => r.rows.view(0, s.n * 3)?,
+        Some(r) => {
+            return Err(Error::shape(
+                op,
+                format!("statistics room {:?}", r.rows.shape()),
+            ))
+        }
+        None => gpu.zeros(&[s.n, 3])?,
+    };
     let tpr = threads_per_row(gpu);
     let k_chunk = Kernel::new(CROSS_ENTROPY, "ce_chunk_forward").with("TPR", tpr as f64);
     let mut out = Vec::new();
@@ -223,8 +239,7 @@ pub fn backward(
     backward_with(gpu, ce, h, w, targets, lse, dh, scale, None)
 }
 
-/// [`backward`] with the logits chunks in `scratch` (at least [`scratch_len`] elements)
-/// instead of a buffer of its own.
+/// [`backward`] with its scratch in `rooms` instead of buffers of its own.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_with(
     gpu: &Gpu,
@@ -235,7 +250,7 @@ pub fn backward_with(
     lse: &Tensor,
     dh: &Tensor,
     scale: f32,
-    scratch: Option<&Tensor>,
+    rooms: Option<Rooms>,
 ) -> Result<Vec<Dispatch>> {
     let op = "cross_entropy_backward";
     let s = shapes(gpu, op, ce, h, w, targets)?;
@@ -252,8 +267,11 @@ pub fn backward_with(
     }
     let h2 = h.reshape(&[s.n, s.c])?;
     let dh2 = dh.reshape(&[s.n, s.c])?;
-    let scratch = logits_room(gpu, op, &s, scratch)?;
-    let count = gpu.zeros(&[1])?;
+    let scratch = logits_room(gpu, op, &s, rooms.map(|r| r.logits))?;
+    let count = match rooms {
+        Some(r) => r.rows.view(0, 1)?,
+        None => gpu.zeros(&[1])?,
+    };
     let k_count = Kernel::new(CROSS_ENTROPY, "ce_count_backward");
     let k_grad = Kernel::new(CROSS_ENTROPY, "ce_chunk_backward");
     let mut out = vec![gpu.prepare(

@@ -107,14 +107,9 @@ fn rotate(
             ));
         }
     }
-    let dummy;
-    let starts_t = match starts {
-        Some(s) => s,
-        None => {
-            dummy = gpu.zeros(&[1])?;
-            &dummy
-        }
-    };
+    // Without starts the binding is unused: it takes inv_freq (read-only, like starts)
+    // rather than a placeholder buffer of its own.
+    let starts_t = starts.unwrap_or(inv_freq);
     let heads = width / head_size;
     let params = Params::new()
         .u(rows)

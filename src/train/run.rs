@@ -399,7 +399,7 @@ pub fn finetune_inspect(
         c.batch,
         seq,
         &opts,
-    );
+    )?;
     let budget = c.memory_limit.or_else(|| {
         (gpu.info().device_type == "Cpu")
             .then(system_available)
