@@ -43,7 +43,18 @@ fn step_benchmark_reports_every_method() {
     assert_eq!(v["tokens_per_step"], 16);
     let rows = v["results"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
-    assert_eq!(names, ["boha", "hira", "lora", "additive", "abba", "loha"]);
+    assert_eq!(
+        names,
+        [
+            "boha",
+            "hira",
+            "lora",
+            "additive",
+            "abba",
+            "loha",
+            "boha+checkpointing"
+        ]
+    );
     for r in rows {
         let ms = r["step_ms"].as_f64().unwrap();
         assert!(ms > 0.0);
@@ -60,11 +71,22 @@ fn step_benchmark_reports_every_method() {
             .iter()
             .any(|k| k["kernel"].as_str().unwrap().starts_with("grad_"));
         // The fused kinds run the adapter-gradient kernels; the bottleneck kinds GEMMs.
-        let fused = ["boha", "hira", "additive"].contains(&r["method"].as_str().unwrap());
+        let method = r["method"].as_str().unwrap();
+        let fused = ["boha", "hira", "additive", "boha+checkpointing"].contains(&method);
         assert_eq!(has_grad, fused, "{r}");
     }
     let ratio = rows[0]["step_ms"].as_f64().unwrap() / rows[2]["step_ms"].as_f64().unwrap();
     assert!((v["boha_step_over_lora"].as_f64().unwrap() - ratio).abs() < 1e-9);
+    // Checkpointing recomputes layers (more work) and plans fewer bytes.
+    let (plain, ckpt) = (&rows[0], &rows[6]);
+    let planned = |r: &Value| r["planned_bytes"].as_f64().unwrap();
+    assert!(planned(ckpt) < planned(plain), "{plain} {ckpt}");
+    let r = v["checkpointing_planned_over_plain"].as_f64().unwrap();
+    assert!((r - planned(ckpt) / planned(plain)).abs() < 1e-9);
+    let r = v["checkpointing_step_over_plain"].as_f64().unwrap();
+    assert!(
+        (r - ckpt["step_ms"].as_f64().unwrap() / plain["step_ms"].as_f64().unwrap()).abs() < 1e-9
+    );
     assert!(v["base_fwd_ms"].as_f64().unwrap() > 0.0);
     assert!(v["merged_fwd_ms"].as_f64().unwrap() > 0.0);
 }

@@ -1,7 +1,8 @@
 //! `boha bench step`: one real training step (forward, backward, AdamW) of a model, for
-//! BoHA (b = 4, r_b = 8), HiRA (r = 32), LoRA (r = 32) and the additive control (b = 4,
-//! r_b = 8), all on the seven projections of every layer, timed in one run; plus a
-//! forward-only pass of the base model and of the model with the BoHA adapter merged.
+//! every kind at LoRA r = 32's budget (BoHA and the additive control b = 4, r_b = 8;
+//! HiRA, LoRA r = 32; ABBA, LoHa 16 per pair) and BoHA again with gradient
+//! checkpointing, all on the seven projections of every layer, timed in one run; plus
+//! a forward-only pass of the base model and of the model with the BoHA adapter merged.
 //!
 //! Each method's peak is the most buffer bytes the allocator's meter saw alive while
 //! its trainer was built and stepped: weights, activations, adapters, gradients,
@@ -36,6 +37,9 @@ pub struct StepResult {
     pub estimate_bytes: u64,
     /// estimate_bytes / peak_bytes (target within 1 ± 0.05)
     pub estimate_over_measured: f64,
+    /// The step graph's planned buffers (activations, gradients, op temporaries, the
+    /// adapters' shared scratch), part of the estimate.
+    pub planned_bytes: u64,
     /// With `--profile`: the step's forward and backward run one dispatch per submit,
     /// wall time per kernel entry point, largest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -65,6 +69,11 @@ pub struct StepReport {
     pub boha_peak_over_lora: f64,
     /// merged forward / base forward (target 1, within noise)
     pub merged_fwd_over_base: f64,
+    /// BoHA with gradient checkpointing: step / BoHA's step (target about 1.3)
+    pub checkpointing_step_over_plain: f64,
+    /// BoHA with gradient checkpointing: planned buffers / BoHA's (activations drop to
+    /// about one layer's worth)
+    pub checkpointing_planned_over_plain: f64,
 }
 
 /// The budget-matched spec of each method: LoRA's rank 32 (grid kinds b = 4, r_b = 8;
@@ -101,9 +110,22 @@ pub fn bench_step(
     let (tokens, targets) = batch_tokens(ck.config.vocab_size, n, 1);
     let all = Adapters::parse_targets(&["all"])?;
     let mut results = Vec::new();
-    for method in Method::ALL {
+    // Every kind, then BoHA again with gradient checkpointing.
+    let runs_of = Method::ALL
+        .iter()
+        .map(|&m| (m, false))
+        .chain([(Method::Boha, true)]);
+    for (method, recompute) in runs_of {
         let spec = bench_spec(method)?;
-        let opts = TrainOptions::default();
+        let opts = TrainOptions {
+            recompute,
+            ..TrainOptions::default()
+        };
+        let label = if recompute {
+            format!("{}+checkpointing", method.name())
+        } else {
+            method.name().to_string()
+        };
         let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts)?;
         gpu.wait()?;
         let base = gpu.live_bytes();
@@ -117,7 +139,7 @@ pub fn bench_step(
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
         let ms = median(&mut times);
-        on_result(method.name(), ms);
+        on_result(&label, ms);
         let peak_bytes = gpu.peak_bytes() - base;
         let profile = if profile {
             tr.profile(gpu)?
@@ -132,12 +154,13 @@ pub fn bench_step(
             Vec::new()
         };
         results.push(StepResult {
-            method: method.name().into(),
+            method: label,
             step_ms: ms,
             tokens_per_s: n as f64 / (ms / 1e3),
             peak_bytes,
             estimate_bytes: est.total(),
             estimate_over_measured: est.total() as f64 / peak_bytes as f64,
+            planned_bytes: est.activations,
             profile,
         });
     }
@@ -177,7 +200,7 @@ pub fn bench_step(
     on_result("base forward", base_fwd_ms);
     on_result("merged forward", merged_fwd_ms);
     let get = |m: &str| results.iter().find(|r| r.method == m).expect("measured");
-    let (b, l) = (get("boha"), get("lora"));
+    let (b, l, c) = (get("boha"), get("lora"), get("boha+checkpointing"));
     Ok(StepReport {
         model: ck.source.display().to_string(),
         device: gpu.info().name.clone(),
@@ -185,6 +208,8 @@ pub fn bench_step(
         boha_step_over_lora: b.step_ms / l.step_ms,
         boha_peak_over_lora: b.peak_bytes as f64 / l.peak_bytes as f64,
         merged_fwd_over_base: merged_fwd_ms / base_fwd_ms,
+        checkpointing_step_over_plain: c.step_ms / b.step_ms,
+        checkpointing_planned_over_plain: c.planned_bytes as f64 / b.planned_bytes as f64,
         results,
         base_fwd_ms,
         merged_fwd_ms,
@@ -214,8 +239,15 @@ pub fn print_table(r: &StepReport) {
         );
     }
     println!(
-        "base forward {:.0} ms, merged forward {:.0} ms (ratio {:.3})\nBoHA/LoRA: step {:.3}, peak {:.3}",
-        r.base_fwd_ms, r.merged_fwd_ms, r.merged_fwd_over_base, r.boha_step_over_lora, r.boha_peak_over_lora
+        "base forward {:.0} ms, merged forward {:.0} ms (ratio {:.3})\nBoHA/LoRA: step {:.3}, peak {:.3}\n\
+         BoHA with gradient checkpointing / without: step {:.3}, planned buffers {:.3}",
+        r.base_fwd_ms,
+        r.merged_fwd_ms,
+        r.merged_fwd_over_base,
+        r.boha_step_over_lora,
+        r.boha_peak_over_lora,
+        r.checkpointing_step_over_plain,
+        r.checkpointing_planned_over_plain
     );
     for x in r.results.iter().filter(|x| !x.profile.is_empty()) {
         let total: f64 = x.profile.iter().map(|k| k.ms).sum();

@@ -57,8 +57,9 @@ impl Default for TrainOptions {
     }
 }
 
-/// The training graph of `batch` × `seq` tokens with `spec` adapters on `targets`:
-/// forward, loss and backward (with per-layer recomputation when `opts.recompute`).
+/// The training graph of `batch` × `seq` tokens with `spec` adapters on `targets`
+/// (projection names, comma lists or "all"): forward, loss and backward (with per-layer
+/// recomputation when `opts.recompute`).
 pub fn train_graph(
     gpu: &Gpu,
     cfg: &ModelConfig,
@@ -68,10 +69,11 @@ pub fn train_graph(
     seq: usize,
     opts: &TrainOptions,
 ) -> Result<Graph> {
+    let names: Vec<&str> = targets.iter().map(String::as_str).collect();
     let o = BuildOptions {
         batch,
         seq,
-        targets: targets.to_vec(),
+        targets: Adapters::parse_targets(&names)?,
         attn: Attn::Train,
         head: Head::Loss {
             ce: CrossEntropy {
