@@ -37,8 +37,8 @@ pub fn differentiate(g: &mut Graph) -> Result<()> {
             }
         }
     }
-    // Attention's saved logsumexp and the loss's are statistics, not differentiable
-    // outputs; they are inputs of the backward, never targets of a gradient.
+    // Saved statistics (attention's and the loss's logsumexp) are marked too, but no
+    // rule ever forms their gradient: they are inputs of the backward kernels only.
     if !gr.requires[loss] {
         return Err(Error::Invalid(
             "graph: no trainable parameter reaches the loss (no adapted projection)".into(),

@@ -120,7 +120,7 @@ pub fn emit(
                 ))
             })
         };
-        dispatches.extend(node(gpu, g, n, &get, w, adapters).map_err(|e| match e {
+        dispatches.extend(node(gpu, n, &get, w, adapters).map_err(|e| match e {
             Error::Invalid(m) => {
                 Error::Invalid(format!("{} (layer {:?}): {m}", n.op.name(), n.layer))
             }
@@ -133,7 +133,6 @@ pub fn emit(
 
 fn node<'t>(
     gpu: &Gpu,
-    _g: &Graph,
     n: &Node,
     get: &dyn Fn(usize) -> Result<&'t Tensor>,
     w: &Weights,

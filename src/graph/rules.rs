@@ -88,10 +88,17 @@ pub(crate) fn backward(
     n: &Node,
     gr: &mut Grads,
 ) -> Result<Option<(ValueId, ValueId)>> {
-    let requires = gr.requires.clone();
-    let req = |v: ValueId| requires[v];
-    let grads_now = gr.of.clone();
-    let dy = |i: usize| grads_now[n.outputs[i]];
+    // What the rule reads of `gr` before it adds gradients: whether each input requires
+    // one, and the outputs' (complete) gradients.
+    let requires: Vec<bool> = n.inputs.iter().map(|&v| gr.requires[v]).collect();
+    let req = |v: ValueId| {
+        n.inputs
+            .iter()
+            .position(|&i| i == v)
+            .is_some_and(|k| requires[k])
+    };
+    let out_grads: Vec<Option<ValueId>> = n.outputs.iter().map(|&o| gr.of[o]).collect();
+    let dy = |i: usize| out_grads[i];
     match &n.op {
         Op::Loss { ce } => {
             let (h, head, t) = (n.inputs[0], n.inputs[1], n.inputs[2]);
