@@ -1,10 +1,13 @@
-// Fused adapted linear layer: the product with W' = W0 ⊙ (1 + s·M) (or W0 + s·M when
-// additive = 1) where every W0 element is modulated as it is loaded, so M, ΔW and W' are
-// never written to memory.
+// Fused adapted linear layer: the product with W' = modulate(W0, M) where every W0
+// element is modulated as it is loaded, so M, ΔW and W' are never written to memory.
+// A template: the adapter kind's snippet (shaders/kinds/) is prepended and defines
+// GROUPS and modulate (W0 ⊙ (1 + s·M) for BoHA and HiRA, W0 + s·M for the additive
+// control, the pair kinds' product of two rank groups).
 //
 //   forward:  y[t, o]  = Σ_i x[t, i]·W'[o, i]   + beta·y[t, o]
 //   backward: dx[t, i] = Σ_o dy[t, o]·W'[o, i]  + beta·dx[t, i]
-//   W'[o, i] from m = Σ_k B[bi, bj, o mod p, k]·A[bi, bj, k, i mod q],  bi = o / p, bj = i / q
+//   W'[o, i] from m = Π_g Σ_{k in group g} B[bi, bj, o mod p, k]·A[bi, bj, k, i mod q],
+//   bi = o / p, bj = i / q, group g the ranks g·r_b/GROUPS .. (g + 1)·r_b/GROUPS
 //
 // Two families, as for the GEMMs:
 // - reg4c_*, reg4k_*, reg4_*, reg_*: no barriers; each invocation computes a register
@@ -29,8 +32,8 @@ struct Params {
     rb: u32,       // per-block rank r_b
     s: f32,        // scale s
     beta: f32,     // 0 overwrite, 1 accumulate
-    additive: u32, // 1: W0 + s·M instead of W0 ⊙ (1 + s·M)
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,11 +43,14 @@ struct Params {
 @group(0) @binding(4) var<storage, read> fb: array<f32>;         // B [b, b, p, r_b]
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;  // y [T, d_out] forward, dx [T, d_in] backward
 
-fn modulate(w: f32, m: f32) -> f32 {
-    if (p.additive != 0u) {
-        return w + p.s * m;
-    }
-    return w + (w * p.s) * m;
+// Ranks per group.
+fn group_rank() -> u32 {
+    return p.rb / GROUPS;
+}
+
+// The elementwise product of two 4×4 matrices (rank groups multiply elementwise).
+fn hprod(a: mat4x4<f32>, b: mat4x4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(a[0] * b[0], a[1] * b[1], a[2] * b[2], a[3] * b[3]);
 }
 
 fn finish(idx: u32, v: f32) {
@@ -65,11 +71,25 @@ fn finish(idx: u32, v: f32) {
 const TM: u32 = 4u;          // tokens per invocation
 const WG_REG: u32 = 64u;     // invocations per workgroup
 
-fn modulate4(w: vec4<f32>, m: vec4<f32>) -> vec4<f32> {
-    if (p.additive != 0u) {
-        return fma(vec4<f32>(p.s), m, w);
+// Σ_{k0 <= k < k1} B[rows brow, k]·A[k, column c] for 4 rows (forward).
+fn rows_sum(brow: vec4<u32>, acol: u32, k0: u32, k1: u32) -> vec4<f32> {
+    var m = vec4<f32>(0.0);
+    for (var k = k0; k < k1; k++) {
+        let bv = vec4<f32>(fb[brow.x + k], fb[brow.y + k], fb[brow.z + k], fb[brow.w + k]);
+        m = fma(bv, vec4<f32>(fa[acol + k * p.q]), m);
     }
-    return fma(w * p.s, m, w);
+    return m;
+}
+
+// Σ_{k0 <= k < k1} B[row at brow, k]·A[k, columns acol] for 4 columns (backward).
+fn cols_sum(acol: vec4<u32>, brow: u32, k0: u32, k1: u32) -> vec4<f32> {
+    var m = vec4<f32>(0.0);
+    for (var k = k0; k < k1; k++) {
+        let ak = acol + vec4<u32>(k * p.q);
+        let av = vec4<f32>(fa[ak.x], fa[ak.y], fa[ak.z], fa[ak.w]);
+        m = fma(av, vec4<f32>(fb[brow + k]), m);
+    }
+    return m;
 }
 
 fn finish4(base: u32, v: vec4<f32>, ok: vec4<bool>) {
@@ -105,12 +125,10 @@ fn boha_reg_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         let brow = (rows + vec4<u32>(blk * p.p)) * p.rb;
         for (var c = 0u; c < p.q; c++) {
             let i = bj * p.q + c;
-            var m = vec4<f32>(0.0);
-            for (var k = 0u; k < p.rb; k++) {
-                let bv = vec4<f32>(fb[brow.x + k], fb[brow.y + k], fb[brow.z + k], fb[brow.w + k]);
-                m = fma(bv, vec4<f32>(fa[abase + k * p.q + c]), m);
-            }
-            let w = modulate4(vec4<f32>(w0[wrow.x + i], w0[wrow.y + i], w0[wrow.z + i], w0[wrow.w + i]), m);
+            let gr = group_rank();
+            var m = rows_sum(brow, abase + c, 0u, gr);
+            if (GROUPS == 2u) { m *= rows_sum(brow, abase + c, gr, p.rb); }
+            let w = modulate4(vec4<f32>(w0[wrow.x + i], w0[wrow.y + i], w0[wrow.z + i], w0[wrow.w + i]), m, p.s);
             acc0 = fma(vec4<f32>(inp[x0 + i]), w, acc0);
             acc1 = fma(vec4<f32>(inp[x1 + i]), w, acc1);
             acc2 = fma(vec4<f32>(inp[x2 + i]), w, acc2);
@@ -151,14 +169,11 @@ fn boha_reg_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
         let bbase = blk * p.p * p.rb;
         for (var ob = 0u; ob < p.p; ob++) {
             let o = bi * p.p + ob;
-            var m = vec4<f32>(0.0);
-            for (var k = 0u; k < p.rb; k++) {
-                let ak = acol + vec4<u32>(k * p.q);
-                let av = vec4<f32>(fa[ak.x], fa[ak.y], fa[ak.z], fa[ak.w]);
-                m = fma(av, vec4<f32>(fb[bbase + ob * p.rb + k]), m);
-            }
+            let gr = group_rank();
+            var m = cols_sum(acol, bbase + ob * p.rb, 0u, gr);
+            if (GROUPS == 2u) { m *= cols_sum(acol, bbase + ob * p.rb, gr, p.rb); }
             let wr = o * p.d_in;
-            let w = modulate4(vec4<f32>(w0[wr + icol.x], w0[wr + icol.y], w0[wr + icol.z], w0[wr + icol.w]), m);
+            let w = modulate4(vec4<f32>(w0[wr + icol.x], w0[wr + icol.y], w0[wr + icol.z], w0[wr + icol.w]), m, p.s);
             acc0 = fma(vec4<f32>(inp[g0 + o]), w, acc0);
             acc1 = fma(vec4<f32>(inp[g1 + o]), w, acc1);
             acc2 = fma(vec4<f32>(inp[g2 + o]), w, acc2);
@@ -219,7 +234,8 @@ fn update_row(r: u32, a: mat4x4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>, b2: mat4
 }
 
 fn modulate_m(w: mat4x4<f32>, m: mat4x4<f32>) -> mat4x4<f32> {
-    return mat4x4<f32>(modulate4(w[0], m[0]), modulate4(w[1], m[1]), modulate4(w[2], m[2]), modulate4(w[3], m[3]));
+    return mat4x4<f32>(modulate4(w[0], m[0], p.s), modulate4(w[1], m[1], p.s),
+                       modulate4(w[2], m[2], p.s), modulate4(w[3], m[3], p.s));
 }
 
 // W'[o..o+3, i..i+3] with column j = W'[o + j, i..i+3] (o, i multiples of 4, one block).
@@ -232,19 +248,28 @@ fn wtile(o: u32, i: u32) -> mat4x4<f32> {
     let w = mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
     let brow = (blk * p.p + o - bi * p.p) * p.rb;
     let a4 = (blk * p.rb * p.q + i - bj * p.q) / 4u;
+    let gr = group_rank();
+    var m = block_sum(brow, a4, 0u, gr);
+    if (GROUPS == 2u) { m = hprod(m, block_sum(brow, a4, gr, p.rb)); }
+    return modulate_m(w, m);
+}
+
+// Σ_{k0 <= k < k1} B[o + j, k]·A[k, i..i+3] as column j, for the B row o at brow and the
+// vec4 a4 holding A[0, i].
+fn block_sum(brow: u32, a4: u32, k0: u32, k1: u32) -> mat4x4<f32> {
     let qs = p.q / 4u;
     var m0 = vec4<f32>(0.0);
     var m1 = vec4<f32>(0.0);
     var m2 = vec4<f32>(0.0);
     var m3 = vec4<f32>(0.0);
-    for (var k = 0u; k < p.rb; k++) {
+    for (var k = k0; k < k1; k++) {
         let av = fa4[a4 + k * qs];
         m0 = fma(vec4<f32>(fb[brow + k]), av, m0);
         m1 = fma(vec4<f32>(fb[brow + p.rb + k]), av, m1);
         m2 = fma(vec4<f32>(fb[brow + 2u * p.rb + k]), av, m2);
         m3 = fma(vec4<f32>(fb[brow + 3u * p.rb + k]), av, m3);
     }
-    return modulate_m(w, mat4x4<f32>(m0, m1, m2, m3));
+    return mat4x4<f32>(m0, m1, m2, m3);
 }
 
 // Token operand rows 4r.. of this invocation at vec4 column k4, as columns over the
@@ -425,13 +450,16 @@ fn a_cols4(q4: u32, qs: u32) -> mat4x4<f32> {
 
 // W'[o..o+3, i..i+3] with column j = W'[o + j, i..i+3], from the columns of A (at) and
 // the rows of B (bt) of this 4×4 block: column j of at * bt is Σ_k A[k, i..]·B[o + j, k].
-// With r_b = 8, ah and bh hold ranks 4..7 and add their product.
+// With r_b = 8, ah and bh hold ranks 4..7 and add their product, or (two rank groups of
+// 4) multiply it elementwise.
 fn wtile_c(o: u32, i: u32, at: mat4x4<f32>, bt: mat4x4<f32>, ah: mat4x4<f32>, bh: mat4x4<f32>) -> mat4x4<f32> {
     let s = p.d_in / 4u;
     let w4 = (o * p.d_in + i) / 4u;
     let w = mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
     var m = at * bt;
-    if (p.rb == 8u) { m += ah * bh; }
+    if (p.rb == 8u) {
+        if (GROUPS == 2u) { m = hprod(m, ah * bh); } else { m += ah * bh; }
+    }
     return modulate_m(w, m);
 }
 
@@ -586,17 +614,36 @@ fn boha_reg4k_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
         let bq = (blk * p.p + ol) * p.rb / 4u;   // B[o0, 0] as a vec4 index
         let aq = blk * p.rb * qs;                // A[0, 0] of the block
         for (var c4 = 0u; c4 < qs; c4++) {
+            let gr = group_rank();
             var m0 = mat4x4<f32>();
             var m1 = mat4x4<f32>();
             var m2 = mat4x4<f32>();
             var m3 = mat4x4<f32>();
-            for (var kc = 0u; kc < p.rb; kc += 4u) {
+            for (var kc = 0u; kc < gr; kc += 4u) {
                 let at = a_chunk4(aq + kc * qs + c4, qs);
                 let kq = bq + kc / 4u;
                 m0 += at * b_chunk4(kq);
                 m1 += at * b_chunk4(kq + p.rb);
                 m2 += at * b_chunk4(kq + 2u * p.rb);
                 m3 += at * b_chunk4(kq + 3u * p.rb);
+            }
+            if (GROUPS == 2u) {
+                var n0 = mat4x4<f32>();
+                var n1 = mat4x4<f32>();
+                var n2 = mat4x4<f32>();
+                var n3 = mat4x4<f32>();
+                for (var kc = gr; kc < p.rb; kc += 4u) {
+                    let at = a_chunk4(aq + kc * qs + c4, qs);
+                    let kq = bq + kc / 4u;
+                    n0 += at * b_chunk4(kq);
+                    n1 += at * b_chunk4(kq + p.rb);
+                    n2 += at * b_chunk4(kq + 2u * p.rb);
+                    n3 += at * b_chunk4(kq + 3u * p.rb);
+                }
+                m0 = hprod(m0, n0);
+                m1 = hprod(m1, n1);
+                m2 = hprod(m2, n2);
+                m3 = hprod(m3, n3);
             }
             let i = bj * p.q + c4 * 4u;
             let b0 = modulate_m(w0_4x4(o0, i), m0);
@@ -636,17 +683,36 @@ fn boha_reg4k_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
         let bq = blk * p.p * p.rb / 4u;          // B[0, 0] of the block
         for (var ob = 0u; ob < p.p; ob += 4u) {
             let o = bi * p.p + ob;
+            let gr = group_rank();
             var m0 = mat4x4<f32>();
             var m1 = mat4x4<f32>();
             var m2 = mat4x4<f32>();
             var m3 = mat4x4<f32>();
-            for (var kc = 0u; kc < p.rb; kc += 4u) {
+            for (var kc = 0u; kc < gr; kc += 4u) {
                 let bt = b_chunk4(bq + (ob * p.rb + kc) / 4u);
                 let ka = aq + kc * qs;
                 m0 += a_chunk4(ka, qs) * bt;
                 m1 += a_chunk4(ka + 1u, qs) * bt;
                 m2 += a_chunk4(ka + 2u, qs) * bt;
                 m3 += a_chunk4(ka + 3u, qs) * bt;
+            }
+            if (GROUPS == 2u) {
+                var n0 = mat4x4<f32>();
+                var n1 = mat4x4<f32>();
+                var n2 = mat4x4<f32>();
+                var n3 = mat4x4<f32>();
+                for (var kc = gr; kc < p.rb; kc += 4u) {
+                    let bt = b_chunk4(bq + (ob * p.rb + kc) / 4u);
+                    let ka = aq + kc * qs;
+                    n0 += a_chunk4(ka, qs) * bt;
+                    n1 += a_chunk4(ka + 1u, qs) * bt;
+                    n2 += a_chunk4(ka + 2u, qs) * bt;
+                    n3 += a_chunk4(ka + 3u, qs) * bt;
+                }
+                m0 = hprod(m0, n0);
+                m1 = hprod(m1, n1);
+                m2 = hprod(m2, n2);
+                m3 = hprod(m3, n3);
             }
             // Columns over o; the product wants columns over i.
             let b0 = transpose(modulate_m(w0_4x4(o, i0), m0));
@@ -680,9 +746,17 @@ fn wprime(o: u32, i: u32) -> f32 {
     let blk = bi * p.nb + bj;
     let brow = (blk * p.p + o - bi * p.p) * p.rb;
     let acol = blk * p.rb * p.q + i - bj * p.q;
+    let gr = group_rank();
+    var m = rank_sum(brow, acol, 0u, gr);
+    if (GROUPS == 2u) { m *= rank_sum(brow, acol, gr, p.rb); }
+    return modulate(w0[o * p.d_in + i], m, p.s);
+}
+
+// Σ_{k0 <= k < k1} B[row at brow, k]·A[k, column at acol].
+fn rank_sum(brow: u32, acol: u32, k0: u32, k1: u32) -> f32 {
     var m = 0.0;
-    for (var k = 0u; k < p.rb; k++) { m = fma(fb[brow + k], fa[acol + k * p.q], m); }
-    return modulate(w0[o * p.d_in + i], m);
+    for (var k = k0; k < k1; k++) { m = fma(fb[brow + k], fa[acol + k * p.q], m); }
+    return m;
 }
 
 // One BM × BN output tile. Forward: columns are outputs o, the reduction runs over i and

@@ -1,9 +1,12 @@
-// Fused adapter gradients (BoHA, HiRA, the additive control, LoRA) without any
-// d_out × d_in buffer.
+// Fused adapter gradients (every kind the fused kernels run) without any d_out × d_in
+// buffer. A template: the adapter kind's snippet (shaders/kinds/) is prepended and
+// defines GROUPS, SLOPE_READS_W0 and slope4 = ∂W'/∂m.
 //
-// With G = dY (T × d_out), X (T × d_in) and Ĝ = Gᵀ X, per block (i, j) of the b × b grid:
-//   H_ij = s·(W0_ij ⊙ Ĝ_ij)  (hadamard = 1)      H_ij = s·Ĝ_ij  (hadamard = 0)
-//   dB_ij = H_ij A_ijᵀ   (p × r_b)                dA_ij = B_ijᵀ H_ij   (r_b × q)
+// With G = dY (T × d_out), X (T × d_in) and Ĝ = Gᵀ X, per block (i, j) of the b × b grid
+// and rank group g (ranks g·h .. (g + 1)·h, h = r_b / GROUPS):
+//   H_ij = Ĝ_ij ⊙ ∂W'/∂m  (s·W0 for BoHA and HiRA, s for the additive kinds)
+//   H_g  = H_ij ⊙ Π_{g' ≠ g} B_g'A_g'                 (the other group's product; pairs)
+//   dB_g = H_g A_gᵀ   (p × h)                          dA_g = B_gᵀ H_g   (h × q)
 //
 // Each block is cut into strips_r × strips_c rectangular regions, each owned by one
 // workgroup, which walks it in 64 × 64 tiles: it forms a tile of Ĝ over all tokens, turns
@@ -30,7 +33,7 @@ struct Params {
     bp: u32,          // p = d_out / b
     bq: u32,          // q = d_in / b
     rb: u32,          // r_b
-    hadamard: u32,    // 1: H = s·W0 ⊙ Ĝ, 0: H = s·Ĝ
+    _pad3: u32,
     scale: f32,       // s
     strips_r: u32,    // row strips per block
     strips_c: u32,    // column strips per block
@@ -94,16 +97,42 @@ const TS: u32 = 64u;   // tile side
 const KT: u32 = 16u;   // tokens per step (shared family)
 var<workgroup> smem: array<f32, 4096>;  // staging [2][KT][TS] (shared family), H [TS][TS]
 
-// Writes s·Ĝ (⊙ W0) for 4 adjacent columns of one tile row into workgroup memory.
-// Rows and columns past the block read a valid weight; their Ĝ is 0.
-fn store_h(g: Region, r0: u32, c0: u32, i: u32, j: u32, acc: vec4<f32>) {
-    var h = acc * p.scale;
-    if (p.hadamard == 1u) {
-        let rr = g.bi * p.bp + min(r0 + i, p.bp - 1u);
-        let cl = min(vec4<u32>(c0 + j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.bq - 1u));
-        let w = rr * p.d_in + g.bj * p.bq;
-        h *= vec4<f32>(w0[w + cl.x], w0[w + cl.y], w0[w + cl.z], w0[w + cl.w]);
+// Ranks per group.
+fn group_rank() -> u32 {
+    return p.rb / GROUPS;
+}
+
+// The ranks [k0, k1) of the group other than `grp` (pairs only).
+fn other_group(grp: u32) -> vec2<u32> {
+    let h = group_rank();
+    return vec2<u32>((1u - grp) * h, (2u - grp) * h);
+}
+
+// Σ_{k0 <= k < k1} B[row rl, k]·A[k, columns cl] of block `blk` (block-local row and
+// columns).
+fn group_sum4(blk: u32, rl: u32, cl: vec4<u32>, k: vec2<u32>) -> vec4<f32> {
+    let brow = (blk * p.bp + rl) * p.rb;
+    let acol = blk * p.rb * p.bq;
+    var m = vec4<f32>(0.0);
+    for (var kk = k.x; kk < k.y; kk++) {
+        let a = acol + kk * p.bq;
+        m = fma(vec4<f32>(fb[brow + kk]), vec4<f32>(fa[a + cl.x], fa[a + cl.y], fa[a + cl.z], fa[a + cl.w]), m);
     }
+    return m;
+}
+
+// Writes H (rank group `grp`) for 4 adjacent columns of one tile row into workgroup
+// memory. Rows and columns past the block read a valid weight; their Ĝ is 0.
+fn store_h(g: Region, r0: u32, c0: u32, i: u32, j: u32, acc: vec4<f32>, grp: u32) {
+    let rl = min(r0 + i, p.bp - 1u);
+    let cl = min(vec4<u32>(c0 + j) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.bq - 1u));
+    var w = vec4<f32>(0.0);
+    if (SLOPE_READS_W0) {
+        let wr = (g.bi * p.bp + rl) * p.d_in + g.bj * p.bq;
+        w = vec4<f32>(w0[wr + cl.x], w0[wr + cl.y], w0[wr + cl.z], w0[wr + cl.w]);
+    }
+    var h = acc * slope4(w, p.scale);
+    if (GROUPS == 2u) { h *= group_sum4(g.blk, rl, cl, other_group(grp)); }
     let hb = i * TS + j;
     smem[hb] = h.x;
     smem[hb + 1u] = h.y;
@@ -111,10 +140,10 @@ fn store_h(g: Region, r0: u32, c0: u32, i: u32, j: u32, acc: vec4<f32>) {
     smem[hb + 3u] = h.w;
 }
 
-// With H of the tile in workgroup memory: its contractions with A and B, added into this
-// region's slots by the `nthreads` invocations. Called in uniform control flow: it holds
-// the barriers around the reads of H.
-fn tile_contract(tid: u32, nthreads: u32, g: Region, r0: u32, c0: u32) {
+// With H of the tile in workgroup memory: its contractions with the ranks k0 .. k0 + kn
+// of A and B, added into this region's slots by the `nthreads` invocations. Called in
+// uniform control flow: it holds the barriers around the reads of H.
+fn tile_contract(tid: u32, nthreads: u32, g: Region, r0: u32, c0: u32, k0: u32, kn: u32) {
     workgroupBarrier();
     let nbb = p.nb * p.nb;
     let a_base = g.blk * p.rb * p.bq;
@@ -125,9 +154,9 @@ fn tile_contract(tid: u32, nthreads: u32, g: Region, r0: u32, c0: u32) {
     // so that a warp's rows fall in different memory banks.
     let rows = min(TS, g.r_hi - r0);
     let cols = min(TS, g.c_hi - c0);
-    for (var e = tid; e < TS * p.rb; e += nthreads) {
-        let o = e / p.rb;
-        let k = e % p.rb;
+    for (var e = tid; e < TS * kn; e += nthreads) {
+        let o = e / kn;
+        let k = k0 + e % kn;
         if (o < rows) {
             var s = 0.0;
             for (var c = 0u; c < TS; c++) {
@@ -139,9 +168,9 @@ fn tile_contract(tid: u32, nthreads: u32, g: Region, r0: u32, c0: u32) {
         }
     }
     // dA partial: columns of this tile, summed over its rows.
-    for (var e = tid; e < TS * p.rb; e += nthreads) {
+    for (var e = tid; e < TS * kn; e += nthreads) {
         let c = e % TS;
-        let k = e / TS;
+        let k = k0 + e / TS;
         if (c < cols) {
             var s = 0.0;
             for (var o = 0u; o < rows; o++) {
@@ -212,15 +241,18 @@ fn grad_register_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wo
             let i = ty * 8u;
             let ja = tx * 8u;
             let jb = ja + 4u;
-            store_h(g, r0, c0, i, ja, s0a * na * ma.x); store_h(g, r0, c0, i, jb, s0b * nb * ma.x);
-            store_h(g, r0, c0, i + 1u, ja, s1a * na * ma.y); store_h(g, r0, c0, i + 1u, jb, s1b * nb * ma.y);
-            store_h(g, r0, c0, i + 2u, ja, s2a * na * ma.z); store_h(g, r0, c0, i + 2u, jb, s2b * nb * ma.z);
-            store_h(g, r0, c0, i + 3u, ja, s3a * na * ma.w); store_h(g, r0, c0, i + 3u, jb, s3b * nb * ma.w);
-            store_h(g, r0, c0, i + 4u, ja, s4a * na * mb.x); store_h(g, r0, c0, i + 4u, jb, s4b * nb * mb.x);
-            store_h(g, r0, c0, i + 5u, ja, s5a * na * mb.y); store_h(g, r0, c0, i + 5u, jb, s5b * nb * mb.y);
-            store_h(g, r0, c0, i + 6u, ja, s6a * na * mb.z); store_h(g, r0, c0, i + 6u, jb, s6b * nb * mb.z);
-            store_h(g, r0, c0, i + 7u, ja, s7a * na * mb.w); store_h(g, r0, c0, i + 7u, jb, s7b * nb * mb.w);
-            tile_contract(tid, 64u, g, r0, c0);
+            let gr = group_rank();
+            for (var grp = 0u; grp < GROUPS; grp++) {
+                store_h(g, r0, c0, i, ja, s0a * na * ma.x, grp); store_h(g, r0, c0, i, jb, s0b * nb * ma.x, grp);
+                store_h(g, r0, c0, i + 1u, ja, s1a * na * ma.y, grp); store_h(g, r0, c0, i + 1u, jb, s1b * nb * ma.y, grp);
+                store_h(g, r0, c0, i + 2u, ja, s2a * na * ma.z, grp); store_h(g, r0, c0, i + 2u, jb, s2b * nb * ma.z, grp);
+                store_h(g, r0, c0, i + 3u, ja, s3a * na * ma.w, grp); store_h(g, r0, c0, i + 3u, jb, s3b * nb * ma.w, grp);
+                store_h(g, r0, c0, i + 4u, ja, s4a * na * mb.x, grp); store_h(g, r0, c0, i + 4u, jb, s4b * nb * mb.x, grp);
+                store_h(g, r0, c0, i + 5u, ja, s5a * na * mb.y, grp); store_h(g, r0, c0, i + 5u, jb, s5b * nb * mb.y, grp);
+                store_h(g, r0, c0, i + 6u, ja, s6a * na * mb.z, grp); store_h(g, r0, c0, i + 6u, jb, s6b * nb * mb.z, grp);
+                store_h(g, r0, c0, i + 7u, ja, s7a * na * mb.w, grp); store_h(g, r0, c0, i + 7u, jb, s7b * nb * mb.w, grp);
+                tile_contract(tid, 64u, g, r0, c0, grp * gr, gr);
+            }
         }
     }
 }
@@ -271,10 +303,13 @@ fn grad_shared_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                 }
                 workgroupBarrier();
             }
-            for (var u = 0u; u < 4u; u++) {
-                store_h(g, r0, c0, ty * 4u + u, tx * 4u, acc[u]);
+            let gr = group_rank();
+            for (var grp = 0u; grp < GROUPS; grp++) {
+                for (var u = 0u; u < 4u; u++) {
+                    store_h(g, r0, c0, ty * 4u + u, tx * 4u, acc[u], grp);
+                }
+                tile_contract(tid, 256u, g, r0, c0, grp * gr, gr);
             }
-            tile_contract(tid, 256u, g, r0, c0);
         }
     }
 }
@@ -323,16 +358,58 @@ fn outer4(a: vec4<f32>, b: vec4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(b * a.x, b * a.y, b * a.z, b * a.w);
 }
 
-// H of block (r, s): s·G (⊙ W0[rows w.., 4 columns at vec4 column wc]) · keep.
-fn h_block(gm: mat4x4<f32>, w: u32, wc: u32, keep: f32) -> mat4x4<f32> {
-    var h = gm * (p.scale * keep);
-    if (p.hadamard == 1u) {
+// The elementwise product of two 4×4 matrices.
+fn hprod(a: mat4x4<f32>, b: mat4x4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(a[0] * b[0], a[1] * b[1], a[2] * b[2], a[3] * b[3]);
+}
+
+// Σ_{k.x <= k < k.y} B[row i, k]·A[k, 4 columns] as row i, for the B row at bq and the
+// vec4 aq holding A[0, the columns].
+fn group_block(bq: u32, aq: u32, k: vec2<u32>) -> mat4x4<f32> {
+    let qs = p.bq / 4u;
+    var m = mat4x4<f32>();
+    for (var kk = k.x; kk < k.y; kk++) {
+        let av = fa4[aq + kk * qs];
+        m[0] = fma(vec4<f32>(fb[bq + kk]), av, m[0]);
+        m[1] = fma(vec4<f32>(fb[bq + p.rb + kk]), av, m[1]);
+        m[2] = fma(vec4<f32>(fb[bq + 2u * p.rb + kk]), av, m[2]);
+        m[3] = fma(vec4<f32>(fb[bq + 3u * p.rb + kk]), av, m[3]);
+    }
+    return m;
+}
+
+// H of block (r, s) for rank group grp: G ⊙ ∂W'/∂m (W0 at rows w.., vec4 column wc)
+// · keep, times the other group's product for the pairs (B rows at bq, A at aq).
+fn h_block(gm: mat4x4<f32>, w: u32, wc: u32, keep: f32, bq: u32, aq: u32, grp: u32) -> mat4x4<f32> {
+    var wv = mat4x4<f32>();
+    if (SLOPE_READS_W0) {
         let s4 = p.d_in / 4u;
         let i = w * s4 + wc;
-        h = mat4x4<f32>(h[0] * w04[i], h[1] * w04[i + s4], h[2] * w04[i + 2u * s4], h[3] * w04[i + 3u * s4]);
+        wv = mat4x4<f32>(w04[i], w04[i + s4], w04[i + 2u * s4], w04[i + 3u * s4]);
     }
+    var h = mat4x4<f32>(gm[0] * slope4(wv[0], p.scale), gm[1] * slope4(wv[1], p.scale),
+                        gm[2] * slope4(wv[2], p.scale), gm[3] * slope4(wv[3], p.scale)) * keep;
+    if (GROUPS == 2u) { h = hprod(h, group_block(bq, aq, other_group(grp))); }
     return h;
 }
+
+// The sub-tile's H for one rank group.
+var<private> h00: mat4x4<f32>;
+var<private> h01: mat4x4<f32>;
+var<private> h02: mat4x4<f32>;
+var<private> h03: mat4x4<f32>;
+var<private> h10: mat4x4<f32>;
+var<private> h11: mat4x4<f32>;
+var<private> h12: mat4x4<f32>;
+var<private> h13: mat4x4<f32>;
+var<private> h20: mat4x4<f32>;
+var<private> h21: mat4x4<f32>;
+var<private> h22: mat4x4<f32>;
+var<private> h23: mat4x4<f32>;
+var<private> h30: mat4x4<f32>;
+var<private> h31: mat4x4<f32>;
+var<private> h32: mat4x4<f32>;
+var<private> h33: mat4x4<f32>;
 
 @compute @workgroup_size(16)
 fn grad_reg4_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
@@ -384,53 +461,56 @@ fn grad_reg4_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgr
                 let a3 = dy4[gb + gq.w];
                 g30 += outer4(a3, b0); g31 += outer4(a3, b1); g32 += outer4(a3, b2); g33 += outer4(a3, b3);
             }
-            // H, with out-of-range groups zeroed.
+            // Per rank group: H, with out-of-range groups zeroed, then its contractions
+            // with the group's ranks, one k at a time: dB rows (Σ over the 16 columns)
+            // and dA columns (Σ over the 16 rows).
             let wr = vec4<u32>(row0) + rl;          // W0 rows of the groups
             let wc = xq;                            // W0 vec4 columns of the groups
-            g00 = h_block(g00, wr.x, wc.x, mr.x * mc.x); g01 = h_block(g01, wr.x, wc.y, mr.x * mc.y);
-            g02 = h_block(g02, wr.x, wc.z, mr.x * mc.z); g03 = h_block(g03, wr.x, wc.w, mr.x * mc.w);
-            g10 = h_block(g10, wr.y, wc.x, mr.y * mc.x); g11 = h_block(g11, wr.y, wc.y, mr.y * mc.y);
-            g12 = h_block(g12, wr.y, wc.z, mr.y * mc.z); g13 = h_block(g13, wr.y, wc.w, mr.y * mc.w);
-            g20 = h_block(g20, wr.z, wc.x, mr.z * mc.x); g21 = h_block(g21, wr.z, wc.y, mr.z * mc.y);
-            g22 = h_block(g22, wr.z, wc.z, mr.z * mc.z); g23 = h_block(g23, wr.z, wc.w, mr.z * mc.w);
-            g30 = h_block(g30, wr.w, wc.x, mr.w * mc.x); g31 = h_block(g31, wr.w, wc.y, mr.w * mc.y);
-            g32 = h_block(g32, wr.w, wc.z, mr.w * mc.z); g33 = h_block(g33, wr.w, wc.w, mr.w * mc.w);
-            // Contractions, one k at a time: dB rows (Σ over the 16 columns) and dA
-            // columns (Σ over the 16 rows).
             let aq = (vec4<u32>(a_base) + cl) / 4u;             // A row 0 of each column group
             let bq = vec4<u32>(b_base) + rl * p.rb;             // B of each row group's first row
             let pbq = vec4<u32>(pb_base) + rl * p.rb;
             let paq = (vec4<u32>(pa_base) + cl) / 4u;
             let qs = p.bq / 4u;
-            for (var k = 0u; k < p.rb; k++) {
-                let ka = k * qs;
-                let av0 = fa4[aq.x + ka];
-                let av1 = fa4[aq.y + ka];
-                let av2 = fa4[aq.z + ka];
-                let av3 = fa4[aq.w + ka];
-                // H rows are the matrices' columns: v * m dots v with each row.
-                let d0 = av0 * g00 + av1 * g01 + av2 * g02 + av3 * g03;
-                let d1 = av0 * g10 + av1 * g11 + av2 * g12 + av3 * g13;
-                let d2 = av0 * g20 + av1 * g21 + av2 * g22 + av3 * g23;
-                let d3 = av0 * g30 + av1 * g31 + av2 * g32 + av3 * g33;
-                let rbk = p.rb;
-                let bv0 = vec4<f32>(fb[bq.x + k], fb[bq.x + rbk + k], fb[bq.x + 2u * rbk + k], fb[bq.x + 3u * rbk + k]);
-                let bv1 = vec4<f32>(fb[bq.y + k], fb[bq.y + rbk + k], fb[bq.y + 2u * rbk + k], fb[bq.y + 3u * rbk + k]);
-                let bv2 = vec4<f32>(fb[bq.z + k], fb[bq.z + rbk + k], fb[bq.z + 2u * rbk + k], fb[bq.z + 3u * rbk + k]);
-                let bv3 = vec4<f32>(fb[bq.w + k], fb[bq.w + rbk + k], fb[bq.w + 2u * rbk + k], fb[bq.w + 3u * rbk + k]);
-                // m * v sums the rows weighted by v.
-                let e0 = g00 * bv0 + g10 * bv1 + g20 * bv2 + g30 * bv3;
-                let e1 = g01 * bv0 + g11 * bv1 + g21 * bv2 + g31 * bv3;
-                let e2 = g02 * bv0 + g12 * bv1 + g22 * bv2 + g32 * bv3;
-                let e3 = g03 * bv0 + g13 * bv1 + g23 * bv2 + g33 * bv3;
-                if (rv.x) { add_b4(pbq.x + k, d0); }
-                if (rv.y) { add_b4(pbq.y + k, d1); }
-                if (rv.z) { add_b4(pbq.z + k, d2); }
-                if (rv.w) { add_b4(pbq.w + k, d3); }
-                if (cv.x) { part_a4[paq.x + ka] += e0; }
-                if (cv.y) { part_a4[paq.y + ka] += e1; }
-                if (cv.z) { part_a4[paq.z + ka] += e2; }
-                if (cv.w) { part_a4[paq.w + ka] += e3; }
+            let gr = group_rank();
+            for (var grp = 0u; grp < GROUPS; grp++) {
+                h00 = h_block(g00, wr.x, wc.x, mr.x * mc.x, bq.x, aq.x, grp); h01 = h_block(g01, wr.x, wc.y, mr.x * mc.y, bq.x, aq.y, grp);
+                h02 = h_block(g02, wr.x, wc.z, mr.x * mc.z, bq.x, aq.z, grp); h03 = h_block(g03, wr.x, wc.w, mr.x * mc.w, bq.x, aq.w, grp);
+                h10 = h_block(g10, wr.y, wc.x, mr.y * mc.x, bq.y, aq.x, grp); h11 = h_block(g11, wr.y, wc.y, mr.y * mc.y, bq.y, aq.y, grp);
+                h12 = h_block(g12, wr.y, wc.z, mr.y * mc.z, bq.y, aq.z, grp); h13 = h_block(g13, wr.y, wc.w, mr.y * mc.w, bq.y, aq.w, grp);
+                h20 = h_block(g20, wr.z, wc.x, mr.z * mc.x, bq.z, aq.x, grp); h21 = h_block(g21, wr.z, wc.y, mr.z * mc.y, bq.z, aq.y, grp);
+                h22 = h_block(g22, wr.z, wc.z, mr.z * mc.z, bq.z, aq.z, grp); h23 = h_block(g23, wr.z, wc.w, mr.z * mc.w, bq.z, aq.w, grp);
+                h30 = h_block(g30, wr.w, wc.x, mr.w * mc.x, bq.w, aq.x, grp); h31 = h_block(g31, wr.w, wc.y, mr.w * mc.y, bq.w, aq.y, grp);
+                h32 = h_block(g32, wr.w, wc.z, mr.w * mc.z, bq.w, aq.z, grp); h33 = h_block(g33, wr.w, wc.w, mr.w * mc.w, bq.w, aq.w, grp);
+                for (var k = grp * gr; k < (grp + 1u) * gr; k++) {
+                    let ka = k * qs;
+                    let av0 = fa4[aq.x + ka];
+                    let av1 = fa4[aq.y + ka];
+                    let av2 = fa4[aq.z + ka];
+                    let av3 = fa4[aq.w + ka];
+                    // H rows are the matrices' columns: v * m dots v with each row.
+                    let d0 = av0 * h00 + av1 * h01 + av2 * h02 + av3 * h03;
+                    let d1 = av0 * h10 + av1 * h11 + av2 * h12 + av3 * h13;
+                    let d2 = av0 * h20 + av1 * h21 + av2 * h22 + av3 * h23;
+                    let d3 = av0 * h30 + av1 * h31 + av2 * h32 + av3 * h33;
+                    let rbk = p.rb;
+                    let bv0 = vec4<f32>(fb[bq.x + k], fb[bq.x + rbk + k], fb[bq.x + 2u * rbk + k], fb[bq.x + 3u * rbk + k]);
+                    let bv1 = vec4<f32>(fb[bq.y + k], fb[bq.y + rbk + k], fb[bq.y + 2u * rbk + k], fb[bq.y + 3u * rbk + k]);
+                    let bv2 = vec4<f32>(fb[bq.z + k], fb[bq.z + rbk + k], fb[bq.z + 2u * rbk + k], fb[bq.z + 3u * rbk + k]);
+                    let bv3 = vec4<f32>(fb[bq.w + k], fb[bq.w + rbk + k], fb[bq.w + 2u * rbk + k], fb[bq.w + 3u * rbk + k]);
+                    // m * v sums the rows weighted by v.
+                    let e0 = h00 * bv0 + h10 * bv1 + h20 * bv2 + h30 * bv3;
+                    let e1 = h01 * bv0 + h11 * bv1 + h21 * bv2 + h31 * bv3;
+                    let e2 = h02 * bv0 + h12 * bv1 + h22 * bv2 + h32 * bv3;
+                    let e3 = h03 * bv0 + h13 * bv1 + h23 * bv2 + h33 * bv3;
+                    if (rv.x) { add_b4(pbq.x + k, d0); }
+                    if (rv.y) { add_b4(pbq.y + k, d1); }
+                    if (rv.z) { add_b4(pbq.z + k, d2); }
+                    if (rv.w) { add_b4(pbq.w + k, d3); }
+                    if (cv.x) { part_a4[paq.x + ka] += e0; }
+                    if (cv.y) { part_a4[paq.y + ka] += e1; }
+                    if (cv.z) { part_a4[paq.z + ka] += e2; }
+                    if (cv.w) { part_a4[paq.w + ka] += e3; }
+                }
             }
         }
     }

@@ -1,8 +1,9 @@
 // Adapter merge for adapter-free inference: the adapted weight written out once,
 //
-//   W[o, i] = W0[o, i]·(1 + s·m)   (Hadamard)      W[o, i] = W0[o, i] + s·m   (additive = 1)
-//   m = Σ_k B[bi, bj, o mod p, k]·A[bi, bj, k, i mod q],  bi = o / p, bj = i / q
+//   W[o, i] = modulate(W0[o, i], m, s)        (the kind's snippet, shaders/kinds/)
+//   m = Π_g Σ_{k in group g} B[bi, bj, o mod p, k]·A[bi, bj, k, i mod q],  bi = o / p, bj = i / q
 //
+// A template: the adapter kind's snippet is prepended and defines GROUPS and modulate.
 // One invocation per element of a range of rows (row0 .. row0 + rows), so that weights
 // over the storage-binding limit are merged range by range. Workgroups are folded into
 // x and y past 65535: the linear id is gid.x + gid.y·num_workgroups.x·64.
@@ -16,7 +17,7 @@ struct Params {
     q: u32,        // d_in / b
     s: f32,        // scale s
     rb: u32,       // per-block rank r_b
-    additive: u32, // 1: W0 + s·M instead of W0 ⊙ (1 + s·M)
+    _pad3: u32,
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
@@ -39,12 +40,15 @@ fn merge_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let blk = bi * p.nb + bj;
     let brow = (blk * p.p + o - bi * p.p) * p.rb;
     let acol = blk * p.rb * p.q + i - bj * p.q;
+    let gr = p.rb / GROUPS;
+    var m = rank_sum(brow, acol, 0u, gr);
+    if (GROUPS == 2u) { m *= rank_sum(brow, acol, gr, p.rb); }
+    w[e] = modulate(w0[e], m, p.s);
+}
+
+// Σ_{k0 <= k < k1} B[row at brow, k]·A[k, column at acol].
+fn rank_sum(brow: u32, acol: u32, k0: u32, k1: u32) -> f32 {
     var m = 0.0;
-    for (var k = 0u; k < p.rb; k++) { m = fma(fb[brow + k], fa[acol + k * p.q], m); }
-    let v = w0[e];
-    if (p.additive != 0u) {
-        w[e] = v + p.s * m;
-    } else {
-        w[e] = v + (v * p.s) * m;
-    }
+    for (var k = k0; k < k1; k++) { m = fma(fb[brow + k], fa[acol + k * p.q], m); }
+    return m;
 }

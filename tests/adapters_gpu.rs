@@ -39,15 +39,21 @@ fn specs() -> Vec<AdapterSpec> {
     v.push(spec(Method::Hira, 1, 32, 1.0));
     v.push(spec(Method::Lora, 1, 4, 0.5));
     v.push(spec(Method::Boha, 2, 12, 0.3));
+    // The pair kinds on the fused kernels: h = 1, 4 and 8 per pair.
+    v.push(spec(Method::Abba, 1, 2, 0.7));
+    v.push(spec(Method::Loha, 1, 8, 0.9));
+    v.push(spec(Method::Abba, 1, 16, 0.4));
     v
 }
 
-/// [`specs`] and the kinds that do not run the fused kernels (ABBA, LoHa: h = 2 and 3
-/// per pair), for the tests of [`AdaptedLinear`] and the merge.
+/// [`specs`] and more pair ranks (h = 2 and 3), for the tests of [`AdaptedLinear`] (which
+/// picks the pair kinds' kernels) and the merge.
 fn layer_specs() -> Vec<AdapterSpec> {
     let mut v = specs();
     v.push(spec(Method::Abba, 1, 4, 0.7));
     v.push(spec(Method::Loha, 1, 6, 0.9));
+    // h = 8: past the point where ABBA's rule picks the fused kernels on this shape.
+    v.push(spec(Method::Abba, 1, 16, 0.5));
     v
 }
 
@@ -229,6 +235,12 @@ fn fused_cached_factor_kernels_and_fallback() {
         (spec(Method::Boha, 2, 12, 0.5), 64, 96, 260),
         (spec(Method::Boha, 2, 5, 0.8), 64, 96, 33),
         (spec(Method::Boha, 2, 2, 0.8), 96, 80, 40),
+        // The pair kinds: cached factors (h = 4), rank chunks (h = 8), and the plain
+        // vec4 kernels (h = 2, 3).
+        (spec(Method::Abba, 1, 8, 0.7), 64, 48, 270),
+        (spec(Method::Loha, 1, 16, 0.8), 64, 96, 33),
+        (spec(Method::Abba, 1, 4, 0.6), 48, 32, 17),
+        (spec(Method::Loha, 1, 6, 0.9), 64, 96, 19),
     ] {
         let mut rng = Rng::new(t as u64 + d_out as u64);
         let w0 = rng.vec_f32(d_out * d_in, -1.0, 1.0);

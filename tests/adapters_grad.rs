@@ -1,6 +1,7 @@
 //! The fused adapter gradients against a dense f64 CPU computation (Ĝ = dYᵀX formed in
-//! full, then H, dA and dB per block), for both kernel families, both updates, several
-//! grids and ranks, shapes that no tile divides, accumulation, and x / dy bound in ranges.
+//! full, then H, dA and dB per block; for the pair kinds each rank group's H times the
+//! other group's product), for both kernel families, every kind snippet, several grids
+//! and ranks, shapes that no tile divides, accumulation, and x / dy bound in ranges.
 
 mod common;
 
@@ -38,6 +39,10 @@ fn reference(
             h[o * d_in + c] = spec.scale as f64 * w * g;
         }
     }
+    // M = Π_g (B_g A_g) over rank groups of gr ranks: group g's H is H times the other
+    // groups' products.
+    let groups = spec.method.kind().groups();
+    let gr = rb / groups;
     let mut da = vec![0f64; nb * nb * rb * q];
     let mut db = vec![0f64; nb * nb * p * rb];
     for i in 0..nb {
@@ -46,9 +51,24 @@ fn reference(
             for r in 0..p {
                 for c in 0..q {
                     let hv = h[(i * p + r) * d_in + j * q + c];
+                    let sums: Vec<f64> = (0..groups)
+                        .map(|g| {
+                            (g * gr..(g + 1) * gr)
+                                .map(|k| {
+                                    b[(blk * p + r) * rb + k] as f64
+                                        * a[(blk * rb + k) * q + c] as f64
+                                })
+                                .sum()
+                        })
+                        .collect();
                     for k in 0..rb {
-                        db[(blk * p + r) * rb + k] += hv * a[(blk * rb + k) * q + c] as f64;
-                        da[(blk * rb + k) * q + c] += b[(blk * p + r) * rb + k] as f64 * hv;
+                        let other: f64 = (0..groups)
+                            .filter(|&g| g != k / gr)
+                            .map(|g| sums[g])
+                            .product();
+                        let hk = hv * other;
+                        db[(blk * p + r) * rb + k] += hk * a[(blk * rb + k) * q + c] as f64;
+                        da[(blk * rb + k) * q + c] += b[(blk * p + r) * rb + k] as f64 * hk;
                     }
                 }
             }
@@ -149,6 +169,11 @@ fn grid_sweep(family: GemmFamily) {
     check(&gpu, Method::Boha, 2, 2, 96, 80, 2100);
     // Enough blocks and columns that regions are split into several strips.
     check(&gpu, Method::Boha, 1, 8, 300, 260, 9);
+    // The pair kinds (two rank groups): h = 1, 3, 4, 16 per pair.
+    check(&gpu, Method::Abba, 1, 2, 96, 80, 37);
+    check(&gpu, Method::Loha, 1, 6, 86, 70, 37);
+    check(&gpu, Method::Abba, 1, 8, 300, 260, 9);
+    check(&gpu, Method::Loha, 1, 32, 90, 75, 37);
 }
 
 /// The register family's vec4 kernel (p, q multiples of 4) and its scalar fallback
@@ -169,10 +194,13 @@ fn grads_vec4_path_and_fallback_register_family() {
         (Method::Boha, 2, 3, 88, 40, true),
         (Method::Hira, 1, 5, 60, 52, true),
         (Method::Additive, 4, 2, 176, 208, true),
+        (Method::Abba, 1, 8, 60, 52, true),
+        (Method::Loha, 1, 6, 88, 40, true),
         // Fallback: q = 42, p = 45, p = 22 / q = 21.
         (Method::Boha, 2, 2, 96, 84, false),
         (Method::Hira, 1, 3, 45, 64, false),
         (Method::Additive, 2, 1, 44, 42, false),
+        (Method::Abba, 1, 4, 45, 64, false),
     ] {
         let sp = spec(method, blocks, rb);
         let pl = boha::adapters::grad::plan(&gpu, &sp, 13, d_out, d_in);

@@ -70,10 +70,17 @@ fn step_benchmark_reports_every_method() {
         let has_grad = prof
             .iter()
             .any(|k| k["kernel"].as_str().unwrap().starts_with("grad_"));
-        // The fused kinds run the adapter-gradient kernels; the bottleneck kinds GEMMs.
+        let has_khatri_rao = prof
+            .iter()
+            .any(|k| k["kernel"].as_str().unwrap().starts_with("khatri_rao_"));
+        // The fused kinds run the adapter-gradient kernels, LoRA GEMMs, and the pair
+        // kinds one of the two (the fused kernels at this tiny model's widths, where
+        // they cost less than the Khatri–Rao bottleneck).
         let method = r["method"].as_str().unwrap();
         let fused = ["boha", "hira", "additive", "boha+checkpointing"].contains(&method);
-        assert_eq!(has_grad, fused, "{r}");
+        let pair = ["abba", "loha"].contains(&method);
+        assert_eq!(has_grad, fused || pair, "{r}");
+        assert!(!has_khatri_rao, "{r}");
     }
     let ratio = rows[0]["step_ms"].as_f64().unwrap() / rows[2]["step_ms"].as_f64().unwrap();
     assert!((v["boha_step_over_lora"].as_f64().unwrap() - ratio).abs() < 1e-9);

@@ -133,11 +133,14 @@ fn pruned_backward_subsets_lora_and_recompute() {
     let Some(gpu) = common::gpu() else { return };
     let lora = AdapterSpec::from_options(Method::Lora, None, Some(3), None, None).unwrap();
     check_grads(&gpu, "llama", lora, &["q", "up"], false);
-    // The pair kinds (Khatri–Rao bottleneck), with and without recomputation.
+    // The pair kinds (h = 2, 3: the Khatri–Rao bottleneck), with and without recomputation.
     let abba = AdapterSpec::from_options(Method::Abba, None, Some(4), None, Some(1.5)).unwrap();
     check_grads(&gpu, "llama", abba, &["k", "down"], false);
     let loha = AdapterSpec::from_options(Method::Loha, None, Some(6), None, None).unwrap();
     check_grads(&gpu, "qwen2", loha, &["v", "gate"], true);
+    // h = 8: the fused kernels with the pair snippet, at these widths.
+    let abba = AdapterSpec::from_options(Method::Abba, None, Some(16), None, None).unwrap();
+    check_grads(&gpu, "llama", abba, &["all"], true);
     check_grads(&gpu, "llama", boha(), &["o"], false);
     check_grads(&gpu, "qwen2", boha(), &["down"], false);
     check_grads(&gpu, "gemma2", boha(), &["v,gate"], true);

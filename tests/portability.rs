@@ -1,4 +1,4 @@
-//! Every shader in `boha::shaders::ALL` is parsed and validated by naga and translated to
+//! Every shader in `boha::shaders::all()` (each template with each kind snippet) is parsed and validated by naga and translated to
 //! SPIR-V, MSL, HLSL and GLSL (per compute entry point), so that a shader that Vulkan,
 //! Metal, DX12 or GL would reject fails here, on a machine that has none of them.
 //!
@@ -91,7 +91,7 @@ fn translate(module: &Module, info: &naga::valid::ModuleInfo) -> Result<(), Stri
 #[test]
 fn every_shader_validates_and_translates_to_all_backends() {
     let mut failures = Vec::new();
-    for shader in boha::shaders::ALL {
+    for shader in &boha::shaders::all() {
         let (module, info) = match boha::gpu::validate_wgsl(shader) {
             Ok(v) => v,
             Err(e) => {
@@ -128,20 +128,27 @@ fn every_shader_validates_and_translates_to_all_backends() {
 
 #[test]
 fn the_shader_list_is_complete() {
-    // Every .wgsl file in shaders/ must be registered, or the test above would skip it.
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    // Every .wgsl file in shaders/ and shaders/kinds/ must be registered, or the test
+    // above would skip it.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let known: Vec<&str> = boha::shaders::ALL
+        .iter()
+        .chain(boha::shaders::TEMPLATES)
+        .chain(boha::shaders::KIND_SNIPPETS)
+        .map(|s| s.name)
+        .collect();
     let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("shaders/ exists") {
-        let path = entry.expect("readable entry").path();
-        if path.extension().is_some_and(|e| e == "wgsl") {
-            let stem = path.file_stem().unwrap().to_string_lossy().to_string();
-            if !boha::shaders::ALL.iter().any(|s| s.name == stem) {
-                missing.push(stem);
+    for (dir, prefix) in [(root.clone(), ""), (root.join("kinds"), "kinds/")] {
+        for entry in std::fs::read_dir(&dir).expect("shader folder exists") {
+            let path = entry.expect("readable entry").path();
+            if path.extension().is_some_and(|e| e == "wgsl") {
+                let stem = path.file_stem().unwrap().to_string_lossy();
+                let name = format!("{prefix}{stem}");
+                if !known.contains(&name.as_str()) {
+                    missing.push(name);
+                }
             }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "shaders not in boha::shaders::ALL: {missing:?}"
-    );
+    assert!(missing.is_empty(), "shaders not registered: {missing:?}");
 }

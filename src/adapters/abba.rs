@@ -19,6 +19,7 @@ use super::{formats, pair};
 use super::{AdapterSpec, Update};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::shaders::{Shader, KIND_PAIR};
 
 pub struct Abba;
 
@@ -120,14 +121,17 @@ impl AdapterKind for Abba {
         }
         Ok((a, b))
     }
-    fn rank_multiple(&self) -> usize {
+    fn groups(&self) -> usize {
         2
+    }
+    fn snippet(&self) -> Shader {
+        KIND_PAIR
     }
     fn update(&self) -> Update {
         Update::Additive
     }
     fn kernels(&self) -> &'static dyn Kernels {
-        &pair::KhatriRao
+        &pair::Pair
     }
     fn format(&self) -> &'static dyn AdapterFormat {
         &formats::Loha

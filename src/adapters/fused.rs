@@ -37,7 +37,7 @@
 use super::AdapterSpec;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params, Tensor};
-use crate::shaders::BOHA_FORWARD;
+use crate::shaders::{with_kind, BOHA_FORWARD};
 
 /// Tokens per invocation (TM), columns per workgroup and invocations per workgroup of
 /// the register kernels.
@@ -260,7 +260,9 @@ fn fused(
         Dir::Backward => q,
     };
     let tiles = block_cols.div_ceil(REG_TN);
-    let additive = spec.update() == super::Update::Additive;
+    let kind = spec.method.kind();
+    let groups = kind.groups();
+    let group_rank = spec.block_rank / groups;
     let params = Params::new()
         .u(t)
         .u(d_out)
@@ -272,22 +274,26 @@ fn fused(
         .u(spec.block_rank)
         .f(spec.scale)
         .f(beta)
-        .u(additive as usize)
+        .u(0)
         .u(0);
     // The vec4 register kernels need every 4-row and 4-column group inside one block.
     let vec4 = family == GemmFamily::Register && p % 4 == 0 && q % 4 == 0;
     let fwd = dir == Dir::Forward;
-    // The cached-factor variant also needs r_b ≤ 4 or 8 and the workgroup's 16 columns inside
-    // one block (p forward, q backward a multiple of 16).
-    let cached = vec4 && reg4c_rank(spec.block_rank) && block_cols % 16 == 0;
-    // Other multiples of 4: the rank-chunk variant, under the same column condition, while
-    // its (k / 4)·(r_b / 4 + 1) loop iterations per invocation stay inside llvmpipe's
-    // loop budget (see `adapters::grad`).
+    // The cached-factor variant also needs r_b ≤ 4 or 8 (two rank groups: 4 each) and the
+    // workgroup's 16 columns inside one block (p forward, q backward a multiple of 16).
+    let cached_rank = match groups {
+        1 => reg4c_rank(spec.block_rank),
+        _ => spec.block_rank == 8 && groups == 2,
+    };
+    let cached = vec4 && cached_rank && block_cols % 16 == 0;
+    // Groups of a multiple of 4 ranks: the rank-chunk variant, under the same column
+    // condition, while its (k / 4)·(r_b / 4 + groups) loop iterations per invocation stay
+    // inside llvmpipe's loop budget (see `adapters::grad`).
     let chunked = vec4
         && !cached
-        && spec.block_rank.is_multiple_of(4)
+        && group_rank.is_multiple_of(4)
         && block_cols % 16 == 0
-        && (k / 4) * (spec.block_rank / 4 + 1) + nb <= 40_000;
+        && (k / 4) * (spec.block_rank / 4 + groups) + nb <= 40_000;
     let (entry, groups) = match family {
         GemmFamily::Register if vec4 => {
             // x, y: the 16-column tiles (folded); z: the token ranges.
@@ -323,9 +329,9 @@ fn fused(
             (e, g)
         }
     };
-    // r_b and the update are uniforms, not override constants: one pipeline per entry
-    // point, since llvmpipe takes seconds to compile each.
-    let kernel = Kernel::new(BOHA_FORWARD, entry);
+    // r_b is a uniform, not an override constant: one pipeline per entry point and kind
+    // snippet, since llvmpipe takes seconds to compile each.
+    let kernel = Kernel::new(with_kind(BOHA_FORWARD, kind.snippet()), entry);
     let kernel = if vec4 {
         kernel.with("WG4", REG4_WG as f64)
     } else {

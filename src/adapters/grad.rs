@@ -1,11 +1,15 @@
-//! Fused adapter gradients (`shaders/boha_grad.wgsl`) for BoHA, HiRA, LoRA and the
-//! additive control, without any d_out × d_in buffer.
+//! Fused adapter gradients (`shaders/boha_grad.wgsl`, completed by the kind's snippet)
+//! for every kind the fused kernels run, without any d_out × d_in buffer.
 //!
 //! ```text
 //! Ĝ = dYᵀ X                                   (d_out × d_in, never stored)
-//! H_ij = s·(W0_ij ⊙ Ĝ_ij)   (Update::Hadamard)    H_ij = s·Ĝ_ij   (Update::Additive)
+//! H_ij = Ĝ_ij ⊙ ∂W'/∂m                        (s·W0_ij for BoHA and HiRA, s for additive kinds)
 //! dB_ij += H_ij A_ijᵀ   (p × r_b)               dA_ij += B_ijᵀ H_ij   (r_b × q)
 //! ```
+//!
+//! For the pair kinds (two rank groups, M = (B1A1) ⊙ (B2A2)) each group's H is also
+//! multiplied by the other group's product, formed on the fly for the tile's elements:
+//! dB1 = (H ⊙ B2A2)·A1ᵀ, dA1 = B1ᵀ·(H ⊙ B2A2), and the same with 1 and 2 swapped.
 //!
 //! Every block is cut into `strips_r × strips_c` regions, one workgroup each. The main
 //! kernel forms the 64 × 64 Ĝ tiles of its region (reduced over all tokens), multiplies
@@ -33,10 +37,10 @@
 //! 576 → 1536 and 1536 → 576 gradients in 0.5–0.95× the time of one plain `matmul_tn` of
 //! Ĝ alone, about 3× faster than the scalar register kernel (~1.35 GFLOP/s).
 
-use crate::adapters::{AdapterSpec, Update};
+use crate::adapters::AdapterSpec;
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params, Tensor};
-use crate::shaders::BOHA_GRAD;
+use crate::shaders::{with_kind, BOHA_GRAD};
 
 /// Largest number of strips per block side chosen for parallelism (the scratch factor).
 pub const MAX_STRIPS: usize = 16;
@@ -88,22 +92,31 @@ impl Plan {
 pub const REG4_SLOTS: usize = 4;
 
 /// Loop iterations of one invocation per tile: the token loop (the shared family's also
-/// runs its staging loop per 16 tokens), the two contractions and the small fixed loops.
-fn iterations_per_tile(family: GemmFamily, vec4: bool, tokens: usize, rb: usize) -> usize {
+/// runs its staging loop per 16 tokens), the two contractions and the small fixed loops;
+/// with two rank groups, forming the other group's product (at most 16 × r_b).
+fn iterations_per_tile(
+    family: GemmFamily,
+    vec4: bool,
+    tokens: usize,
+    rb: usize,
+    groups: usize,
+) -> usize {
+    let pairs = if groups > 1 { 16 * rb } else { 0 };
     if vec4 {
         // Each invocation: its sub-tile's token loop and one contraction loop over r_b.
-        return tokens + rb + 8;
+        return tokens + rb + 8 + pairs;
     }
     let (token_loop, threads) = match family {
         GemmFamily::Register => (tokens, 64),
         GemmFamily::Shared => (tokens.div_ceil(16) * 22, 256),
     };
-    token_loop + 2 * (TILE + 1) * (TILE * rb).div_ceil(threads) + 32
+    token_loop + 2 * (TILE + 1) * (TILE * rb).div_ceil(threads) + 32 + pairs
 }
 
 /// Chooses the strips: enough regions to fill the device, splitting the longer side of a
 /// region first and at most [`MAX_STRIPS`] strips a side; then, whatever that gives, small
 /// enough regions for the loop budget.
+#[allow(clippy::too_many_arguments)]
 fn plan_for(
     family: GemmFamily,
     vec4: bool,
@@ -112,6 +125,7 @@ fn plan_for(
     q: usize,
     tokens: usize,
     rb: usize,
+    groups: usize,
 ) -> Plan {
     // On a CPU adapter a workgroup runs on one thread, and measured on lavapipe more
     // regions than threads only cost; discrete GPUs want a few workgroups per compute unit.
@@ -137,7 +151,7 @@ fn plan_for(
     };
     while blocks * blocks * sr * sc < target && split(&mut sr, &mut sc, MAX_STRIPS) {}
     let vec4 = vec4 && family == GemmFamily::Register && p.is_multiple_of(4) && q.is_multiple_of(4);
-    let per_tile = iterations_per_tile(family, vec4, t, rb);
+    let per_tile = iterations_per_tile(family, vec4, t, rb, groups);
     while units_r.div_ceil(sr) * units_c.div_ceil(sc) * per_tile > LOOP_BUDGET
         && split(&mut sr, &mut sc, usize::MAX)
     {}
@@ -165,6 +179,7 @@ pub fn plan(gpu: &Gpu, spec: &AdapterSpec, tokens: usize, d_out: usize, d_in: us
         q,
         tokens,
         spec.block_rank,
+        spec.method.kind().groups(),
     )
 }
 
@@ -468,7 +483,7 @@ pub fn adapter_grads(
             .u(p)
             .u(q)
             .u(spec.block_rank)
-            .u(usize::from(spec.update() == Update::Hadamard))
+            .u(0)
             .f(spec.scale)
             .u(pl.strips_r)
             .u(pl.strips_c)
@@ -479,10 +494,11 @@ pub fn adapter_grads(
             .u(na)
             .u(nb)
     };
+    let shader = with_kind(BOHA_GRAD, spec.method.kind().snippet());
     let kernel = match pl.family {
-        GemmFamily::Register if pl.vec4 => Kernel::new(BOHA_GRAD, "grad_reg4_backward"),
-        GemmFamily::Register => Kernel::new(BOHA_GRAD, "grad_register_backward"),
-        GemmFamily::Shared => Kernel::new(BOHA_GRAD, "grad_shared_backward"),
+        GemmFamily::Register if pl.vec4 => Kernel::new(shader, "grad_reg4_backward"),
+        GemmFamily::Register => Kernel::new(shader, "grad_register_backward"),
+        GemmFamily::Shared => Kernel::new(shader, "grad_shared_backward"),
     };
     let mut out = Vec::new();
     for (t0, n) in token_ranges(gpu, tokens, d_out, d_in, pl.tokens)? {
@@ -497,7 +513,7 @@ pub fn adapter_grads(
         };
         out.push(gpu.prepare(&kernel, &params(n), &tensors, gpu.grid(regions))?);
     }
-    let reduce = Kernel::new(BOHA_GRAD, "grad_reduce_backward");
+    let reduce = Kernel::new(shader, "grad_reduce_backward");
     out.push(gpu.prepare(
         &reduce,
         &params(0),
@@ -518,21 +534,24 @@ mod tests {
             (GemmFamily::Register, true),
             (GemmFamily::Shared, false),
         ] {
-            for &(b, p, q, t, rb) in &[
-                (1, 2048, 2048, 512, 32),
-                (4, 384, 144, 512, 8),
-                (4, 144, 384, 512, 8),
-                (2, 48, 40, 37, 2),
-                (1, 3, 5, 1, 1),
-                (1, 8192, 8192, 4096, 64),
+            for &(b, p, q, t, rb, groups) in &[
+                (1, 2048, 2048, 512, 32, 1),
+                (4, 384, 144, 512, 8, 1),
+                (4, 144, 384, 512, 8, 1),
+                (2, 48, 40, 37, 2, 1),
+                (1, 3, 5, 1, 1, 1),
+                (1, 8192, 8192, 4096, 64, 1),
+                (1, 2048, 2048, 512, 32, 2),
+                (1, 8192, 8192, 4096, 64, 2),
             ] {
-                let pl = plan_for(family, vec4, b, p, q, t, rb);
+                let pl = plan_for(family, vec4, b, p, q, t, rb, groups);
                 assert_eq!(pl.vec4, vec4 && p % 4 == 0 && q % 4 == 0);
                 assert!(pl.strips_r * pl.strip_rows >= p && (pl.strips_r - 1) * pl.strip_rows < p);
                 assert!(pl.strips_c * pl.strip_cols >= q && (pl.strips_c - 1) * pl.strip_cols < q);
                 let tiles = (pl.strip_rows / TILE) * (pl.strip_cols / TILE);
                 assert!(
-                    tiles * iterations_per_tile(family, pl.vec4, pl.tokens, rb) <= LOOP_BUDGET,
+                    tiles * iterations_per_tile(family, pl.vec4, pl.tokens, rb, groups)
+                        <= LOOP_BUDGET,
                     "{pl:?}"
                 );
                 if p <= 1024 * 1024 / q.max(1) && t <= 512 {

@@ -12,19 +12,27 @@
 //! additive control, and the row- and column-wise Khatri–Rao products of the two halves
 //! of A and B for the Hadamard-pair kinds (ABBA, LoHa):
 //! (B1A1) ⊙ (B2A2) = (B1 ⊙ᵣ B2)(A1 ⊙ᶜ A2). The optimizer, checkpoints, the block-norm
-//! heatmap and the CPU reference therefore treat every kind alike. A kind is three
+//! heatmap and the CPU reference therefore treat every kind alike. A kind is four
 //! choices:
 //!
-//! - [`AdapterKind`]: its name, grid, scale, update and initialisation (the kind's file);
+//! - [`AdapterKind`]: its name, grid, scale, update, rank groups and initialisation (the
+//!   kind's file);
+//! - its WGSL snippet ([`AdapterKind::snippet`], `shaders/kinds/`): how M is formed from
+//!   rank sums (one group, or the pairs' two groups multiplied elementwise) and how it
+//!   modulates a W0 tile, W0 ⊙ (1 + s·m) or W0 + s·m, with ∂W'/∂m for the gradients. It
+//!   completes the fused forward/dx, gradient and merge templates, so every kind the
+//!   fused kernels run gets all three from its few lines; kinds with the same algebra
+//!   share one (BoHA and HiRA; the control and LoRA; ABBA and LoHa);
 //! - [`Kernels`]: how the GPU runs it — the fused kernels that modulate each W0 tile as
 //!   it is loaded (`fused_kernels`: BoHA, HiRA, additive), the plain bottleneck GEMMs
-//!   (`bottleneck`: LoRA) or the Khatri–Rao bottleneck (`pair`: ABBA, LoHa);
+//!   (`bottleneck`: LoRA), or for ABBA and LoHa per matrix whichever of the fused
+//!   kernels and the Khatri–Rao bottleneck costs less (`pair`);
 //! - [`AdapterFormat`]: its adapter file (`formats`: PEFT's LoRA, HiRA, GraLoRA and LoHa,
 //!   and boha's BOHA).
 //!
-//! Adding a kind: one file implementing [`AdapterKind`] (reusing kernels and a format
-//! where the algebra and the file allow), one variant of [`Method`] and one line in
-//! [`Method::kind`], both below.
+//! Adding a kind: one file implementing [`AdapterKind`] (reusing kernels, a snippet and a
+//! format where the algebra and the file allow), one variant of [`Method`] and one line
+//! in [`Method::kind`], both below.
 
 use std::path::Path;
 
@@ -35,6 +43,7 @@ use super::layer::AdaptedLinear;
 use super::{AdapterSpec, Update};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
+use crate::shaders::Shader;
 
 /// The adapter kinds (their implementations: [`Method::kind`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -116,11 +125,15 @@ pub trait AdapterKind: Sync {
         false
     }
 
-    /// The stored rank r_b must be a multiple of this (2 for the pair kinds, whose two
-    /// factor pairs share it).
-    fn rank_multiple(&self) -> usize {
+    /// Rank groups whose products multiply elementwise in M (2 for the pair kinds, whose
+    /// two factor pairs share r_b); r_b must be a multiple of it. The snippet's `GROUPS`.
+    fn groups(&self) -> usize {
         1
     }
+
+    /// The WGSL snippet (`shaders/kinds/`) that completes the fused kernels for this
+    /// kind: how M is formed from rank sums and how it modulates a W0 tile.
+    fn snippet(&self) -> Shader;
 
     /// The scale s for per-block rank `block_rank`, from `--alpha` when given.
     fn scale(&self, block_rank: usize, alpha: Option<f32>) -> f32;

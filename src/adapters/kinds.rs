@@ -5,6 +5,7 @@
 use super::kind::{AdapterFormat, AdapterKind, HostW0, Kernels};
 use super::{bottleneck, formats, fused_kernels, init, AdapterSpec, Update};
 use crate::error::Result;
+use crate::shaders::{Shader, KIND_ADDITIVE, KIND_HADAMARD};
 
 /// A kind described by its fields.
 pub struct Simple {
@@ -16,6 +17,7 @@ pub struct Simple {
     default_scale: f32,
     kernels: &'static dyn Kernels,
     format: &'static dyn AdapterFormat,
+    snippet: Shader,
 }
 
 /// BoHA: W' = W0 ⊙ (1 + s·M) on a b × b grid, each block its own rank-r_b factor.
@@ -27,6 +29,7 @@ pub static BOHA: Simple = Simple {
     default_scale: 1.0,
     kernels: &fused_kernels::Fused,
     format: &formats::Boha,
+    snippet: KIND_HADAMARD,
 };
 
 /// HiRA: W' = W0 ⊙ (1 + s·BA), b = 1.
@@ -38,6 +41,7 @@ pub static HIRA: Simple = Simple {
     default_scale: 1.0,
     kernels: &fused_kernels::Fused,
     format: &formats::Hira,
+    snippet: KIND_HADAMARD,
 };
 
 /// LoRA: W' = W0 + s·BA, b = 1, s = alpha / r with alpha = 2r by default.
@@ -49,6 +53,7 @@ pub static LORA: Simple = Simple {
     default_scale: 2.0,
     kernels: &bottleneck::Plain,
     format: &formats::Lora,
+    snippet: KIND_ADDITIVE,
 };
 
 /// The W0-free control: W' = W0 + s·M on BoHA's grid (PEFT's GraLoRA, hybrid_r = 0).
@@ -60,6 +65,7 @@ pub static ADDITIVE: Simple = Simple {
     default_scale: 1.0,
     kernels: &fused_kernels::Fused,
     format: &formats::Gralora,
+    snippet: KIND_ADDITIVE,
 };
 
 impl AdapterKind for Simple {
@@ -100,5 +106,8 @@ impl AdapterKind for Simple {
     }
     fn format(&self) -> &'static dyn AdapterFormat {
         self.format
+    }
+    fn snippet(&self) -> Shader {
+        self.snippet
     }
 }

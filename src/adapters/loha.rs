@@ -7,6 +7,7 @@ use super::{formats, pair};
 use super::{AdapterSpec, Update};
 use crate::error::Result;
 use crate::rng::Rng;
+use crate::shaders::{Shader, KIND_PAIR};
 
 pub struct Loha;
 
@@ -41,14 +42,17 @@ impl AdapterKind for Loha {
             .collect();
         Ok((a, b))
     }
-    fn rank_multiple(&self) -> usize {
+    fn groups(&self) -> usize {
         2
+    }
+    fn snippet(&self) -> Shader {
+        KIND_PAIR
     }
     fn update(&self) -> Update {
         Update::Additive
     }
     fn kernels(&self) -> &'static dyn Kernels {
-        &pair::KhatriRao
+        &pair::Pair
     }
     fn format(&self) -> &'static dyn AdapterFormat {
         &formats::Loha

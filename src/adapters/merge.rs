@@ -13,11 +13,11 @@
 //! element's W0 is then lost in the product), so the original must be kept or reloaded.
 
 use super::fused::check_params;
-use super::{AdapterSpec, Update};
+use super::AdapterSpec;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, Params, Recorder, Tensor};
 use crate::ops::chunks::row_ranges;
-use crate::shaders::MERGE;
+use crate::shaders::{with_kind, MERGE};
 
 /// merged = W0 ⊙ (1 + s·M) or W0 + s·M (d_out × d_in), range by range of rows when W0 is
 /// over the storage-binding limit. `merged` must not alias `w0`.
@@ -35,8 +35,10 @@ pub fn merge(
     check_params("merge", spec, d_out, d_in, w0, a, b)?;
     check_params("merge", spec, d_out, d_in, merged, a, b)?;
     let (p, q) = spec.block_shape(d_out, d_in);
-    let kernel = Kernel::new(MERGE, "merge_forward");
-    let additive = spec.update() == Update::Additive;
+    let kernel = Kernel::new(
+        with_kind(MERGE, spec.method.kind().snippet()),
+        "merge_forward",
+    );
     let mut out = Vec::new();
     for (row0, rows) in row_ranges(gpu, d_out, d_in, "merge")? {
         let wv = w0.view(row0 * d_in, rows * d_in)?;
@@ -50,7 +52,7 @@ pub fn merge(
             .u(q)
             .f(spec.scale)
             .u(spec.block_rank)
-            .u(additive as usize)
+            .u(0)
             .u(0)
             .u(0)
             .u(0);

@@ -32,7 +32,7 @@ mod bottleneck;
 pub mod files;
 mod formats;
 pub mod fused;
-mod fused_kernels;
+pub(crate) mod fused_kernels;
 pub mod grad;
 pub mod init;
 pub mod khatri_rao;
@@ -41,7 +41,7 @@ mod kinds;
 pub mod layer;
 mod loha;
 pub mod merge;
-mod pair;
+pub(crate) mod pair;
 pub mod reference;
 
 use crate::error::{Error, Result};
@@ -117,7 +117,7 @@ impl AdapterSpec {
                 "the per-block rank must be at least 1".into(),
             ));
         }
-        let multiple = kind.rank_multiple();
+        let multiple = kind.groups();
         if !r_b.is_multiple_of(multiple) {
             return Err(Error::Invalid(format!(
                 "{} needs a rank that is a multiple of {multiple} (its factor pairs share it), \

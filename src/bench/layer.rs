@@ -4,7 +4,9 @@
 //! - forward: the base GEMM y = x·W0ᵀ, BoHA's fused forward, LoRA's forward;
 //! - a training step (forward, backward to X, adapter gradients) for BoHA (b = 4,
 //!   r_b = 8), HiRA (r = 32), LoRA (r = 32), ABBA and LoHa (16 per pair), all at the
-//!   same parameter budget;
+//!   same parameter budget; ABBA also on each of its two paths, forced (the fused
+//!   kernels and the Khatri–Rao bottleneck, see [`crate::adapters::pair`]), so that
+//!   the rule that picks between them can be checked on the device;
 //! - the peak buffer bytes of each training step, as the allocator's meter counts them
 //!   (W0, X, Y, dY, dX, the adapter, its gradients, the dispatches' uniforms and the
 //!   scratch: the gradient kernels' partials or LoRA's U, from one [`GradScratch`] as
@@ -16,8 +18,11 @@
 use serde::Serialize;
 
 use super::timing::median_ms;
+use crate::adapters::fused_kernels::Fused;
 use crate::adapters::grad::GradScratch;
+use crate::adapters::kind::Kernels;
 use crate::adapters::layer::AdaptedLinear;
+use crate::adapters::pair::{self, KhatriRao};
 use crate::adapters::{AdapterSpec, Method};
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu};
@@ -47,8 +52,17 @@ pub struct LayerResult {
     pub boha_peak_over_lora: f64,
     pub abba_step_ms: f64,
     pub loha_step_ms: f64,
-    /// abba_step_ms / lora_step_ms (no target: the Khatri–Rao bottleneck's cost)
+    /// abba_step_ms / lora_step_ms (no target)
     pub abba_step_over_lora: f64,
+    /// ABBA's step on the fused kernels, forced
+    pub abba_fused_step_ms: f64,
+    /// ABBA's step on the Khatri–Rao bottleneck, forced
+    pub abba_khatri_rao_step_ms: f64,
+    /// abba_fused_step_ms / abba_khatri_rao_step_ms: below 1 where the fused path is
+    /// faster
+    pub abba_fused_over_khatri_rao: f64,
+    /// Whether `pair::runs_fused` picks the fused kernels for this shape (ABBA's default)
+    pub abba_picks_fused: bool,
 }
 
 /// The whole report, printed as JSON by `boha bench layer --json`.
@@ -96,10 +110,14 @@ fn inputs(gpu: &Gpu, t: usize, d_in: usize, d_out: usize, rng: &mut Rng) -> Resu
     })
 }
 
-/// Times one training step of `method` and measures the bytes it holds at its peak.
+/// Times one training step of `method` and measures the bytes it holds at its peak;
+/// with `kernels`, on those instead of the kind's own choice (and without the shared
+/// scratch, which is sized for that choice).
+#[allow(clippy::too_many_arguments)]
 fn step(
     gpu: &Gpu,
     method: Method,
+    kernels: Option<&dyn Kernels>,
     t: usize,
     d_in: usize,
     d_out: usize,
@@ -114,10 +132,20 @@ fn step(
     let dy = gpu.upload(&[t, d_out], &rng.vec_f32(t * d_out, -1.0, 1.0))?;
     let dx = gpu.zeros(&[t, d_in])?;
     let mut layer = random_layer(gpu, method, d_out, d_in, &mut rng)?;
-    let scratch = GradScratch::new(gpu, [(&layer.spec, t, d_out, d_in)])?;
-    layer.share_scratch(&scratch);
-    let mut ds: Vec<Dispatch> = layer.forward(gpu, &io.w0, &io.x, &io.y)?;
-    ds.extend(layer.backward(gpu, &io.w0, &io.x, &dy, Some(&dx), None)?);
+    let ds: Vec<Dispatch> = match kernels {
+        None => {
+            let scratch = GradScratch::new(gpu, [(&layer.spec, t, d_out, d_in)])?;
+            layer.share_scratch(&scratch);
+            let mut ds = layer.forward(gpu, &io.w0, &io.x, &io.y)?;
+            ds.extend(layer.backward(gpu, &io.w0, &io.x, &dy, Some(&dx), None)?);
+            ds
+        }
+        Some(k) => {
+            let mut ds = k.forward(gpu, &layer, &io.w0, &io.x, &io.y)?;
+            ds.extend(k.backward(gpu, &layer, &io.w0, &io.x, &dy, Some(&dx), None)?);
+            ds
+        }
+    };
     let ms = median_ms(gpu, &ds, reps, runs)?;
     let peak = gpu.peak_bytes().saturating_sub(base);
     Ok((ms, peak))
@@ -142,11 +170,23 @@ pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerR
                 median_ms(gpu, &lora_fwd, reps, runs)?,
             )
         };
-        let (boha_step_ms, boha_peak) = step(gpu, Method::Boha, t, d_in, d_out, reps, runs)?;
-        let (hira_step_ms, hira_peak) = step(gpu, Method::Hira, t, d_in, d_out, reps, runs)?;
-        let (lora_step_ms, lora_peak) = step(gpu, Method::Lora, t, d_in, d_out, reps, runs)?;
-        let (abba_step_ms, _) = step(gpu, Method::Abba, t, d_in, d_out, reps, runs)?;
-        let (loha_step_ms, _) = step(gpu, Method::Loha, t, d_in, d_out, reps, runs)?;
+        let (boha_step_ms, boha_peak) = step(gpu, Method::Boha, None, t, d_in, d_out, reps, runs)?;
+        let (hira_step_ms, hira_peak) = step(gpu, Method::Hira, None, t, d_in, d_out, reps, runs)?;
+        let (lora_step_ms, lora_peak) = step(gpu, Method::Lora, None, t, d_in, d_out, reps, runs)?;
+        let (abba_step_ms, _) = step(gpu, Method::Abba, None, t, d_in, d_out, reps, runs)?;
+        let (loha_step_ms, _) = step(gpu, Method::Loha, None, t, d_in, d_out, reps, runs)?;
+        let (abba_fused_step_ms, _) =
+            step(gpu, Method::Abba, Some(&Fused), t, d_in, d_out, reps, runs)?;
+        let (abba_khatri_rao_step_ms, _) = step(
+            gpu,
+            Method::Abba,
+            Some(&KhatriRao),
+            t,
+            d_in,
+            d_out,
+            reps,
+            runs,
+        )?;
         layers.push(LayerResult {
             tokens: t,
             d_in,
@@ -166,6 +206,10 @@ pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerR
             abba_step_ms,
             loha_step_ms,
             abba_step_over_lora: abba_step_ms / lora_step_ms,
+            abba_fused_step_ms,
+            abba_khatri_rao_step_ms,
+            abba_fused_over_khatri_rao: abba_fused_step_ms / abba_khatri_rao_step_ms,
+            abba_picks_fused: pair::runs_fused(gpu, &spec(Method::Abba)?, d_out, d_in),
         });
     }
     Ok(LayerReport {
@@ -178,18 +222,19 @@ pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerR
 pub fn print_table(r: &LayerReport) {
     println!("device: {}", r.device);
     println!(
-        "{:>6} {:>5} {:>5} | {:>8} {:>8} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>10} {:>10} | {:>8} {:>9} {:>9}",
+        "{:>6} {:>5} {:>5} | {:>8} {:>8} {:>8} | {:>9} {:>9} {:>9} {:>9} {:>9} | {:>10} {:>10} | {:>8} {:>9} {:>9} | {:>13}",
         "tokens", "d_in", "d_out", "base ms", "boha ms", "lora ms", "boha step", "hira step",
         "lora step", "abba step", "loha step", "boha peak", "lora peak", "fwd/base", "step/lora",
-        "peak/lora"
+        "peak/lora", "abba fused/kr"
     );
     for l in &r.layers {
         println!(
-            "{:>6} {:>5} {:>5} | {:>8.2} {:>8.2} {:>8.2} | {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} | {:>10} {:>10} | {:>8.2} {:>9.2} {:>9.3}",
+            "{:>6} {:>5} {:>5} | {:>8.2} {:>8.2} {:>8.2} | {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} | {:>10} {:>10} | {:>8.2} {:>9.2} {:>9.3} | {:>13.2}",
             l.tokens, l.d_in, l.d_out, l.base_fwd_ms, l.boha_fwd_ms, l.lora_fwd_ms,
             l.boha_step_ms, l.hira_step_ms, l.lora_step_ms, l.abba_step_ms, l.loha_step_ms,
             l.boha_peak_bytes,
-            l.lora_peak_bytes, l.boha_fwd_over_base, l.boha_step_over_lora, l.boha_peak_over_lora
+            l.lora_peak_bytes, l.boha_fwd_over_base, l.boha_step_over_lora, l.boha_peak_over_lora,
+            l.abba_fused_over_khatri_rao
         );
     }
 }
