@@ -107,24 +107,30 @@ def main():
     base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     ids, plain = boha_logits(model, None, root, "base")
     ok &= compare("base model, boha vs transformers", plain, torch_logits(base, ids))
-    for method, extra in [("lora", []), ("hira", []), ("additive", ["--blocks", "2"]),
-                          ("abba", []), ("loha", [])]:
-        out = os.path.join(root, method)
+    # Rank 4 (2 per pair) runs ABBA and LoHa through the Khatri-Rao bottleneck at these
+    # widths; rank 16 (8 per pair) through the fused kernels with the pair snippet.
+    for name, method, rank, extra in [
+            ("lora", "lora", 4, []), ("hira", "hira", 4, []),
+            ("additive", "additive", 4, ["--blocks", "2"]),
+            ("abba", "abba", 4, []), ("loha", "loha", 4, []),
+            ("abba-fused", "abba", 16, []), ("loha-fused", "loha", 16, [])]:
+        out = os.path.join(root, name)
         run("finetune", "--model", model, "--data", data, "--method", method,
-            "--rank", "4", "--steps", "6", "--lr", "0.05", "--batch", "4", "--out", out, *extra)
+            "--rank", str(rank), "--steps", "6", "--lr", "0.05", "--batch", "4", "--out", out,
+            *extra)
         with open(os.path.join(out, "adapter_config.json")) as f:
-            print(f"{method}: written as PEFT {json.load(f)['peft_type']}")
-        ids, got = boha_logits(model, out, root, method)
+            print(f"{name}: written as PEFT {json.load(f)['peft_type']}")
+        ids, got = boha_logits(model, out, root, name)
         fresh = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
         peft_model = PeftModel.from_pretrained(fresh, out).eval()
         want = torch_logits(peft_model, ids)
-        ok &= compare(f"{method}: boha --adapter vs PEFT", got, want)
+        ok &= compare(f"{name}: boha --adapter vs PEFT", got, want)
         moved = ((want - torch_logits(base, ids)).abs().max()).item()
         print(f"    (the adapter moves the logits by up to {moved:.3f})")
-        merged = os.path.join(root, f"{method}-merged")
+        merged = os.path.join(root, f"{name}-merged")
         run("merge", "--model", model, "--adapter", out, "--out", merged)
         hf = AutoModelForCausalLM.from_pretrained(merged, dtype=torch.float32)
-        ok &= compare(f"{method}: boha merge loaded in transformers vs boha --adapter",
+        ok &= compare(f"{name}: boha merge loaded in transformers vs boha --adapter",
                       torch_logits(hf, ids), got)
     sys.exit(0 if ok else 1)
 
