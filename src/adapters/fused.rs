@@ -1,13 +1,15 @@
 //! The fused adapted layer (`shaders/boha_forward.wgsl`): products with
 //!
 //! ```text
-//! W' = W0 ⊙ (1 + s·M)  (Hadamard: BoHA, HiRA)      W' = W0 + s·M  (Additive: control, LoRA)
+//! W' = W0 ⊙ (1 + s·M)  (BoHA, HiRA)      W' = W0 + s·M  (the control, ABBA, LoHa)
 //! forward:   y = x·W'ᵀ + beta·y      x: [T, d_in],  y: [T, d_out]
 //! backward: dx = dy·W' + beta·dx     dy: [T, d_out], dx: [T, d_in]
 //! ```
 //!
-//! where each W0 element is modulated by m = Σ_k B_ij[o, k]·A_ij[k, i] as it is loaded:
-//! M, ΔW and W' never exist in memory. beta = 0 overwrites (the old contents are never
+//! where each W0 element is modulated by m = Σ_k B_ij[o, k]·A_ij[k, i] (for the pair
+//! kinds the product of two such sums over the halves of the ranks) as it is loaded: M,
+//! ΔW and W' never exist in memory. The kind's snippet (`shaders/kinds/`) supplies the
+//! rank groups and the modulation. beta = 0 overwrites (the old contents are never
 //! read), beta = 1 accumulates.
 //!
 //! Two kernel families, chosen like the GEMMs by [`Gpu::gemm_family`]: register tiles
@@ -281,9 +283,10 @@ fn fused(
     let fwd = dir == Dir::Forward;
     // The cached-factor variant also needs r_b ≤ 4 or 8 (two rank groups: 4 each) and the
     // workgroup's 16 columns inside one block (p forward, q backward a multiple of 16).
-    let cached_rank = match groups {
-        1 => reg4c_rank(spec.block_rank),
-        _ => spec.block_rank == 8 && groups == 2,
+    let cached_rank = if groups == 1 {
+        reg4c_rank(spec.block_rank)
+    } else {
+        groups == 2 && spec.block_rank == 8
     };
     let cached = vec4 && cached_rank && block_cols % 16 == 0;
     // Groups of a multiple of 4 ranks: the rank-chunk variant, under the same column
