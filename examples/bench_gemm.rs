@@ -23,7 +23,7 @@ fn main() -> boha::Result<()> {
         gemm_family: family,
         ..Default::default()
     })?;
-    let report = bench_gemm(&gpu)?;
+    let report = bench_gemm(&gpu, &[])?;
     print_table(&report);
     println!(
         "{}",

@@ -41,6 +41,8 @@ shader!(ATTENTION, "attention");
 shader!(CROSS_ENTROPY, "cross_entropy");
 shader!(GEMM_REGISTER, "gemm_register");
 shader!(GEMM_SHARED, "gemm_shared");
+shader!(GEMM_TIER, "gemm_tier");
+shader!(GEMM_SUBGROUP, "gemm_subgroup");
 shader!(GEMV, "gemv");
 shader!(BENCH, "bench");
 shader!(KHATRI_RAO, "khatri_rao");
@@ -93,6 +95,8 @@ pub const ALL: &[Shader] = &[
     CROSS_ENTROPY,
     GEMM_REGISTER,
     GEMM_SHARED,
+    GEMM_TIER,
+    GEMM_SUBGROUP,
     GEMV,
     BENCH,
     KHATRI_RAO,

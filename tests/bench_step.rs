@@ -41,6 +41,7 @@ fn step_benchmark_reports_every_method() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tokens_per_step"], 16);
+    assert!(v["fma_peak_gflops"].as_f64().unwrap() > 0.0);
     let rows = v["results"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
     assert_eq!(
@@ -60,6 +61,12 @@ fn step_benchmark_reports_every_method() {
         assert!(ms > 0.0);
         let tps = r["tokens_per_s"].as_f64().unwrap();
         assert!((tps - 16.0 / (ms / 1e3)).abs() < 1e-6 * tps);
+        // Model FLOP/s and MFU follow from tokens/s, the FLOPs per token and a peak.
+        let flops = v["model_flops_per_token"].as_f64().unwrap();
+        let gflops = r["model_gflops"].as_f64().unwrap();
+        assert!((gflops - tps * flops / 1e9).abs() < 1e-6 * gflops, "{r}");
+        let mfu = r["mfu"].as_f64().unwrap();
+        assert!(mfu > 0.0 && mfu < 1.0, "{r}");
         assert!(r["peak_bytes"].as_u64().unwrap() > 0);
         // The profile: kernels with their dispatch counts; the fused adapter-gradient
         // kernels appear for every method but LoRA, which runs plain GEMMs.

@@ -296,7 +296,8 @@ fn fused(
         && !cached
         && group_rank.is_multiple_of(4)
         && block_cols % 16 == 0
-        && (k / 4) * (spec.block_rank / 4 + groups) + nb <= 40_000;
+        && (k / 4) * (spec.block_rank / 4 + groups) + nb
+            <= gpu.profile().loop_budget.unwrap_or(usize::MAX);
     let (entry, groups) = match family {
         GemmFamily::Register if vec4 => {
             // x, y: the 16-column tiles (folded); z: the token ranges.

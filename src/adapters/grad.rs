@@ -49,8 +49,10 @@ const TILE: usize = 64;
 /// Most tokens one dispatch reduces over; longer batches run as several dispatches that
 /// add into the same partials.
 const MAX_TOKENS: usize = 2048;
-/// Loop iterations one invocation may run in all: llvmpipe silently ends loops after
-/// 65535 (see the shader); kept well below.
+/// Loop iterations one invocation may run in all on llvmpipe, which silently ends loops
+/// after 65535 (see the shader); kept well below. The CPU profile's
+/// [`crate::gpu::Profile::loop_budget`]; GPUs have none.
+#[cfg(test)]
 const LOOP_BUDGET: usize = 40_000;
 
 /// How the blocks are cut into regions (one workgroup each).
@@ -113,12 +115,14 @@ fn iterations_per_tile(
     token_loop + 2 * (TILE + 1) * (TILE * rb).div_ceil(threads) + 32 + pairs
 }
 
-/// Chooses the strips: enough regions to fill the device, splitting the longer side of a
-/// region first and at most [`MAX_STRIPS`] strips a side; then, whatever that gives, small
-/// enough regions for the loop budget.
+/// Chooses the strips: about `busy` regions (enough to fill the device), splitting the
+/// longer side of a region first and at most [`MAX_STRIPS`] strips a side; then, whatever
+/// that gives, small enough regions for the loop `budget`.
 #[allow(clippy::too_many_arguments)]
 fn plan_for(
     family: GemmFamily,
+    busy: usize,
+    budget: usize,
     vec4: bool,
     blocks: usize,
     p: usize,
@@ -129,11 +133,7 @@ fn plan_for(
 ) -> Plan {
     // On a CPU adapter a workgroup runs on one thread, and measured on lavapipe more
     // regions than threads only cost; discrete GPUs want a few workgroups per compute unit.
-    let cpu_threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let target = match family {
-        GemmFamily::Register => (2 * cpu_threads).clamp(2, 64),
-        GemmFamily::Shared => 264,
-    };
+    let target = busy;
     let t = tokens.clamp(1, MAX_TOKENS);
     let units_r = p.div_ceil(TILE).max(1);
     let units_c = q.div_ceil(TILE).max(1);
@@ -152,7 +152,7 @@ fn plan_for(
     while blocks * blocks * sr * sc < target && split(&mut sr, &mut sc, MAX_STRIPS) {}
     let vec4 = vec4 && family == GemmFamily::Register && p.is_multiple_of(4) && q.is_multiple_of(4);
     let per_tile = iterations_per_tile(family, vec4, t, rb, groups);
-    while units_r.div_ceil(sr) * units_c.div_ceil(sc) * per_tile > LOOP_BUDGET
+    while units_r.div_ceil(sr) * units_c.div_ceil(sc) * per_tile > budget
         && split(&mut sr, &mut sc, usize::MAX)
     {}
     let strip_rows = units_r.div_ceil(sr) * TILE;
@@ -171,8 +171,11 @@ fn plan_for(
 /// The plan [`adapter_grads`] uses on `gpu` for this layer and token count.
 pub fn plan(gpu: &Gpu, spec: &AdapterSpec, tokens: usize, d_out: usize, d_in: usize) -> Plan {
     let (p, q) = spec.block_shape(d_out, d_in);
+    let profile = gpu.profile();
     plan_for(
-        gpu.gemm_family(),
+        profile.family,
+        profile.busy_workgroups,
+        profile.loop_budget.unwrap_or(usize::MAX),
         true,
         spec.blocks,
         p,
@@ -544,7 +547,12 @@ mod tests {
                 (1, 2048, 2048, 512, 32, 2),
                 (1, 8192, 8192, 4096, 64, 2),
             ] {
-                let pl = plan_for(family, vec4, b, p, q, t, rb, groups);
+                let busy = if family == GemmFamily::Register {
+                    4
+                } else {
+                    264
+                };
+                let pl = plan_for(family, busy, LOOP_BUDGET, vec4, b, p, q, t, rb, groups);
                 assert_eq!(pl.vec4, vec4 && p % 4 == 0 && q % 4 == 0);
                 assert!(pl.strips_r * pl.strip_rows >= p && (pl.strips_r - 1) * pl.strip_rows < p);
                 assert!(pl.strips_c * pl.strip_cols >= q && (pl.strips_c - 1) * pl.strip_cols < q);

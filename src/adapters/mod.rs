@@ -41,7 +41,7 @@ mod kinds;
 pub mod layer;
 mod loha;
 pub mod merge;
-pub(crate) mod pair;
+pub mod pair;
 pub mod reference;
 
 use crate::error::{Error, Result};

@@ -31,6 +31,7 @@ use super::kind::{Kernels, Pass};
 use super::layer::AdaptedLinear;
 use super::{khatri_rao, merge, AdapterSpec};
 use crate::error::Result;
+use crate::gpu::tuning::PairKey;
 use crate::gpu::{Dispatch, GemmFamily, Gpu, Tensor};
 use crate::graph::uniforms::{ELEM, GEMM, SMALL};
 use crate::ops::elementwise::fill;
@@ -122,8 +123,16 @@ fn tokens_per_modulation(gpu: &Gpu) -> usize {
 /// Measured on lavapipe (`bench layer`, h = 16, both paths in one run) the fused step took
 /// 2.1× (576 → 1536, 1536 → 576) and 3.4× (2048 → 2048) the Khatri–Rao one, where these counts
 /// predict 1.6× and 4.0×. On GPUs (n = 64) the rule picks the fused kernels at h = 16 for
-/// SmolLM2's shapes; that has not been timed on a GPU yet.
+/// SmolLM2's shapes. Where `boha tune` has timed both paths for this matrix on this
+/// adapter, its winner decides instead of the counts.
 pub fn runs_fused(gpu: &Gpu, spec: &AdapterSpec, d_out: usize, d_in: usize) -> bool {
+    let key = PairKey::new(d_out, d_in, half(spec));
+    gpu.tuned_pair_fused(&key)
+        .unwrap_or_else(|| runs_fused_by_rule(gpu, spec, d_out, d_in))
+}
+
+/// [`runs_fused`]'s multiply-add rule alone, whatever `boha tune` measured.
+pub fn runs_fused_by_rule(gpu: &Gpu, spec: &AdapterSpec, d_out: usize, d_in: usize) -> bool {
     fused_is_cheaper(tokens_per_modulation(gpu), spec, d_out, d_in)
 }
 

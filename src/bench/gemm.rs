@@ -1,17 +1,22 @@
 //! `boha bench gemm`: the device's FMA peak and copy bandwidth (`shaders/bench.wgsl`),
-//! then the forward GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ at 256³, 1024³ and the two projection
-//! shapes of a 576-wide model at 512 tokens, each as a fraction of the FMA peak measured
-//! in the same run; then the decode step's products (M = 1 and 4 rows against the
+//! then the forward GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ at 256³, 1024³, 2048³, 4096³ and the two
+//! projection shapes of a 576-wide model at 512 tokens (and, with `--model`, every product
+//! that model's training asks for), each as a fraction of the FMA peak measured in the
+//! same run, on the tile the device runs (tuned, else its profile's) and on every other
+//! tile it can hold; then the decode step's products (M = 1 and 4 rows against the
 //! projections and the LM head of SmolLM2-135M) on the GEMV kernels, which are
 //! bandwidth-bound: bytes of W read per second as a fraction of the copy bandwidth
 //! measured in the same run, against the tiled kernel on the same product.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::timing::{median, median_ms};
 use crate::error::Result;
-use crate::gpu::{Dispatch, Gpu, Kernel, Params};
-use crate::ops::gemm::{gemm_path, Gemm, GemvKernel, Path};
+use crate::gpu::tuning::GemmKey;
+use crate::gpu::{Dispatch, GemmTile, Gpu, Kernel, Params};
+use crate::ops::gemm::{gemm_path, gemm_tile, Gemm, GemvKernel, Path};
 use crate::rng::Rng;
 use crate::shaders::BENCH;
 
@@ -28,11 +33,19 @@ pub struct GemmPoint {
     pub m: usize,
     pub n: usize,
     pub k: usize,
+    /// Transposes of A and B as stored (`nt` for Y = X·Wᵀ).
+    pub trans: String,
+    /// The tile the device runs this product on (tuned, else the profile's).
+    pub tile: String,
     pub gflops: f64,
     /// gflops / fma_peak_gflops
     pub ratio_of_peak: f64,
     /// Median milliseconds per product.
     pub ms: f64,
+    /// GFLOP/s of every tile the device holds on the same product (where compared;
+    /// CPU adapters skip the other tiles above 2048³, which would take minutes).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tiles: BTreeMap<String, f64>,
 }
 
 /// The report printed as JSON by `boha bench gemm --json`.
@@ -98,12 +111,17 @@ fn kernel_name(k: GemvKernel) -> String {
 }
 
 /// The (m, k, n) shapes benchmarked: M tokens, K inputs, N outputs.
-pub const SHAPES: [(usize, usize, usize); 4] = [
+pub const SHAPES: [(usize, usize, usize); 6] = [
     (256, 256, 256),
     (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (4096, 4096, 4096),
     (512, 576, 1536),
     (512, 1536, 576),
 ];
+
+/// Largest m·n·k at which a CPU adapter also times the tiles it does not run.
+const CPU_COMPARE_MAX: usize = 2048 * 2048 * 2048;
 
 /// Runs the whole GEMM benchmark (under a minute on lavapipe). The FMA peak is
 /// measured right before each GEMM shape and that shape's ratio uses it, so a machine
@@ -112,23 +130,45 @@ pub const SHAPES: [(usize, usize, usize); 4] = [
 /// each decode shape; `ratio_of_copy` compares bytes of W read per second with it (the
 /// copy's figure counts bytes read and written, so on llvmpipe, where both cost one
 /// per-lane memory operation per vec4, a GEMV that keeps up with the copy scores ~2).
-pub fn bench_gemm(gpu: &Gpu) -> Result<GemmReport> {
+///
+/// `extra` adds products (a model's own, from [`super::tune::model_gemm_shapes`]) after
+/// the fixed [`SHAPES`].
+pub fn bench_gemm(gpu: &Gpu, extra: &[GemmKey]) -> Result<GemmReport> {
     let peak = FmaPeak::new(gpu)?;
     let copy = copy_gbps(gpu)?;
     let mut gemm = Vec::new();
     let mut peaks = Vec::new();
-    for &(m, k, n) in &SHAPES {
+    let fixed = SHAPES
+        .iter()
+        .map(|&(m, k, n)| GemmKey::new(m, n, k, false, true, 1));
+    for key in fixed.chain(extra.iter().copied()) {
+        let (m, n, k) = (key.m_bucket, key.n, key.k);
         let p = peak.gflops(gpu)?;
         peaks.push(p);
-        let ms = gemm_ms(gpu, m, k, n)?;
-        let gflops = 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e9;
+        let chosen = gpu.gemm_tile_for(&key);
+        let gflops_of = |ms: f64| 2.0 * (m * n * k) as f64 / (ms * 1e-3) / 1e9;
+        let ms = tile_ms(gpu, chosen, &key)?;
+        let mut tiles = BTreeMap::new();
+        let cpu = gpu.info().device_type == "Cpu";
+        if !cpu || m * n * k <= CPU_COMPARE_MAX {
+            for t in GemmTile::candidates() {
+                if t != chosen && gpu.tile_fits(t) {
+                    tiles.insert(t.name(), gflops_of(tile_ms(gpu, t, &key)?));
+                }
+            }
+            tiles.insert(chosen.name(), gflops_of(ms));
+        }
+        let t = |b: bool| if b { "t" } else { "n" };
         gemm.push(GemmPoint {
             m,
             n,
             k,
-            gflops,
-            ratio_of_peak: gflops / p,
+            trans: format!("{}{}", t(key.trans_a), t(key.trans_b)),
+            tile: chosen.name(),
+            gflops: gflops_of(ms),
+            ratio_of_peak: gflops_of(ms) / p,
             ms,
+            tiles,
         });
     }
     let mut gemv = Vec::new();
@@ -180,6 +220,12 @@ pub fn bench_gemm(gpu: &Gpu) -> Result<GemmReport> {
 /// Repetitions per submit so that one submit lasts about [`TARGET_S`], from one run.
 fn reps_for(one_run_s: f64, max: usize) -> usize {
     ((TARGET_S / one_run_s.max(1e-6)).ceil() as usize).clamp(1, max)
+}
+
+/// The device's FMA peak in GFLOP/s now (the fma_peak kernel, median of a few submits):
+/// what `bench step` divides its model FLOP/s by.
+pub fn fma_peak_gflops(gpu: &Gpu) -> Result<f64> {
+    FmaPeak::new(gpu)?.gflops(gpu)
 }
 
 /// The fma_peak kernel, sized to run about [`TARGET_S`]: independent FMAs only,
@@ -236,10 +282,23 @@ fn copy_gbps(gpu: &Gpu) -> Result<f64> {
     Ok(2.0 * bytes as f64 / (ms * 1e-3) / 1e9)
 }
 
-/// Median milliseconds of Y[m,n] = X[m,k]·W[n,k]ᵀ on random data (the op's own choice
-/// of kernels).
-fn gemm_ms(gpu: &Gpu, m: usize, k: usize, n: usize) -> Result<f64> {
-    product_ms(gpu, Path::Auto, m, k, n)
+/// Median milliseconds of `key`'s product (m = its bucket) on random data, on `tile`.
+fn tile_ms(gpu: &Gpu, tile: GemmTile, key: &GemmKey) -> Result<f64> {
+    let (m, n, k) = (key.m_bucket, key.n, key.k);
+    let batch = if key.batched { 2 } else { 1 };
+    let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
+    let a = gpu.upload(&[batch * m * k], &rng.vec_f32(batch * m * k, -1.0, 1.0))?;
+    let b = gpu.upload(&[batch * k * n], &rng.vec_f32(batch * k * n, -1.0, 1.0))?;
+    let c = gpu.zeros(&[batch * m * n])?;
+    let g = Gemm {
+        trans_a: key.trans_a,
+        trans_b: key.trans_b,
+        batch,
+        ..Gemm::new(m, n, k)
+    };
+    let ds = gemm_tile(gpu, tile, Path::Tiled, &g, &a, &b, &c)?;
+    let one = median_ms(gpu, &ds, 1, 1)? * 1e-3;
+    Ok(median_ms(gpu, &ds, reps_for(one, 256), RUNS)? / batch as f64)
 }
 
 /// [`gemm_ms`] on the kernels `path` picks.
@@ -266,18 +325,27 @@ pub fn print_table(r: &GemmReport) {
     println!("FMA peak {:>9.1} GFLOP/s", r.fma_peak_gflops);
     println!("copy     {:>9.1} GB/s", r.copy_gbps);
     println!(
-        "{:>6} {:>6} {:>6} {:>10} {:>10} {:>8}",
-        "M", "K", "N", "ms", "GFLOP/s", "of peak"
+        "{:>6} {:>6} {:>6} {:>3} {:>12} {:>10} {:>10} {:>8}  other tiles (GFLOP/s)",
+        "M", "K", "N", "op", "tile", "ms", "GFLOP/s", "of peak"
     );
     for p in &r.gemm {
+        let others: Vec<String> = p
+            .tiles
+            .iter()
+            .filter(|(t, _)| **t != p.tile)
+            .map(|(t, g)| format!("{t} {g:.1}"))
+            .collect();
         println!(
-            "{:>6} {:>6} {:>6} {:>10.3} {:>10.1} {:>7.1}%",
+            "{:>6} {:>6} {:>6} {:>3} {:>12} {:>10.3} {:>10.1} {:>7.1}%  {}",
             p.m,
             p.k,
             p.n,
+            p.trans,
+            p.tile,
             p.ms,
             p.gflops,
-            100.0 * p.ratio_of_peak
+            100.0 * p.ratio_of_peak,
+            others.join(", ")
         );
     }
     println!("decode products on GEMV (W GB/s against the copy bandwidth; tiled = GEMM tiles):");

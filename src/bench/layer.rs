@@ -151,6 +151,29 @@ fn step(
     Ok((ms, peak))
 }
 
+/// ABBA's layer step (forward and backward) on `kernels`, forced: what `boha tune`
+/// compares the pair paths by.
+pub(crate) fn pair_step_ms(
+    gpu: &Gpu,
+    kernels: &dyn Kernels,
+    tokens: usize,
+    d_in: usize,
+    d_out: usize,
+    runs: usize,
+) -> Result<f64> {
+    Ok(step(
+        gpu,
+        Method::Abba,
+        Some(kernels),
+        tokens,
+        d_in,
+        d_out,
+        1,
+        runs,
+    )?
+    .0)
+}
+
 /// Runs the benchmark over `shapes`.
 pub fn bench_layer(gpu: &Gpu, shapes: &[(usize, usize, usize)]) -> Result<LayerReport> {
     let (reps, runs) = (2, 3);

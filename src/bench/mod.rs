@@ -6,3 +6,4 @@ pub mod layer;
 pub mod record;
 pub mod step;
 pub mod timing;
+pub mod tune;

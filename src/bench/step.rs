@@ -31,6 +31,10 @@ pub struct StepResult {
     pub method: String,
     pub step_ms: f64,
     pub tokens_per_s: f64,
+    /// Model FLOPs per second: tokens_per_s · the report's model_flops_per_token
+    pub model_gflops: f64,
+    /// model_gflops / the FMA peak measured right before this method's steps (MFU)
+    pub mfu: f64,
     /// Measured: the meter's peak over building the trainer and its steps.
     pub peak_bytes: u64,
     /// `graph::memory::estimate` for the same trainer.
@@ -60,6 +64,10 @@ pub struct StepReport {
     pub model: String,
     pub device: String,
     pub tokens_per_step: usize,
+    /// Model FLOPs per trained token, [`model_flops_per_token`]
+    pub model_flops_per_token: f64,
+    /// The device's FMA peak (GFLOP/s), median of the measurements before each method
+    pub fma_peak_gflops: f64,
     pub results: Vec<StepResult>,
     pub base_fwd_ms: f64,
     pub merged_fwd_ms: f64,
@@ -86,6 +94,25 @@ pub fn bench_spec(method: Method) -> Result<AdapterSpec> {
     }
 }
 
+/// Model FLOPs of one trained token with the base weights frozen, at `seq` tokens per
+/// sequence: PaLM's count (6·N + 12·L·d_attn·T, N the parameters of the matrix products,
+/// the LM head included) without the weight-gradient third of the matrix term, since W0
+/// gets no gradient: 4·N for the forward and the input gradients, plus attention's
+/// 4·T·d_attn per layer forward (q·kᵀ, P·v; causal masking not discounted, as PaLM) and
+/// twice that backward. Adapter work is not counted: the figure is what the model itself
+/// asks of the device, so methods compare on it.
+pub fn model_flops_per_token(cfg: &crate::model::ModelConfig, seq: usize) -> f64 {
+    let (c, f, q, kv) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.q_dim(),
+        cfg.kv_dim(),
+    );
+    let per_layer = q * c + 2 * kv * c + c * q + 3 * c * f;
+    let n = (cfg.num_layers * per_layer + cfg.vocab_size * c) as f64;
+    4.0 * n + 12.0 * (cfg.num_layers * q * seq) as f64
+}
+
 fn batch_tokens(vocab: usize, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
     let mut rng = Rng::new(seed);
     let t: Vec<u32> = (0..n).map(|_| rng.below(vocab) as u32).collect();
@@ -109,6 +136,8 @@ pub fn bench_step(
     let n = batch * seq;
     let (tokens, targets) = batch_tokens(ck.config.vocab_size, n, 1);
     let all = Adapters::parse_targets(&["all"])?;
+    let flops = model_flops_per_token(&ck.config, seq);
+    let mut peaks = Vec::new();
     let mut results = Vec::new();
     // Every kind, then BoHA again with gradient checkpointing.
     let runs_of = Method::ALL
@@ -127,6 +156,9 @@ pub fn bench_step(
             method.name().to_string()
         };
         let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts)?;
+        // The peak right before the steps it is compared with (a shared host's load drifts).
+        let peak = super::gemm::fma_peak_gflops(gpu)?;
+        peaks.push(peak);
         gpu.wait()?;
         let base = gpu.live_bytes();
         gpu.reset_peak();
@@ -157,6 +189,8 @@ pub fn bench_step(
             method: label,
             step_ms: ms,
             tokens_per_s: n as f64 / (ms / 1e3),
+            model_gflops: flops * n as f64 / (ms / 1e3) / 1e9,
+            mfu: flops * n as f64 / (ms / 1e3) / 1e9 / peak,
             peak_bytes,
             estimate_bytes: est.total(),
             estimate_over_measured: est.total() as f64 / peak_bytes as f64,
@@ -205,6 +239,8 @@ pub fn bench_step(
         model: ck.source.display().to_string(),
         device: gpu.info().name.clone(),
         tokens_per_step: n,
+        model_flops_per_token: flops,
+        fma_peak_gflops: median(&mut peaks),
         boha_step_over_lora: b.step_ms / l.step_ms,
         boha_peak_over_lora: b.peak_bytes as f64 / l.peak_bytes as f64,
         merged_fwd_over_base: merged_fwd_ms / base_fwd_ms,
@@ -219,20 +255,26 @@ pub fn bench_step(
 /// The report as a table.
 pub fn print_table(r: &StepReport) {
     println!(
-        "{} on {}, {} tokens per step",
-        r.model, r.device, r.tokens_per_step
+        "{} on {}, {} tokens per step, {:.3} GFLOP per token, FMA peak {:.1} GFLOP/s",
+        r.model,
+        r.device,
+        r.tokens_per_step,
+        r.model_flops_per_token / 1e9,
+        r.fma_peak_gflops
     );
     println!(
-        "| method | step ms | tokens/s | peak MiB | estimate MiB | estimate/peak |\n\
-         | --- | --- | --- | --- | --- | --- |"
+        "| method | step ms | tokens/s | model GFLOP/s | MFU | peak MiB | estimate MiB | estimate/peak |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for x in &r.results {
         println!(
-            "| {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.3} |",
+            "| {} | {:.0} | {:.1} | {:.1} | {:.2}% | {:.1} | {:.1} | {:.3} |",
             x.method,
             x.step_ms,
             x.tokens_per_s,
+            x.model_gflops,
+            100.0 * x.mfu,
             mib(x.peak_bytes),
             mib(x.estimate_bytes),
             x.estimate_over_measured

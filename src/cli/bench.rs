@@ -16,6 +16,14 @@ pub enum BenchCommand {
     /// FMA peak, copy bandwidth, GEMM GFLOP/s as a fraction of the peak, and the decode
     /// products (M = 1, 4) on the GEMV kernels against the copy bandwidth.
     Gemm {
+        /// Also time every product this model's training asks for (a Hugging Face
+        /// directory or a .gguf file), at `--batch` × `--max-len` tokens.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value_t = 4, requires = "model")]
+        batch: usize,
+        #[arg(long, default_value_t = 128, requires = "model")]
+        max_len: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -63,8 +71,20 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
     let gpu = dev.open()?;
     let rec = Record::now(&gpu);
     match what {
-        BenchCommand::Gemm { json } => {
-            let r = gemm::bench_gemm(&gpu)?;
+        BenchCommand::Gemm {
+            model,
+            batch,
+            max_len,
+            json,
+        } => {
+            let extra = match model {
+                Some(p) => {
+                    let ck = load_checkpoint(&p)?;
+                    boha::bench::tune::model_gemm_shapes(&gpu, &ck, batch, max_len)?
+                }
+                None => Vec::new(),
+            };
+            let r = gemm::bench_gemm(&gpu, &extra)?;
             if json {
                 print_json(rec, &r)
             } else {

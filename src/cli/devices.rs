@@ -1,6 +1,7 @@
 //! `boha devices [--json]`
 
-use boha::gpu::list_devices;
+use boha::gpu::tuning;
+use boha::gpu::{list_devices, DeviceClass, Profile};
 use boha::{Error, Result};
 
 pub fn run(json: bool) -> Result<()> {
@@ -28,9 +29,25 @@ pub fn run(json: bool) -> Result<()> {
             d.max_compute_invocations_per_workgroup
         );
         println!(
-            "    timestamps: {}, shader-f16: {}",
-            d.timestamp_query, d.shader_f16
+            "    timestamps: {}, shader-f16: {}, subgroups: {} (sizes {}..={}), cooperative matrix: {}",
+            d.timestamp_query,
+            d.shader_f16,
+            d.subgroups,
+            d.subgroup_min_size,
+            d.subgroup_max_size,
+            d.cooperative_matrix
         );
+        let p = Profile::for_device(d, None);
+        println!(
+            "    profile: {} (family {}, GEMM tile {})",
+            DeviceClass::of(d).name(),
+            p.family.name(),
+            p.gemm_tile.name()
+        );
+        match tuning::file_for(d).filter(|f| f.is_file()) {
+            Some(f) => println!("    tuned: {}", f.display()),
+            None => println!("    tuned: no (run `boha tune --model PATH`)"),
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod report;
 mod score;
 mod setup;
 mod synthetic;
+mod tune;
 
 use std::time::Duration;
 
@@ -47,6 +48,10 @@ pub struct DeviceArgs {
     /// Seconds to wait on the device before a submit counts as hung.
     #[arg(long, global = true, default_value_t = 120.0)]
     pub timeout: f64,
+    /// Ignore the tuning file `boha tune` wrote for this adapter and driver (the device
+    /// profile's defaults run instead).
+    #[arg(long, global = true)]
+    pub no_tune: bool,
 }
 
 fn parse_family(s: &str) -> std::result::Result<GemmFamily, String> {
@@ -67,6 +72,7 @@ impl DeviceArgs {
             timeout: Duration::from_secs_f64(self.timeout),
             max_binding_override: None,
             gemm_family: self.gemm,
+            untuned: self.no_tune,
         })
     }
 }
@@ -86,6 +92,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time the candidate kernels for a model's own shapes on this device and keep the
+    /// winners for every later command on this adapter and driver.
+    Tune(tune::TuneArgs),
     /// Benchmarks; every figure comes with a ratio measured in the same run.
     Bench {
         #[command(subcommand)]
@@ -125,6 +134,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Setup(args) => setup::run(&args),
         Command::Devices { json } => devices::run(json),
         Command::Bench { what } => bench::run(&cli.device, what),
+        Command::Tune(args) => tune::run(&cli.device, &args),
         Command::Synthetic(args) => synthetic::run(&cli.device, &args),
         Command::Generate(args) => generate::run(&cli.device, &args),
         Command::Score(args) => score::run(&cli.device, &args),

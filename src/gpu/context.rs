@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::devices::{self, DeviceInfo};
 use super::options::{GemmFamily, GpuOptions};
+use super::profile::{GemmTile, Profile};
+use super::tuning::{GemmKey, PairKey, Tuning};
 use crate::error::{Error, Result};
 
 /// An open device: everything above this module speaks of tensors and dispatches.
@@ -19,7 +21,12 @@ pub struct Gpu {
     /// The storage-binding limit the ops chunk against (≤ the device's).
     pub(crate) max_binding: u64,
     pub(crate) timeout: Duration,
-    pub(crate) gemm_family: GemmFamily,
+    /// What this device class runs by default.
+    pub(crate) profile: Profile,
+    /// What `boha tune` measured on this adapter and driver (empty when untuned).
+    pub(crate) tuning: Tuning,
+    /// The GEMM shapes asked for since [`Gpu::log_gemm_shapes`] turned logging on.
+    pub(crate) gemm_log: Mutex<Option<std::collections::BTreeSet<GemmKey>>>,
     pub(crate) pipelines: super::registry::PipelineCache,
     /// Errors no scope caught and the device-lost reason, checked after every wait.
     pub(crate) fault: Arc<Mutex<Option<String>>>,
@@ -128,7 +135,9 @@ impl Gpu {
     /// boha can use.
     pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
         let info = DeviceInfo::from_adapter(0, &adapter);
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        // Subgroups serve the CPU profile's subgroup GEMM (8-lane llvmpipe).
+        let wanted =
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let kept = adapter.clone();
@@ -165,17 +174,23 @@ impl Gpu {
         let max_binding = opts
             .max_binding_override
             .map_or(device_max, |m| m.min(device_max));
-        let gemm_family = opts.gemm_family.unwrap_or(match info.device_type.as_str() {
-            "Cpu" => GemmFamily::Register,
-            _ => GemmFamily::Shared,
-        });
+        let profile = Profile::for_device(&info, opts.gemm_family);
+        // A forced family means the user wants that family's kernels, not tuned ones.
+        let tuning = if opts.gemm_family.is_some() || opts.untuned {
+            Tuning::default()
+        } else {
+            Tuning::load_for(&info)
+        };
         log::info!(
-            "opened {} ({}, {}), max binding {} bytes, gemm {}",
+            "opened {} ({}, {}), max binding {} bytes, {} profile, gemm {} / {}, {} tuned shapes",
             info.name,
             info.backend,
             info.device_type,
             max_binding,
-            gemm_family.name()
+            profile.class.name(),
+            profile.family.name(),
+            profile.gemm_tile.name(),
+            tuning.len().0
         );
         Ok(Gpu {
             device,
@@ -185,7 +200,9 @@ impl Gpu {
             limits,
             max_binding,
             timeout: opts.timeout,
-            gemm_family,
+            profile,
+            tuning,
+            gemm_log: Mutex::new(None),
             pipelines: Default::default(),
             fault,
             meter: Default::default(),
@@ -203,9 +220,83 @@ impl Gpu {
 
     /// The GEMM family the ops use on this device.
     pub fn gemm_family(&self) -> GemmFamily {
-        self.gemm_family
+        self.profile.family
     }
 
+    /// The device profile in force.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The tuning table in force (empty when untuned).
+    pub fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
+    /// Replaces the tuning table (what `boha tune` does as it measures).
+    pub fn set_tuning(&mut self, tuning: Tuning) {
+        self.tuning = tuning;
+    }
+
+    /// The tile a GEMM of this shape runs on: the tuned winner, else the profile's tile.
+    /// A tile the device cannot hold (too little workgroup memory or too few invocations)
+    /// falls back to the family's own.
+    pub fn gemm_tile_for(&self, key: &GemmKey) -> GemmTile {
+        if let Some(log) = self
+            .gemm_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            log.insert(*key);
+        }
+        let t = self.tuning.gemm(key).unwrap_or(self.profile.gemm_tile);
+        if self.tile_fits(t) {
+            t
+        } else {
+            GemmTile::of_family(self.profile.family)
+        }
+    }
+
+    /// Starts (`true`) or stops logging the shape of every GEMM the ops plan, and returns
+    /// what was logged since the last start: how `boha tune` learns a model's products
+    /// by building its trainer.
+    pub fn log_gemm_shapes(&self, on: bool) -> Vec<GemmKey> {
+        let mut slot = self.gemm_log.lock().unwrap_or_else(|p| p.into_inner());
+        let logged = slot
+            .take()
+            .map(|s| s.into_iter().collect())
+            .unwrap_or_default();
+        if on {
+            *slot = Some(Default::default());
+        }
+        logged
+    }
+
+    /// Whether the pair kinds should run this matrix fused, if `boha tune` measured it.
+    pub fn tuned_pair_fused(&self, key: &PairKey) -> Option<bool> {
+        self.tuning.pair_fused(key)
+    }
+
+    /// Whether the device's limits hold `tile`'s workgroup: its invocations and its
+    /// workgroup memory (two buffers of an A and a B tile, 8 deep along k, for the tier).
+    pub fn tile_fits(&self, tile: GemmTile) -> bool {
+        match tile {
+            GemmTile::Register | GemmTile::Shared64 => true,
+            // One subgroup must be exactly one row of 8 invocations.
+            GemmTile::Subgroup => {
+                self.features.contains(wgpu::Features::SUBGROUP)
+                    && self.info.subgroup_min_size == 8
+                    && self.info.subgroup_max_size == 8
+            }
+            GemmTile::Tier { bm, bn } => {
+                let invocations = (bm / 8) * (bn / 8);
+                let bytes = 2 * 8 * (bm + bn + 8) * 4;
+                invocations <= self.limits.max_compute_invocations_per_workgroup
+                    && bytes <= self.limits.max_compute_workgroup_storage_size
+            }
+        }
+    }
     /// Largest storage binding in bytes that the ops may use (the device limit, or the
     /// forced smaller one).
     pub fn max_binding_bytes(&self) -> u64 {

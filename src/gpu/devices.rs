@@ -12,6 +12,8 @@ pub struct DeviceInfo {
     pub name: String,
     pub backend: String,
     pub device_type: String,
+    /// PCI vendor id (0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel, ...; 0 when unknown).
+    pub vendor: u32,
     pub driver: String,
     pub driver_info: String,
     pub max_buffer_size: u64,
@@ -21,6 +23,13 @@ pub struct DeviceInfo {
     pub max_storage_buffers_per_shader_stage: u32,
     pub timestamp_query: bool,
     pub shader_f16: bool,
+    /// Subgroup operations in compute shaders (wgpu's `SUBGROUP`), with the subgroup
+    /// sizes the adapter may use.
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    /// Cooperative-matrix (tensor core) operations (`EXPERIMENTAL_COOPERATIVE_MATRIX`).
+    pub cooperative_matrix: bool,
 }
 
 impl DeviceInfo {
@@ -33,6 +42,7 @@ impl DeviceInfo {
             name: i.name,
             backend: format!("{:?}", i.backend),
             device_type: format!("{:?}", i.device_type),
+            vendor: i.vendor,
             driver: i.driver,
             driver_info: i.driver_info,
             max_buffer_size: l.max_buffer_size,
@@ -42,6 +52,10 @@ impl DeviceInfo {
             max_storage_buffers_per_shader_stage: l.max_storage_buffers_per_shader_stage,
             timestamp_query: f.contains(wgpu::Features::TIMESTAMP_QUERY),
             shader_f16: f.contains(wgpu::Features::SHADER_F16),
+            subgroups: f.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: i.subgroup_min_size,
+            subgroup_max_size: i.subgroup_max_size,
+            cooperative_matrix: f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
         }
     }
 }

@@ -5,14 +5,17 @@ mod context;
 mod devices;
 mod dispatch;
 mod options;
+mod profile;
 mod registry;
 mod tensor;
 mod test_device;
+pub mod tuning;
 
 pub use context::{Gpu, SubmitGate};
 pub use devices::{list as list_devices, DeviceInfo};
 pub use dispatch::{Dispatch, Params, Recorder};
 pub use options::{GemmFamily, GpuOptions};
+pub use profile::{DeviceClass, GemmTile, Profile};
 pub use registry::{validate_wgsl, Kernel};
 pub use tensor::{DType, Tensor};
 pub use test_device::{skipped_gpu_tests, test_gpu, test_gpu_with};

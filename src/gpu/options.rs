@@ -46,6 +46,8 @@ pub struct GpuOptions {
     pub max_binding_override: Option<u64>,
     /// Overrides the GEMM family chosen from the adapter type.
     pub gemm_family: Option<GemmFamily>,
+    /// Ignores the tuning file (`boha tune` itself, tests that compare kernels).
+    pub untuned: bool,
 }
 
 impl Default for GpuOptions {
@@ -55,6 +57,7 @@ impl Default for GpuOptions {
             timeout: Duration::from_secs(120),
             max_binding_override: None,
             gemm_family: None,
+            untuned: false,
         }
     }
 }

@@ -12,6 +12,12 @@ use super::context::Gpu;
 use crate::error::{Error, Result};
 use crate::shaders::Shader;
 
+/// Shaders compiled without naga's runtime bounds checks: every index they form is in
+/// bounds by construction (loads past a matrix's edge are skipped, not clamped, and the
+/// ops only dispatch them over views that hold what they address), so the checks would
+/// only cost instructions in their inner loops.
+const TRUSTED: &[&str] = &[crate::shaders::GEMM_TIER.name];
+
 /// A kernel: an entry point of a shader, with values for its `override` constants.
 #[derive(Clone, Debug)]
 pub struct Kernel {
@@ -147,11 +153,21 @@ impl Gpu {
         }
         let (module, info) = validate_wgsl(shader)?;
         let wgpu_module = self.scoped(&format!("compiling shader {}", shader.name), || {
-            self.device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(shader.name),
-                    source: wgpu::ShaderSource::Wgsl(shader.source.into()),
-                })
+            let desc = wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            };
+            if TRUSTED.contains(&shader.name) {
+                let checks = wgpu::ShaderRuntimeChecks {
+                    bounds_checks: false,
+                    ..wgpu::ShaderRuntimeChecks::checked()
+                };
+                // SAFETY: the shaders in TRUSTED index only inside their bindings and
+                // workgroup arrays (see TRUSTED); the other runtime checks stay on.
+                unsafe { self.device.create_shader_module_trusted(desc, checks) }
+            } else {
+                self.device.create_shader_module(desc)
+            }
         })?;
         let parsed = Arc::new(ParsedModule {
             wgpu_module,

@@ -1,4 +1,5 @@
-//! General matrix multiply (`shaders/gemm_register.wgsl`, `shaders/gemm_shared.wgsl`).
+//! General matrix multiply (`shaders/gemm_register.wgsl`, `shaders/gemm_shared.wgsl`,
+//! `shaders/gemm_tier.wgsl`).
 //!
 //! C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, row-major f32, where
 //! op(A) is m×k (A stored [m, k], or [k, m] when `trans_a`) and op(B) is k×n (B stored
@@ -9,9 +10,11 @@
 //! - backward [`matmul_nn`]: dX[M,K] = dY[M,N]·W[N,K]
 //! - backward [`matmul_tn`]: dW[N,K] = dY[M,N]ᵀ·X[M,K]
 //!
-//! Two kernel families: register tiles for CPU-type adapters, workgroup-shared tiles for
-//! GPUs ([`GemmFamily`]). Operands larger than the storage-binding limit are bound in
-//! ranges (see [`plan`]); each range is one dispatch, and ranges along k accumulate.
+//! Three tiles ([`GemmTile`]): register tiles for CPU-type adapters, 64 × 64
+//! workgroup-shared tiles for GPUs ([`GemmFamily`]'s own two), and the discrete-GPU
+//! tier ([`tier`]); [`gemm`] runs the tile the device's tuning or profile names for the
+//! shape. Operands larger than the storage-binding limit are bound in ranges (see
+//! [`plan`]); each range is one dispatch, and ranges along k accumulate.
 //!
 //! Products with a few rows (m ≤ [`gemv::MAX_M`], NT: the decode step's projections and
 //! logits) run on the GEMV kernels ([`gemv`]) instead, chosen automatically ([`Path`]).
@@ -19,9 +22,12 @@
 pub mod gemv;
 pub mod plan;
 pub mod reference;
+mod subgroup;
+mod tier;
 
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel, Params, Tensor};
+use crate::gpu::tuning::GemmKey;
+use crate::gpu::{Dispatch, GemmFamily, GemmTile, Gpu, Kernel, Params, Tensor};
 use crate::shaders::{GEMM_REGISTER, GEMM_SHARED};
 pub use gemv::GemvKernel;
 
@@ -78,12 +84,14 @@ impl Gemm {
     }
 }
 
-/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], with the device's GEMM family.
+/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], on the tile the device runs for this
+/// shape ([`Gpu::gemm_tile_for`]: the tuned winner, else the profile's).
 pub fn gemm(gpu: &Gpu, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Vec<Dispatch>> {
-    gemm_with(gpu, gpu.gemm_family(), g, a, b, c)
+    let key = GemmKey::new(g.m, g.n, g.k, g.trans_a, g.trans_b, g.batch);
+    gemm_tile(gpu, gpu.gemm_tile_for(&key), Path::Auto, g, a, b, c)
 }
 
-/// [`gemm`] with an explicit kernel family (tests run both on one device).
+/// [`gemm`] on an explicit kernel family's own tile (tests run both on one device).
 pub fn gemm_with(
     gpu: &Gpu,
     family: GemmFamily,
@@ -119,16 +127,38 @@ pub fn gemm_path(
     b: &Tensor,
     c: &Tensor,
 ) -> Result<Vec<Dispatch>> {
+    let how = How::new(GemmTile::of_family(family), family, path, g);
+    run(gpu, how, g, a, b, c)
+}
+
+/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] on an explicit tile (what `boha tune`
+/// times and the tests compare), GEMV-shaped products on the kernels `path` picks with
+/// the device's family. A tile the device cannot hold ([`Gpu::tile_fits`]) runs on the
+/// family's own tile instead.
+pub fn gemm_tile(
+    gpu: &Gpu,
+    tile: GemmTile,
+    path: Path,
+    g: &Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+) -> Result<Vec<Dispatch>> {
+    let family = gpu.gemm_family();
+    let tile = if gpu.tile_fits(tile) {
+        tile
+    } else {
+        GemmTile::of_family(family)
+    };
+    run(gpu, How::new(tile, family, path, g), g, a, b, c)
+}
+
+/// Plans and prepares a product on the kernels `how` names.
+fn run(gpu: &Gpu, how: How, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Vec<Dispatch>> {
     check(g, a, b, c)?;
     if g.m == 0 || g.n == 0 || g.batch == 0 {
         return Ok(Vec::new());
     }
-    let gemv = match path {
-        Path::Auto if gemv::applies(g) => Some(GemvKernel::for_family(family)),
-        Path::Gemv(kernel) if gemv::applies(g) => Some(kernel),
-        _ => None,
-    };
-    let how = How { family, gemv };
     if g.batch == 1 {
         plan_single(gpu, how, g, a, b, c)
     } else {
@@ -136,11 +166,25 @@ pub fn gemm_path(
     }
 }
 
-/// The kernels chosen for one product.
+/// The kernels chosen for one product: the tile, and the GEMV kernel (the family's, or
+/// the one `path` asked for) where the product is GEMV-shaped.
 #[derive(Clone, Copy)]
 struct How {
-    family: GemmFamily,
+    tile: GemmTile,
     gemv: Option<GemvKernel>,
+}
+
+impl How {
+    /// `tile`, with `family`'s GEMV kernel where `path` is [`Path::Auto`] and `g` is
+    /// GEMV-shaped.
+    fn new(tile: GemmTile, family: GemmFamily, path: Path, g: &Gemm) -> How {
+        let gemv = match path {
+            Path::Auto if gemv::applies(g) => Some(GemvKernel::for_family(family)),
+            Path::Gemv(kernel) if gemv::applies(g) => Some(kernel),
+            _ => None,
+        };
+        How { tile, gemv }
+    }
 }
 
 fn check(g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<()> {
@@ -312,25 +356,31 @@ fn vec4_ok(ld: usize, off: usize, stride: usize, along_rows: usize) -> bool {
 }
 
 /// Appends `p`'s dispatches: the chosen GEMV kernel's where the part allows vec4 loads
-/// along k ([`gemv::dispatch`]); else one, except in the register family when k % 4 != 0
-/// and neither operand is stored along k (dW = dYᵀ·X at an odd token count): then the
-/// vec4 kernel takes whole steps of 4 and the scalar kernel accumulates the last k % 4.
+/// along k ([`gemv::dispatch`]); else one on the tile ([`tier::dispatch`] for the tier),
+/// except on the register tile when k % 4 != 0 and neither operand is stored along k
+/// (dW = dYᵀ·X at an odd token count): then the vec4 kernel takes whole steps of 4 and
+/// the scalar kernel accumulates the last k % 4.
 fn dispatch(gpu: &Gpu, how: How, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) -> Result<()> {
     if let Some(kernel) = how.gemv {
         if gemv::part_applies(g, p) {
             return gemv::dispatch(gpu, kernel, g, p, out);
         }
     }
-    let family = how.family;
-    if family == GemmFamily::Shared {
-        out.push(prepare(
-            gpu,
-            g,
-            p,
-            Kernel::new(GEMM_SHARED, "gemm_tiled"),
-            SHARED_TILE,
-        )?);
-        return Ok(());
+    match how.tile {
+        GemmTile::Register => {}
+        GemmTile::Shared64 => {
+            out.push(prepare(
+                gpu,
+                g,
+                p,
+                Kernel::new(GEMM_SHARED, "gemm_tiled"),
+                SHARED_TILE,
+            )?);
+            return Ok(());
+        }
+        GemmTile::Tier { bm, bn } => return tier::dispatch(gpu, (bm, bn), g, p, out),
+        GemmTile::Subgroup if subgroup::applies(g, p) => return subgroup::dispatch(gpu, g, p, out),
+        GemmTile::Subgroup => {}
     }
     let (lda, ldb, _) = g.lds();
     let k_along_rows = !g.trans_a || g.trans_b;
