@@ -37,6 +37,9 @@ pub struct Record {
     /// time (Linux only; absent elsewhere).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_load: Option<HostLoad>,
+    /// The `boha tune` file the run used (its file name), absent when none was in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<String>,
     /// Set only on records whose envelope was added afterwards (see docs/benchmarks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -103,6 +106,12 @@ impl Record {
                 info: i.driver_info.clone(),
             },
             host_load: HostLoad::now(),
+            tuning: gpu
+                .tuning()
+                .source
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|f| f.to_string_lossy().into_owned()),
             note: None,
         }
     }

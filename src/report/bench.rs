@@ -53,24 +53,55 @@ pub fn gemm(l: &Loaded) -> Result<String> {
         l.num(v, "fma_peak_gflops")?,
         l.num(v, "copy_gbps")?
     );
-    let mut t = Table::new([
-        "M × K × N".to_string(),
-        "ms".into(),
+    let rows = l.list(v, "gemm")?;
+    // Records from before the tiles were compared have neither the op nor the tiles.
+    let tiled = rows.iter().any(|p| p.get("tile").is_some());
+    let mut header = vec!["M × K × N".to_string()];
+    if tiled {
+        header.extend(["op".to_string(), "tile".into()]);
+    }
+    header.extend([
+        "ms".to_string(),
         "GFLOP/s".into(),
         with_target("of FMA peak", GEMM_OF_PEAK, true),
     ]);
-    for p in l.list(v, "gemm")? {
-        t.row(vec![
-            format!(
-                "{} × {} × {}",
-                l.num(p, "m")?,
-                l.num(p, "k")?,
-                l.num(p, "n")?
-            ),
+    if tiled {
+        header.push("other tiles, GFLOP/s".into());
+    }
+    let mut t = Table::new(header);
+    for p in rows {
+        let mut row = vec![format!(
+            "{} × {} × {}",
+            l.num(p, "m")?,
+            l.num(p, "k")?,
+            l.num(p, "n")?
+        )];
+        if tiled {
+            row.push(l.str(p, "trans")?.to_string());
+            row.push(format!("`{}`", l.str(p, "tile")?));
+        }
+        row.extend([
             significant(l.num(p, "ms")?, 3),
             significant(l.num(p, "gflops")?, 3),
             GEMM_OF_PEAK.mark_pct(l.num(p, "ratio_of_peak")?, 1),
         ]);
+        if tiled {
+            let mine = l.str(p, "tile")?;
+            let others: Vec<String> = p
+                .get("tiles")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| name.as_str() != mine)
+                .filter_map(|(name, g)| Some(format!("{name} {}", significant(g.as_f64()?, 3))))
+                .collect();
+            row.push(if others.is_empty() {
+                "–".into()
+            } else {
+                others.join(", ")
+            });
+        }
+        t.row(row);
     }
     s += &t.render();
     if let Some(gemv) = v.get("gemv").and_then(Value::as_array) {
@@ -255,4 +286,71 @@ pub fn synthetic(l: &Loaded) -> Result<String> {
         ]);
     }
     Ok(t.render())
+}
+
+/// `boha tune`: per GEMM shape the profile's tile, the winner and its speedup (with every
+/// candidate's time), then the pair kinds' path per matrix.
+pub fn tune(l: &Loaded) -> Result<String> {
+    let v = &l.value;
+    let mut s = format!(
+        "Profile {}, {} tokens per step.\n\n",
+        l.str(v, "profile")?,
+        l.num(v, "tokens")?
+    );
+    let mut t = Table::new([
+        "GEMM shape",
+        "profile tile",
+        "winner",
+        "speedup",
+        "candidates, ms",
+    ]);
+    for c in l.list(v, "gemm")? {
+        let times: Vec<String> = c
+            .get("ms")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, ms)| match ms.as_f64() {
+                Some(ms) => format!("{name} {}", significant(ms, 3)),
+                None => format!("{name} (refused)"),
+            })
+            .collect();
+        t.row(vec![
+            format!("`{}`", l.str(c, "shape")?),
+            format!("`{}`", l.str(c, "default")?),
+            format!("`{}`", l.str(c, "winner")?),
+            c.get("speedup")
+                .and_then(Value::as_f64)
+                .map_or("–".into(), |x| format!("{x:.2}×")),
+            times.join(", "),
+        ]);
+    }
+    s += &t.render();
+    let pairs = l.list(v, "pair")?;
+    if !pairs.is_empty() {
+        let mut t = Table::new([
+            "pair matrix",
+            "multiply-add rule",
+            "fused ms",
+            "Khatri–Rao ms",
+            "winner",
+        ]);
+        for c in pairs {
+            let rule = c.get("rule_picks_fused").and_then(Value::as_bool);
+            t.row(vec![
+                l.str(c, "matrix")?.to_string(),
+                match rule {
+                    Some(true) => "fused".into(),
+                    Some(false) => "Khatri–Rao".into(),
+                    None => "–".into(),
+                },
+                significant(l.num(c, "fused_ms")?, 3),
+                significant(l.num(c, "khatri_rao_ms")?, 3),
+                l.str(c, "winner")?.to_string(),
+            ]);
+        }
+        s += "\n";
+        s += &t.render();
+    }
+    Ok(s)
 }

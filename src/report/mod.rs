@@ -49,6 +49,7 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         "layer" => bench::layer,
         "step" => bench::step,
         "synthetic" => bench::synthetic,
+        "tune" => bench::tune,
         "demo" => demo::demo,
         "anchor" => anchor::anchor,
         "generate" => generate::generate,
@@ -57,7 +58,7 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         _ => {
             return Err(Error::Invalid(format!(
                 "{doc}: unknown report kind `{kind}` (gemm, layer, step, synthetic, \
-                 demo, generate, anchor, study-single, study-continual)"
+                 tune, demo, generate, anchor, study-single, study-continual)"
             )))
         }
     };

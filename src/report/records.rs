@@ -112,6 +112,10 @@ pub fn caption(l: &Loaded, link: &str) -> String {
                 s.pop();
                 s += &format!("; host load {:.1} on {} CPUs.", h.load_1m, h.cpus);
             }
+            if let Some(t) = &r.tuning {
+                s.pop();
+                s += &format!("; kernels tuned by `boha tune` (`{t}`).");
+            }
             if let Some(n) = r.note {
                 s += &format!(" {n}");
             }
