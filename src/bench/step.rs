@@ -120,13 +120,16 @@ fn batch_tokens(vocab: usize, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
     (t, y)
 }
 
-/// Times each method's step (`runs` timed steps after one warm-up) and the forward
-/// passes (base and merged in ABBA order, an even number ≥ 4 of rounds), on `batch` ×
-/// `seq` random tokens. `profile` adds each method's time per kernel (see
-/// [`StepResult::profile`]).
+/// Times the step of each of `methods` (`runs` timed steps after one warm-up; BoHA also
+/// with gradient checkpointing) and the forward passes (base and merged in ABBA order, an
+/// even number ≥ 4 of rounds), on `batch` × `seq` random tokens. `profile` adds each
+/// method's time per kernel (see [`StepResult::profile`]). Ratios whose methods were
+/// not run are NaN (null in JSON).
+#[allow(clippy::too_many_arguments)]
 pub fn bench_step(
     gpu: &Gpu,
     ck: &Checkpoint,
+    methods: &[Method],
     batch: usize,
     seq: usize,
     runs: usize,
@@ -140,10 +143,11 @@ pub fn bench_step(
     let mut peaks = Vec::new();
     let mut results = Vec::new();
     // Every kind, then BoHA again with gradient checkpointing.
-    let runs_of = Method::ALL
-        .iter()
-        .map(|&m| (m, false))
-        .chain([(Method::Boha, true)]);
+    let runs_of = methods.iter().map(|&m| (m, false)).chain(
+        methods
+            .contains(&Method::Boha)
+            .then_some((Method::Boha, true)),
+    );
     for (method, recompute) in runs_of {
         let spec = bench_spec(method)?;
         let opts = TrainOptions {
@@ -233,19 +237,25 @@ pub fn bench_step(
     let merged_fwd_ms = median(&mut tm);
     on_result("base forward", base_fwd_ms);
     on_result("merged forward", merged_fwd_ms);
-    let get = |m: &str| results.iter().find(|r| r.method == m).expect("measured");
-    let (b, l, c) = (get("boha"), get("lora"), get("boha+checkpointing"));
+    let get = |m: &str| results.iter().find(|r| r.method == m);
+    let ratio = |x: &str, y: &str, f: fn(&StepResult) -> f64| match (get(x), get(y)) {
+        (Some(a), Some(b)) => f(a) / f(b),
+        _ => f64::NAN,
+    };
+    let step = |r: &StepResult| r.step_ms;
+    let peak = |r: &StepResult| r.peak_bytes as f64;
+    let planned = |r: &StepResult| r.planned_bytes as f64;
     Ok(StepReport {
         model: ck.source.display().to_string(),
         device: gpu.info().name.clone(),
         tokens_per_step: n,
         model_flops_per_token: flops,
         fma_peak_gflops: median(&mut peaks),
-        boha_step_over_lora: b.step_ms / l.step_ms,
-        boha_peak_over_lora: b.peak_bytes as f64 / l.peak_bytes as f64,
+        boha_step_over_lora: ratio("boha", "lora", step),
+        boha_peak_over_lora: ratio("boha", "lora", peak),
         merged_fwd_over_base: merged_fwd_ms / base_fwd_ms,
-        checkpointing_step_over_plain: c.step_ms / b.step_ms,
-        checkpointing_planned_over_plain: c.planned_bytes as f64 / b.planned_bytes as f64,
+        checkpointing_step_over_plain: ratio("boha+checkpointing", "boha", step),
+        checkpointing_planned_over_plain: ratio("boha+checkpointing", "boha", planned),
         results,
         base_fwd_ms,
         merged_fwd_ms,

@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 use std::path::PathBuf;
 
+use boha::adapters::Method;
 use boha::bench::record::{self, Record};
 use boha::bench::{gemm, layer, step};
 use boha::loaders::load_checkpoint;
@@ -50,6 +51,10 @@ pub enum BenchCommand {
         /// Timed steps per method (after one warm-up step); the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// The methods to time, comma-separated (default: all six; BoHA also runs with
+        /// gradient checkpointing).
+        #[arg(long, value_delimiter = ',')]
+        methods: Vec<String>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -97,13 +102,31 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
             batch,
             max_len,
             runs,
+            methods,
             json,
             profile,
         } => {
+            let methods = if methods.is_empty() {
+                Method::ALL.to_vec()
+            } else {
+                methods
+                    .iter()
+                    .map(|m| Method::parse(m))
+                    .collect::<Result<Vec<_>>>()?
+            };
             let ck = load_checkpoint(&model)?;
-            let r = step::bench_step(&gpu, &ck, batch, max_len, runs, profile, &mut |what, ms| {
-                eprintln!("{what}: {ms:.0} ms");
-            })?;
+            let r = step::bench_step(
+                &gpu,
+                &ck,
+                &methods,
+                batch,
+                max_len,
+                runs,
+                profile,
+                &mut |what, ms| {
+                    eprintln!("{what}: {ms:.0} ms");
+                },
+            )?;
             if json {
                 print_json(rec, &r)
             } else {

@@ -11,6 +11,7 @@
 pub mod fetch;
 pub mod gguf;
 pub mod hf;
+pub mod random;
 pub mod safetensors;
 pub mod tokenizer;
 
@@ -131,8 +132,12 @@ impl Checkpoint {
 }
 
 /// Loads a checkpoint: `path` is a Hugging Face directory (config.json, safetensors,
-/// tokenizer.json) or a `.gguf` file.
+/// tokenizer.json), a `.gguf` file, or `random:NAME`, a named model's shapes with random
+/// weights ([`random`]).
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    if let Some(random) = path.to_str().and_then(random::from_spec) {
+        return random;
+    }
     if path.is_dir() {
         hf::load_hf_dir(path)
     } else if path.is_file() {
