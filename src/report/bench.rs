@@ -18,6 +18,8 @@ pub const LAYER_PEAK: Target = Target::AtMost(1.05);
 /// `boha bench step`'s targets (see src/bench/step.rs).
 pub const STEP_STEP: Target = Target::AtMost(1.3);
 pub const STEP_PEAK: Target = Target::AtMost(1.05);
+/// `scripts/step_vs_commit.sh`'s target: BoHA's tokens/s against an earlier build's.
+pub const STEP_VS_SPEEDUP: Target = Target::AtLeast(2.5);
 
 /// The numeric fields of `rows` that are not in `known`, by name, in the order of
 /// their first appearance.
@@ -352,5 +354,62 @@ pub fn tune(l: &Loaded) -> Result<String> {
         s += "\n";
         s += &t.render();
     }
+    Ok(s)
+}
+
+/// `scripts/step_vs_commit.sh`: an earlier build's step and this one's, run one after the
+/// other, with BoHA's (and LoRA's) tokens/s ratio.
+pub fn step_vs(l: &Loaded) -> Result<String> {
+    let v = &l.value;
+    let base = v
+        .get("baseline")
+        .ok_or_else(|| crate::error::Error::Invalid(format!("{}: no baseline", l.name)))?;
+    let cur = v
+        .get("current")
+        .ok_or_else(|| crate::error::Error::Invalid(format!("{}: no current run", l.name)))?;
+    let commit = |run: &Value| {
+        run.get("record")
+            .and_then(|r| r.get("commit"))
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string()
+    };
+    let tps = |run: &Value, m: &str| -> Option<f64> {
+        run.get("results")?
+            .as_array()?
+            .iter()
+            .find(|r| r.get("method").and_then(Value::as_str) == Some(m))?
+            .get("tokens_per_s")?
+            .as_f64()
+    };
+    let mut s = format!(
+        "{} tokens per step; the earlier build (commit `{}`) ran first, this one (commit `{}`) right after.\n\n",
+        l.num(v, "tokens_per_step")?,
+        l.str(v, "baseline_commit")?,
+        commit(cur)
+    );
+    let mut t = Table::new(["build", "commit", "BoHA tokens/s", "LoRA tokens/s"]);
+    // An earlier build may predate the record envelope: its commit is the baseline's.
+    let commits = [l.str(v, "baseline_commit")?.to_string(), commit(cur)];
+    for ((name, run), c) in [("earlier", base), ("this", cur)].into_iter().zip(commits) {
+        let cell = |m: &str| tps(run, m).map_or("–".into(), |x| format!("{x:.1}"));
+        t.row(vec![
+            name.to_string(),
+            format!("`{c}`"),
+            cell("boha"),
+            cell("lora"),
+        ]);
+    }
+    s += &t.render();
+    s += "\n";
+    let mut t = Table::new([
+        with_target("BoHA tokens/s, this / earlier", STEP_VS_SPEEDUP, false),
+        "LoRA tokens/s, this / earlier".to_string(),
+    ]);
+    t.row(vec![
+        STEP_VS_SPEEDUP.mark(l.num(v, "boha_speedup")?, 2),
+        format!("{:.2}", l.num(v, "lora_speedup")?),
+    ]);
+    s += &t.render();
     Ok(s)
 }

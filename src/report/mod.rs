@@ -50,6 +50,7 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         "step" => bench::step,
         "synthetic" => bench::synthetic,
         "tune" => bench::tune,
+        "step-vs" => bench::step_vs,
         "demo" => demo::demo,
         "anchor" => anchor::anchor,
         "generate" => generate::generate,
@@ -58,7 +59,7 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         _ => {
             return Err(Error::Invalid(format!(
                 "{doc}: unknown report kind `{kind}` (gemm, layer, step, synthetic, \
-                 tune, demo, generate, anchor, study-single, study-continual)"
+                 tune, step-vs, demo, generate, anchor, study-single, study-continual)"
             )))
         }
     };
