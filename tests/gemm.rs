@@ -389,5 +389,10 @@ fn gemv_cuts_long_k_for_the_loop_budget() {
         800,
         1e-4,
     );
-    assert_eq!(names, ["gemv_rows", "gemv_rows"]);
+    // Only a profile with a loop budget (llvmpipe's) cuts k.
+    if gpu.profile().loop_budget.is_some() {
+        assert_eq!(names, ["gemv_rows", "gemv_rows"]);
+    } else {
+        assert_eq!(names, ["gemv_rows"]);
+    }
 }

@@ -29,7 +29,8 @@ const SPLIT_ROWS_N: usize = 32;
 const SPLIT_LANES_K: usize = 8;
 /// Workgroup size of gemv_rows.
 const ROWS_WG: usize = 8;
-/// Most k-loop trips one invocation may run (llvmpipe ends loops silently at ~65 535).
+/// Most k-loop trips one invocation may run on a device whose profile has a loop budget
+/// (llvmpipe ends loops silently at ~65 535).
 const MAX_TRIPS: usize = 32768;
 
 /// The GEMV kernel variants (`shaders/gemv.wgsl`).
@@ -58,8 +59,12 @@ impl GemvKernel {
         }
     }
 
-    /// Largest k one dispatch may take under the loop budget.
-    fn max_k(self) -> usize {
+    /// Largest k one dispatch may take on `gpu`: under the loop budget where its
+    /// profile has one (llvmpipe), else all of it.
+    fn max_k(self, gpu: &Gpu) -> usize {
+        if gpu.profile().loop_budget.is_none() {
+            return usize::MAX;
+        }
         match self {
             GemvKernel::Rows => 4 * MAX_TRIPS,
             GemvKernel::Split => 4 * SPLIT_LANES_K * MAX_TRIPS,
@@ -103,7 +108,7 @@ pub(super) fn dispatch(
     p: &Part,
     out: &mut Vec<Dispatch>,
 ) -> Result<()> {
-    let step = kernel.max_k();
+    let step = kernel.max_k(gpu);
     let mut k0 = 0;
     while k0 < p.k {
         let kl = step.min(p.k - k0);
