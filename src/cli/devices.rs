@@ -46,7 +46,7 @@ pub fn run(json: bool) -> Result<()> {
         );
         match tuning::file_for(d).filter(|f| f.is_file()) {
             Some(f) => println!("    tuned: {}", f.display()),
-            None => println!("    tuned: no (run `boha tune --model PATH`)"),
+            None => println!("    tuned: no (run `boha tune [--model PATH]`)"),
         }
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! `boha tune --model PATH [--batch B] [--max-len T] [--no-pairs] [--json] [--out FILE]`
+//! `boha tune [--model PATH] [--batch B] [--max-len T] [--no-pairs] [--json] [--out FILE]`
 
 use std::path::PathBuf;
 
@@ -7,6 +7,7 @@ use clap::Args;
 use boha::bench::record::{self, Record};
 use boha::bench::tune;
 use boha::gpu::tuning;
+use boha::loaders::fetch::find_model;
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
@@ -14,9 +15,10 @@ use super::DeviceArgs;
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
-    /// The model whose shapes are tuned: a Hugging Face directory or a .gguf file.
+    /// The model whose shapes are tuned: a Hugging Face directory, a .gguf file or
+    /// `random:NAME`; default `BOHA_MODEL`, else the SmolLM2 file `boha demo` fetched.
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Sequences per step the shapes are taken at (as `finetune --batch`).
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
@@ -49,7 +51,13 @@ pub fn run(dev: &DeviceArgs, a: &TuneArgs) -> Result<()> {
             "boha tune times every kernel family's tiles itself; drop --gemm".into(),
         ));
     }
-    let ck = load_checkpoint(&a.model)?;
+    let model = find_model(a.model.as_deref())?.ok_or_else(|| {
+        Error::Invalid(
+            "no model to tune for: pass --model PATH (or run `boha demo` once, which fetches SmolLM2)"
+                .into(),
+        )
+    })?;
+    let ck = load_checkpoint(&model)?;
     // Candidates are timed against the profile's own kernels, never an older tuning.
     let mut gpu = DeviceArgs {
         no_tune: true,

@@ -27,7 +27,8 @@ pub fn cache_dir() -> Option<PathBuf> {
 }
 
 /// The model to use without fetching: `explicit`, else `BOHA_MODEL`, else the cached
-/// SmolLM2 if present. An explicit or environment path that does not exist is an error.
+/// SmolLM2 if present. An explicit or environment path that does not exist is an error
+/// (a `random:NAME` model is taken as it is).
 pub fn find_model(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     let given = explicit
         .map(Path::to_path_buf)
@@ -38,7 +39,10 @@ pub fn find_model(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
                 .map(|v| (PathBuf::from(v), "BOHA_MODEL"))
         });
     if let Some((p, from)) = given {
-        if !p.exists() {
+        let random = p
+            .to_str()
+            .is_some_and(|s| s.starts_with(super::random::PREFIX));
+        if !p.exists() && !random {
             return Err(Error::Invalid(format!(
                 "{}: no such model file or directory (from {from})",
                 p.display()
