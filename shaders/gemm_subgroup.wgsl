@@ -9,8 +9,9 @@
 // every row to every lane, which llvmpipe compiles to a register shuffle. Each lane keeps
 // its own 4 columns of op(B). Per step of 4 along k a lane issues 2 + 4 per-lane loads for
 // 16 · 4 · 4 = 256 FMAs, where the register kernel issues 12 per 256. Measured on
-// lavapipe (Mesa 22.3) that wins only on small products (256³: 1.15× the register tile)
-// and loses on large ones (1024³: 0.8×; 8 columns per lane: 0.7×), so it is a candidate
+// lavapipe (Mesa 22.3) that wins on skinny products (LoRA's rank-32 ones: 1.6–2.8× the
+// register tile), ties at 256³ and loses on large square ones (1024³: 0.85×; with 8
+// columns per lane: 0.7×), so it is a candidate
 // `boha tune` times per shape, not a default.
 //
 // Tiles: a subgroup computes 16 rows × 32 columns (lane l: columns 4l..4l+3), a workgroup

@@ -4,10 +4,12 @@
 //!
 //! A subgroup of 8 lanes computes 16 rows × 32 columns: the lanes load A's rows between
 //! them and broadcast each to all, so llvmpipe's per-lane loads drop from 12 to 6 per 256
-//! FMAs. On Mesa 22.3 the broadcasts cost more than the loads they save except on small
-//! products, so `boha tune` decides per shape. It takes the parts whose loads can all be vec4 — A not
-//! transposed, k, lda, the offsets and batch strides multiples of 4, and for NN also n and
-//! ldb — and returns `false` for the rest, which the register tile runs.
+//! FMAs. On Mesa 22.3 the broadcasts cost more than the loads they save except on skinny
+//! products (LoRA's rank-32 ones), so `boha tune` decides per shape.
+//!
+//! It takes the parts whose loads can all be vec4 ([`applies`]): A not transposed; k,
+//! lda, the offsets and batch strides multiples of 4; for NN also n and ldb. The register
+//! tile runs the rest.
 
 use super::{Gemm, Part};
 use crate::error::{Error, Result};
