@@ -121,7 +121,7 @@ fn tokens_per_modulation(gpu: &Gpu) -> usize {
 /// ```
 ///
 /// Measured on lavapipe (`bench layer`, h = 16, both paths in one run) the fused step took
-/// 2.1× (576 → 1536, 1536 → 576) and 3.4× (2048 → 2048) the Khatri–Rao one, where these counts
+/// 1.9–2.0× (576 → 1536, 1536 → 576) and 3.6× (2048 → 2048) the Khatri–Rao one, where these counts
 /// predict 1.6× and 4.0×. On GPUs (n = 64) the rule picks the fused kernels at h = 16 for
 /// SmolLM2's shapes. Where `boha tune` has timed both paths for this matrix on this
 /// adapter, its winner decides instead of the counts.

@@ -284,24 +284,14 @@ fn copy_gbps(gpu: &Gpu) -> Result<f64> {
 
 /// Median milliseconds of `key`'s product (m = its bucket) on random data, on `tile`.
 fn tile_ms(gpu: &Gpu, tile: GemmTile, key: &GemmKey) -> Result<f64> {
-    let (m, n, k) = (key.m_bucket, key.n, key.k);
-    let batch = if key.batched { 2 } else { 1 };
-    let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
-    let a = gpu.upload(&[batch * m * k], &rng.vec_f32(batch * m * k, -1.0, 1.0))?;
-    let b = gpu.upload(&[batch * k * n], &rng.vec_f32(batch * k * n, -1.0, 1.0))?;
-    let c = gpu.zeros(&[batch * m * n])?;
-    let g = Gemm {
-        trans_a: key.trans_a,
-        trans_b: key.trans_b,
-        batch,
-        ..Gemm::new(m, n, k)
-    };
+    let (g, a, b, c) = super::tune::operands(gpu, key, key.m_bucket)?;
     let ds = gemm_tile(gpu, tile, Path::Tiled, &g, &a, &b, &c)?;
     let one = median_ms(gpu, &ds, 1, 1)? * 1e-3;
-    Ok(median_ms(gpu, &ds, reps_for(one, 256), RUNS)? / batch as f64)
+    Ok(median_ms(gpu, &ds, reps_for(one, 256), RUNS)? / g.batch as f64)
 }
 
-/// [`gemm_ms`] on the kernels `path` picks.
+/// Median milliseconds of Y[m,n] = X[m,k]·W[n,k]ᵀ on random data, on the kernels `path`
+/// picks with the device's family.
 fn product_ms(gpu: &Gpu, path: Path, m: usize, k: usize, n: usize) -> Result<f64> {
     let mut rng = Rng::new((m * 31 + k * 7 + n) as u64);
     let x = gpu.upload(&[m, k], &rng.vec_f32(m * k, -1.0, 1.0))?;

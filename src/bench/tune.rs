@@ -51,6 +51,9 @@ const MIN_GAIN: f64 = 1.03;
 /// One GEMM shape's outcome.
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmChoice {
+    /// The winning tile; `winner` is its name.
+    #[serde(skip)]
+    pub tile: GemmTile,
     pub shape: String,
     /// The profile's tile for this device (what ran before tuning).
     pub default: String,
@@ -64,6 +67,9 @@ pub struct GemmChoice {
 /// One adapted matrix's pair-path outcome.
 #[derive(Clone, Debug, Serialize)]
 pub struct PairChoice {
+    /// The tuning key (d_out, d_in, rank per pair); `matrix` is its text.
+    #[serde(skip)]
+    pub key: PairKey,
     pub matrix: String,
     /// The multiply-add rule's choice before tuning.
     pub rule_picks_fused: bool,
@@ -118,8 +124,13 @@ pub fn model_gemm_shapes(
         .collect())
 }
 
-/// Random operands for `key`'s product at `m` rows (two entries when batched).
-fn operands(gpu: &Gpu, key: &GemmKey, m: usize) -> Result<(Gemm, Tensor, Tensor, Tensor)> {
+/// Random operands for `key`'s product at `m` rows (two entries when batched), and the
+/// product; `bench gemm` times the tiles on the same.
+pub(crate) fn operands(
+    gpu: &Gpu,
+    key: &GemmKey,
+    m: usize,
+) -> Result<(Gemm, Tensor, Tensor, Tensor)> {
     let batch = if key.batched { 2 } else { 1 };
     let g = Gemm {
         trans_a: key.trans_a,
@@ -207,6 +218,7 @@ pub fn tune_gemm(gpu: &Gpu, key: &GemmKey, runs: usize) -> Result<GemmChoice> {
     Ok(GemmChoice {
         shape: key.text(),
         default: profile_tile.name(),
+        tile: winner,
         winner: winner.name(),
         speedup: ms.get(&profile_tile.name()).copied().unwrap_or(f64::NAN) / win_ms,
         ms,
@@ -237,8 +249,10 @@ pub fn tune_pairs(
         let fused_ms = pair_step_ms(gpu, &Fused, tokens, d_in, d_out, runs)?;
         let khatri_rao_ms = pair_step_ms(gpu, &KhatriRao, tokens, d_in, d_out, runs)?;
         let rule = pair::runs_fused_by_rule(gpu, &spec, d_out, d_in);
+        let key = PairKey::new(d_out, d_in, spec.block_rank / 2);
         out.push(PairChoice {
-            matrix: format!("{d_out}x{d_in} r{}", spec.block_rank / 2),
+            key,
+            matrix: key.text(),
             rule_picks_fused: rule,
             fused_ms,
             khatri_rao_ms,
@@ -283,34 +297,21 @@ pub fn tune(
             "{}: {} ({:.2}× the {} tile)",
             c.shape, c.winner, c.speedup, c.default
         ));
-        let winner = GemmTile::parse(&c.winner).expect("a candidate's name parses");
-        tuning::record_gemm(&mut file, key, winner, c.ms.clone());
+        tuning::record_gemm(&mut file, key, c.tile, c.ms.clone());
         gemms.push(c);
     }
     let mut pair_choices = Vec::new();
     if pairs {
-        let spec = bench_spec(Method::Abba)?;
         for c in tune_pairs(gpu, ck, batch * seq, runs)? {
             say(&format!(
                 "pair {}: {} (fused {:.1} ms, Khatri–Rao {:.1} ms)",
                 c.matrix, c.winner, c.fused_ms, c.khatri_rao_ms
             ));
-            let (o, i) = c
-                .matrix
-                .split_whitespace()
-                .next()
-                .and_then(|s| s.split_once('x'))
-                .expect("matrix names are d_outxd_in");
-            let key = PairKey::new(
-                o.parse().expect("number"),
-                i.parse().expect("number"),
-                spec.block_rank / 2,
-            );
             let ms = BTreeMap::from([
                 ("fused".to_string(), c.fused_ms),
                 ("khatri-rao".to_string(), c.khatri_rao_ms),
             ]);
-            tuning::record_pair(&mut file, &key, c.winner == "fused", ms);
+            tuning::record_pair(&mut file, &c.key, c.winner == "fused", ms);
             pair_choices.push(c);
         }
     }

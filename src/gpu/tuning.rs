@@ -102,7 +102,8 @@ impl PairKey {
         PairKey { d_out, d_in, rank }
     }
 
-    fn text(&self) -> String {
+    /// `<d_out>x<d_in> r<rank>`, the form a tuning file stores.
+    pub fn text(&self) -> String {
         format!("{}x{} r{}", self.d_out, self.d_in, self.rank)
     }
 
