@@ -38,7 +38,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;        // x [T, d_in] forward, dy [T, d_out] backward
-@group(0) @binding(2) var<storage, read> w0: array<f32>;         // [d_out, d_in]
+@group(0) @binding(2) var<storage, read> wq: array<WQ>;          // [d_out, d_in]
 @group(0) @binding(3) var<storage, read> fa: array<f32>;         // A [b, b, r_b, q]
 @group(0) @binding(4) var<storage, read> fb: array<f32>;         // B [b, b, p, r_b]
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;  // y [T, d_out] forward, dx [T, d_in] backward
@@ -128,7 +128,7 @@ fn boha_reg_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
             let gr = group_rank();
             var m = rows_sum(brow, abase + c, 0u, gr);
             if (GROUPS == 2u) { m *= rows_sum(brow, abase + c, gr, p.rb); }
-            let w = modulate4(vec4<f32>(w0[wrow.x + i], w0[wrow.y + i], w0[wrow.z + i], w0[wrow.w + i]), m, p.s);
+            let w = modulate4(vec4<f32>(wload(wrow.x + i), wload(wrow.y + i), wload(wrow.z + i), wload(wrow.w + i)), m, p.s);
             acc0 = fma(vec4<f32>(inp[x0 + i]), w, acc0);
             acc1 = fma(vec4<f32>(inp[x1 + i]), w, acc1);
             acc2 = fma(vec4<f32>(inp[x2 + i]), w, acc2);
@@ -173,7 +173,7 @@ fn boha_reg_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
             var m = cols_sum(acol, bbase + ob * p.rb, 0u, gr);
             if (GROUPS == 2u) { m *= cols_sum(acol, bbase + ob * p.rb, gr, p.rb); }
             let wr = o * p.d_in;
-            let w = modulate4(vec4<f32>(w0[wr + icol.x], w0[wr + icol.y], w0[wr + icol.z], w0[wr + icol.w]), m, p.s);
+            let w = modulate4(vec4<f32>(wload(wr + icol.x), wload(wr + icol.y), wload(wr + icol.z), wload(wr + icol.w)), m, p.s);
             acc0 = fma(vec4<f32>(inp[g0 + o]), w, acc0);
             acc1 = fma(vec4<f32>(inp[g1 + o]), w, acc1);
             acc2 = fma(vec4<f32>(inp[g2 + o]), w, acc2);
@@ -200,7 +200,7 @@ fn boha_reg_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgrou
 // cost grows with r_b (see the report in fused.rs).
 
 @group(0) @binding(6) var<storage, read> inp4: array<vec4<f32>>;  // inp as vec4 (row length / 4 per row)
-@group(0) @binding(7) var<storage, read> w04: array<vec4<f32>>;   // W0 as vec4 [d_out, d_in / 4]
+@group(0) @binding(7) var<storage, read> wq4: array<WQ4>;        // W0 as vec4 [d_out, d_in / 4]
 @group(0) @binding(8) var<storage, read> fa4: array<vec4<f32>>;   // A as vec4 [b, b, r_b, q / 4]
 
 override WG4: u32 = 16u;
@@ -245,7 +245,7 @@ fn wtile(o: u32, i: u32) -> mat4x4<f32> {
     let blk = bi * p.nb + bj;
     let s = p.d_in / 4u;
     let w4 = (o * p.d_in + i) / 4u;
-    let w = mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
+    let w = mat4x4<f32>(wload4(w4), wload4(w4 + s), wload4(w4 + 2u * s), wload4(w4 + 3u * s));
     let brow = (blk * p.p + o - bi * p.p) * p.rb;
     let a4 = (blk * p.rb * p.q + i - bj * p.q) / 4u;
     let gr = group_rank();
@@ -455,7 +455,7 @@ fn a_cols4(q4: u32, qs: u32) -> mat4x4<f32> {
 fn wtile_c(o: u32, i: u32, at: mat4x4<f32>, bt: mat4x4<f32>, ah: mat4x4<f32>, bh: mat4x4<f32>) -> mat4x4<f32> {
     let s = p.d_in / 4u;
     let w4 = (o * p.d_in + i) / 4u;
-    let w = mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
+    let w = mat4x4<f32>(wload4(w4), wload4(w4 + s), wload4(w4 + 2u * s), wload4(w4 + 3u * s));
     var m = at * bt;
     if (p.rb == 8u) {
         if (GROUPS == 2u) { m = hprod(m, ah * bh); } else { m += ah * bh; }
@@ -589,7 +589,7 @@ fn a_chunk4(q4: u32, qs: u32) -> mat4x4<f32> {
 fn w0_4x4(o: u32, i: u32) -> mat4x4<f32> {
     let s = p.d_in / 4u;
     let w4 = (o * p.d_in + i) / 4u;
-    return mat4x4<f32>(w04[w4], w04[w4 + s], w04[w4 + 2u * s], w04[w4 + 3u * s]);
+    return mat4x4<f32>(wload4(w4), wload4(w4 + s), wload4(w4 + 2u * s), wload4(w4 + 3u * s));
 }
 
 @compute @workgroup_size(WG4)
@@ -749,7 +749,7 @@ fn wprime(o: u32, i: u32) -> f32 {
     let gr = group_rank();
     var m = rank_sum(brow, acol, 0u, gr);
     if (GROUPS == 2u) { m *= rank_sum(brow, acol, gr, p.rb); }
-    return modulate(w0[o * p.d_in + i], m, p.s);
+    return modulate(wload(o * p.d_in + i), m, p.s);
 }
 
 // Σ_{k0 <= k < k1} B[row at brow, k]·A[k, column at acol].

@@ -49,7 +49,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w0: array<f32>;            // [d_out, d_in]
+@group(0) @binding(1) var<storage, read> wq: array<WQ>;             // [d_out, d_in]
 @group(0) @binding(2) var<storage, read> x: array<f32>;             // [T, d_in]
 @group(0) @binding(3) var<storage, read> dy: array<f32>;            // [T, d_out]
 @group(0) @binding(4) var<storage, read> fa: array<f32>;            // A: [b, b, r_b, q]
@@ -129,7 +129,7 @@ fn store_h(g: Region, r0: u32, c0: u32, i: u32, j: u32, acc: vec4<f32>, grp: u32
     var w = vec4<f32>(0.0);
     if (SLOPE_READS_W0) {
         let wr = (g.bi * p.bp + rl) * p.d_in + g.bj * p.bq;
-        w = vec4<f32>(w0[wr + cl.x], w0[wr + cl.y], w0[wr + cl.z], w0[wr + cl.w]);
+        w = vec4<f32>(wload(wr + cl.x), wload(wr + cl.y), wload(wr + cl.z), wload(wr + cl.w));
     }
     var h = acc * slope4(w, p.scale);
     if (GROUPS == 2u) { h *= group_sum4(g.blk, rl, cl, other_group(grp)); }
@@ -328,7 +328,7 @@ fn grad_shared_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 // (sub = 4 slots per strip). Groups of 4 rows or columns past the region load the last
 // group in range, get H = 0 and are not written.
 
-@group(0) @binding(10) var<storage, read> w04: array<vec4<f32>>;            // W0 as vec4 [d_out, d_in / 4]
+@group(0) @binding(10) var<storage, read> wq4: array<WQ4>;                  // W0 as vec4 [d_out, d_in / 4]
 @group(0) @binding(11) var<storage, read> x4: array<vec4<f32>>;             // x as vec4 [T, d_in / 4]
 @group(0) @binding(12) var<storage, read> dy4: array<vec4<f32>>;            // dy as vec4 [T, d_out / 4]
 @group(0) @binding(13) var<storage, read> fa4: array<vec4<f32>>;            // A as vec4 [b, b, r_b, q / 4]
@@ -385,7 +385,7 @@ fn h_block(gm: mat4x4<f32>, w: u32, wc: u32, keep: f32, bq: u32, aq: u32, grp: u
     if (SLOPE_READS_W0) {
         let s4 = p.d_in / 4u;
         let i = w * s4 + wc;
-        wv = mat4x4<f32>(w04[i], w04[i + s4], w04[i + 2u * s4], w04[i + 3u * s4]);
+        wv = mat4x4<f32>(wload4(i), wload4(i + s4), wload4(i + 2u * s4), wload4(i + 3u * s4));
     }
     var h = mat4x4<f32>(gm[0] * slope4(wv[0], p.scale), gm[1] * slope4(wv[1], p.scale),
                         gm[2] * slope4(wv[2], p.scale), gm[3] * slope4(wv[3], p.scale)) * keep;

@@ -18,8 +18,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> ids: array<u32>;       // [N] token ids
-@group(0) @binding(2) var<storage, read> table: array<f32>;     // [rows, C], rows lo.. of E [V, C]
+@group(0) @binding(2) var<storage, read> wq: array<WQ>;        // [rows, C], rows lo.. of E [V, C]
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;   // [N, C]
+@group(0) @binding(4) var<storage, read> wq4: array<WQ4>;     // E as vec4 (the weights snippet's wload4; unused here)
 
 @compute @workgroup_size(64)
 fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -31,7 +32,7 @@ fn embedding_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     let c = i % p.cols;
     let id = ids[t];
     if (id >= p.lo && id - p.lo < p.rows) {
-        y[i] = p.scale * table[(id - p.lo) * p.cols + c];
+        y[i] = p.scale * wload((id - p.lo) * p.cols + c);
     } else if (p.last != 0u && id >= p.vocab) {
         y[i] = 0.0;
     }
@@ -50,6 +51,6 @@ fn rows_scatter(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     }
     let id = ids[i / p.cols];
     if (id < p.vocab) {
-        y[id * p.cols + i % p.cols] = table[i];
+        y[id * p.cols + i % p.cols] = wload(i);
     }
 }

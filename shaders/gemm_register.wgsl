@@ -46,9 +46,9 @@ override TRANS_B: bool = false;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;   // A, [m, k] or [k, m], as vec4
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;   // B, [k, n] or [n, k], as vec4
+@group(0) @binding(2) var<storage, read> wq4: array<WQ4>;        // B, [k, n] or [n, k], as vec4
 @group(0) @binding(3) var<storage, read> a1: array<f32>;         // A, [m, k] or [k, m]
-@group(0) @binding(4) var<storage, read> b1: array<f32>;         // B, [k, n] or [n, k]
+@group(0) @binding(4) var<storage, read> wq: array<WQ>;          // B, [k, n] or [n, k]
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;    // C, [m, n] (row length ldc)
 
 // The 16×16 tile: block (r, s) holds rows 4r.., columns 4s..; column j of a block is the
@@ -121,11 +121,11 @@ fn load_b4(rows: vec4<u32>, k0: u32) -> mat4x4<f32> {
     if (TRANS_B) {
         // Stored [n, k]: each stored row segment is one column of the block.
         let q = k0 / 4u;
-        return mat4x4<f32>(b4[rows.x + q], b4[rows.y + q], b4[rows.z + q], b4[rows.w + q]);
+        return mat4x4<f32>(wload4(rows.x + q), wload4(rows.y + q), wload4(rows.z + q), wload4(rows.w + q));
     }
     let s = p.ldb / 4u;
     let q = rows.x + k0 * s;
-    return transpose(mat4x4<f32>(b4[q], b4[q + s], b4[q + 2u * s], b4[q + 3u * s]));
+    return transpose(mat4x4<f32>(wload4(q), wload4(q + s), wload4(q + 2u * s), wload4(q + 3u * s)));
 }
 
 // Scalar path, one k at a time: where each of a block's 4 rows (columns) is read. For an
@@ -155,7 +155,7 @@ fn col_a(l: vec4<u32>, k: u32) -> vec4<f32> {
 
 fn row_b(l: vec4<u32>, k: u32) -> vec4<f32> {
     let o = select(vec4<u32>(k * p.ldb), vec4<u32>(k), TRANS_B) + l;
-    return vec4<f32>(b1[o.x], b1[o.y], b1[o.z], b1[o.w]);
+    return vec4<f32>(wload(o.x), wload(o.y), wload(o.z), wload(o.w));
 }
 
 // The rank-1 update a·bᵀ of a 4×4 block (columns over the block's columns).

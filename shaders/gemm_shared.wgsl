@@ -37,8 +37,9 @@ const BK: u32 = 16u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;          // A, [m, k] or [k, m]
-@group(0) @binding(2) var<storage, read> b: array<f32>;          // B, [k, n] or [n, k]
+@group(0) @binding(2) var<storage, read> wq: array<WQ>;          // B, [k, n] or [n, k]
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;    // C, [m, n] (row length ldc)
+@group(0) @binding(4) var<storage, read> wq4: array<WQ4>;        // B as vec4 (the weights snippet's wload4; unused here)
 
 var<workgroup> sa: array<f32, 1024>;  // op(A) block, [BK, BM]
 var<workgroup> sb: array<f32, 1024>;  // op(B) block, [BK, BN]
@@ -51,8 +52,8 @@ fn load_a(base: u32, i: u32, k: u32) -> f32 {
 
 fn load_b(base: u32, k: u32, j: u32) -> f32 {
     if (j >= p.n || k >= p.k) { return 0.0; }
-    if (TRANS_B) { return b[base + j * p.ldb + k]; }
-    return b[base + k * p.ldb + j];
+    if (TRANS_B) { return wload(base + j * p.ldb + k); }
+    return wload(base + k * p.ldb + j);
 }
 
 @compute @workgroup_size(16, 16)

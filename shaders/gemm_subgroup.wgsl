@@ -48,8 +48,9 @@ override WG_Y: u32 = 4u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;       // A [m, k]
-@group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;       // B [n, k] (NT) or [k, n] (NN)
+@group(0) @binding(2) var<storage, read> wq4: array<WQ4>;          // B [n, k] (NT) or [k, n] (NN)
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;       // C [m, n]
+@group(0) @binding(4) var<storage, read> wq: array<WQ>;            // B as elements (the weights snippet's wload; unused here)
 
 const TM: u32 = 16u;  // rows per subgroup
 const TN: u32 = 4u;   // columns per lane
@@ -79,12 +80,12 @@ fn gemm_subgroup(
         var bt: array<vec4<f32>, 4>;
         if (TRANS_B) {
             for (var s = 0u; s < TN; s++) {
-                bt[s] = b[bb + min(j0 + s, p.n - 1u) * ldb4 + k4];
+                bt[s] = wload4(bb + min(j0 + s, p.n - 1u) * ldb4 + k4);
             }
         } else {
             let col4 = min(j0, p.n - 4u) / 4u;
             for (var s = 0u; s < 4u; s++) {
-                bt[s] = b[bb + (k4 * 4u + s) * ldb4 + col4];
+                bt[s] = wload4(bb + (k4 * 4u + s) * ldb4 + col4);
             }
         }
         // Broadcast indices must be constants: one line per row.

@@ -80,9 +80,9 @@ override LOADS_B: u32 = 2u * BN / (WG_X * WG_Y);
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;   // A, [m, k] or [k, m], as vec4
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;   // B, [k, n] or [n, k], as vec4
+@group(0) @binding(2) var<storage, read> wq4: array<WQ4>;        // B, [k, n] or [n, k], as vec4
 @group(0) @binding(3) var<storage, read> a1: array<f32>;         // A, [m, k] or [k, m]
-@group(0) @binding(4) var<storage, read> b1: array<f32>;         // B, [k, n] or [n, k]
+@group(0) @binding(4) var<storage, read> wq: array<WQ>;          // B, [k, n] or [n, k]
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;    // C, [m, n] (row length ldc)
 
 var<workgroup> sa: array<vec4<f32>, SA_LEN>;   // 2 × op(A) block, [BK][BM + 4]
@@ -144,9 +144,9 @@ fn get_a4(base: u32, i: u32, k: u32) -> vec4<f32> {
 fn get_b4(base: u32, k: u32, j: u32) -> vec4<f32> {
     if (j >= p.n || k >= p.k) { return vec4<f32>(0.0); }
     if (TRANS_B) {
-        return select(vec4<f32>(0.0), b4[(base + j * p.ldb + k) / 4u], lanes(k, p.k));
+        return select(vec4<f32>(0.0), wload4((base + j * p.ldb + k) / 4u), lanes(k, p.k));
     }
-    return select(vec4<f32>(0.0), b4[(base + k * p.ldb + j) / 4u], lanes(j, p.n));
+    return select(vec4<f32>(0.0), wload4((base + k * p.ldb + j) / 4u), lanes(j, p.n));
 }
 
 // The same runs one float at a time, each load only where its element exists.
@@ -174,13 +174,13 @@ fn get_b1(base: u32, k: u32, j: u32) -> vec4<f32> {
         if (j < p.n) {
             let o = base + j * p.ldb + k;
             for (var e = 0u; e < 4u; e++) {
-                if (k + e < p.k) { x[e] = b1[o + e]; }
+                if (k + e < p.k) { x[e] = wload(o + e); }
             }
         }
     } else if (k < p.k) {
         let o = base + k * p.ldb + j;
         for (var e = 0u; e < 4u; e++) {
-            if (j + e < p.n) { x[e] = b1[o + e]; }
+            if (j + e < p.n) { x[e] = wload(o + e); }
         }
     }
     return x;

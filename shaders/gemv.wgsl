@@ -51,8 +51,9 @@ override MR: u32 = 4u;    // rows of X read per invocation, 1..4
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;   // X, [m, k], as vec4
-@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;   // W, [n, k], as vec4
+@group(0) @binding(2) var<storage, read> wq4: array<WQ4>;        // W, [n, k], as vec4
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;    // Y, [m, n] (row length ldc)
+@group(0) @binding(4) var<storage, read> wq: array<WQ>;          // W as elements (the weights snippet's wload; unused here)
 
 // vec4 index of the start of 4 consecutive stored rows (clamped to `last`).
 fn row_starts(base: u32, r0: u32, last: u32, ld: u32) -> vec4<u32> {
@@ -124,14 +125,14 @@ fn gemv_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let k4n = p.k / 4u;
     for (var k4 = 0u; k4 < k4n; k4++) {
         let x = load_x(xr, k4);
-        a0 = step(a0, b4[wr.x + k4], x);
-        a1 = step(a1, b4[wr.y + k4], x);
-        a2 = step(a2, b4[wr.z + k4], x);
-        a3 = step(a3, b4[wr.w + k4], x);
-        a4_ = step(a4_, b4[ws.x + k4], x);
-        a5 = step(a5, b4[ws.y + k4], x);
-        a6 = step(a6, b4[ws.z + k4], x);
-        a7 = step(a7, b4[ws.w + k4], x);
+        a0 = step(a0, wload4(wr.x + k4), x);
+        a1 = step(a1, wload4(wr.y + k4), x);
+        a2 = step(a2, wload4(wr.z + k4), x);
+        a3 = step(a3, wload4(wr.w + k4), x);
+        a4_ = step(a4_, wload4(ws.x + k4), x);
+        a5 = step(a5, wload4(ws.y + k4), x);
+        a6 = step(a6, wload4(ws.z + k4), x);
+        a7 = step(a7, wload4(ws.w + k4), x);
     }
     store(gid.z, m0, n0, a0);
     store(gid.z, m0, n0 + 1u, a1);
@@ -159,10 +160,10 @@ fn gemv_split(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let k4n = p.k / 4u;
     for (var k4 = lid.x; k4 < k4n; k4 += 8u) {
         let x = load_x(xr, k4);
-        a0 = step(a0, b4[wr.x + k4], x);
-        a1 = step(a1, b4[wr.y + k4], x);
-        a2 = step(a2, b4[wr.z + k4], x);
-        a3 = step(a3, b4[wr.w + k4], x);
+        a0 = step(a0, wload4(wr.x + k4), x);
+        a1 = step(a1, wload4(wr.y + k4), x);
+        a2 = step(a2, wload4(wr.z + k4), x);
+        a3 = step(a3, wload4(wr.w + k4), x);
     }
     let q = lid.y * 32u + lid.x;
     part[q] = a0;

@@ -24,10 +24,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> w0: array<f32>;         // [rows, d_in] (this range)
+@group(0) @binding(1) var<storage, read> wq: array<WQ>;          // [rows, d_in] (this range)
 @group(0) @binding(2) var<storage, read> fa: array<f32>;         // A [b, b, r_b, q]
 @group(0) @binding(3) var<storage, read> fb: array<f32>;         // B [b, b, p, r_b]
 @group(0) @binding(4) var<storage, read_write> w: array<f32>;    // [rows, d_in] (this range)
+@group(0) @binding(5) var<storage, read> wq4: array<WQ4>;       // W0 as vec4 (the weights snippet's wload4; unused here)
 
 @compute @workgroup_size(64)
 fn merge_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -43,7 +44,7 @@ fn merge_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let gr = p.rb / GROUPS;
     var m = rank_sum(brow, acol, 0u, gr);
     if (GROUPS == 2u) { m *= rank_sum(brow, acol, gr, p.rb); }
-    w[e] = modulate(w0[e], m, p.s);
+    w[e] = modulate(wload(e), m, p.s);
 }
 
 // Σ_{k0 <= k < k1} B[row at brow, k]·A[k, column at acol].

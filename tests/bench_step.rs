@@ -9,18 +9,15 @@ use std::process::Command;
 use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
 use serde_json::Value;
 
-#[test]
-fn step_benchmark_reports_every_method() {
-    if common::gpu().is_none() {
-        return;
-    }
+/// `boha bench step --batch 2 --max-len 8 --runs 1 --json ARGS` on the tiny Llama (d = 32
+/// and 44 take b = 4 with r_b = 8: 4 · 8 = 32 = LoRA's r); its JSON report.
+fn bench_step_json(tag: &str, args: &[&str]) -> Value {
     let (_, spec) = model_specs::specs()
         .into_iter()
         .find(|(n, _)| *n == "llama")
         .unwrap();
-    let dir = temp_dir("bench-step");
+    let dir = temp_dir(tag);
     write_tiny_hf(&dir, &spec);
-    // d = 32 and 44 take b = 4 with r_b = 8 (4 · 8 = 32 = LoRA's r).
     let o = Command::new(env!("CARGO_BIN_EXE_boha"))
         .args([
             "bench",
@@ -32,14 +29,22 @@ fn step_benchmark_reports_every_method() {
             "--runs",
             "1",
             "--json",
-            "--profile",
         ])
+        .args(args)
         .arg("--model")
         .arg(&dir)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn step_benchmark_reports_every_method() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let v = bench_step_json("bench-step", &["--profile"]);
     assert_eq!(v["tokens_per_step"], 16);
     assert!(v["fma_peak_gflops"].as_f64().unwrap() > 0.0);
     let rows = v["results"].as_array().unwrap();
@@ -103,4 +108,40 @@ fn step_benchmark_reports_every_method() {
     );
     assert!(v["base_fwd_ms"].as_f64().unwrap() > 0.0);
     assert!(v["merged_fwd_ms"].as_f64().unwrap() > 0.0);
+}
+
+/// `--base-dtypes`: BoHA's step again with the frozen weights in f32 and bf16; the bf16
+/// step holds less at its peak, each peak matches its estimate within 5%, and the
+/// ratios are the report's own numbers.
+#[test]
+fn step_benchmark_compares_base_dtypes() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let v = bench_step_json(
+        "bench-step-dtypes",
+        &["--methods", "boha", "--base-dtypes", "f32,bf16"],
+    );
+    let rows = v["results"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["boha", "boha+checkpointing", "boha@f32", "boha@bf16"]
+    );
+    let row = |m: &str| rows.iter().find(|r| r["method"] == m).unwrap();
+    for r in rows {
+        let e = r["estimate_over_measured"].as_f64().unwrap();
+        assert!((0.95..=1.05).contains(&e), "{r}");
+    }
+    let peak = |m: &str| row(m)["peak_bytes"].as_f64().unwrap();
+    let step = |m: &str| row(m)["step_ms"].as_f64().unwrap();
+    assert!(peak("boha@bf16") < peak("boha@f32"));
+    let d = v["base_dtypes"].as_array().unwrap();
+    assert_eq!(d[0]["dtype"], "f32");
+    assert_eq!(d[0]["step_over_first"].as_f64().unwrap(), 1.0);
+    assert_eq!(d[1]["dtype"], "bf16");
+    let pr = d[1]["peak_over_first"].as_f64().unwrap();
+    assert!((pr - peak("boha@bf16") / peak("boha@f32")).abs() < 1e-9);
+    let sr = d[1]["step_over_first"].as_f64().unwrap();
+    assert!((sr - step("boha@bf16") / step("boha@f32")).abs() < 1e-9);
 }

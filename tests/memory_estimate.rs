@@ -58,7 +58,17 @@ fn estimate_is_within_five_percent_of_the_measured_peak() {
                     ..TrainOptions::default()
                 };
                 let targets = Adapters::parse_targets(&["all"]).unwrap();
-                let est = estimate(&gpu, &ck.config, &spec, &targets, BATCH, SEQ, &opts).unwrap();
+                let est = estimate(
+                    &gpu,
+                    &ck.config,
+                    ck.frozen_dtype(gpu.base_dtype()),
+                    &spec,
+                    &targets,
+                    BATCH,
+                    SEQ,
+                    &opts,
+                )
+                .unwrap();
                 gpu.wait().unwrap();
                 let base = gpu.live_bytes();
                 gpu.reset_peak();

@@ -1,4 +1,4 @@
-//! Every shader in `boha::shaders::all()` (each template with each kind snippet) is parsed and validated by naga and translated to
+//! Every shader in `boha::shaders::all()` (each template with each kind and weights snippet) is parsed and validated by naga and translated to
 //! SPIR-V, MSL, HLSL and GLSL (per compute entry point), so that a shader that Vulkan,
 //! Metal, DX12 or GL would reject fails here, on a machine that has none of them.
 //!
@@ -134,11 +134,17 @@ fn the_shader_list_is_complete() {
     let known: Vec<&str> = boha::shaders::ALL
         .iter()
         .chain(boha::shaders::TEMPLATES)
+        .chain(boha::shaders::WEIGHT_TEMPLATES)
         .chain(boha::shaders::KIND_SNIPPETS)
+        .chain(boha::shaders::WEIGHT_SNIPPETS)
         .map(|s| s.name)
         .collect();
     let mut missing = Vec::new();
-    for (dir, prefix) in [(root.clone(), ""), (root.join("kinds"), "kinds/")] {
+    for (dir, prefix) in [
+        (root.clone(), ""),
+        (root.join("kinds"), "kinds/"),
+        (root.join("weights"), "weights/"),
+    ] {
         for entry in std::fs::read_dir(&dir).expect("shader folder exists") {
             let path = entry.expect("readable entry").path();
             if path.extension().is_some_and(|e| e == "wgsl") {

@@ -335,7 +335,7 @@ fn fused(
     };
     // r_b is a uniform, not an override constant: one pipeline per entry point and kind
     // snippet, since llvmpipe takes seconds to compile each.
-    let kernel = Kernel::new(with_kind(BOHA_FORWARD, kind.snippet()), entry);
+    let kernel = Kernel::new(with_kind(BOHA_FORWARD, kind.snippet(), w0.dtype()), entry);
     let kernel = if vec4 {
         kernel.with("WG4", REG4_WG as f64)
     } else {

@@ -497,7 +497,7 @@ pub fn adapter_grads(
             .u(na)
             .u(nb)
     };
-    let shader = with_kind(BOHA_GRAD, spec.method.kind().snippet());
+    let shader = with_kind(BOHA_GRAD, spec.method.kind().snippet(), w0.dtype());
     let kernel = match pl.family {
         GemmFamily::Register if pl.vec4 => Kernel::new(shader, "grad_reg4_backward"),
         GemmFamily::Register => Kernel::new(shader, "grad_register_backward"),

@@ -16,7 +16,7 @@ use super::fused::check_params;
 use super::AdapterSpec;
 use crate::error::Result;
 use crate::gpu::{Dispatch, Gpu, Kernel, Params, Recorder, Tensor};
-use crate::ops::chunks::row_ranges;
+use crate::ops::gemm::plan::split;
 use crate::shaders::{with_kind, MERGE};
 
 /// merged = W0 ⊙ (1 + s·M) or W0 + s·M (d_out × d_in), range by range of rows when W0 is
@@ -36,11 +36,14 @@ pub fn merge(
     check_params("merge", spec, d_out, d_in, merged, a, b)?;
     let (p, q) = spec.block_shape(d_out, d_in);
     let kernel = Kernel::new(
-        with_kind(MERGE, spec.method.kind().snippet()),
+        with_kind(MERGE, spec.method.kind().snippet(), w0.dtype()),
         "merge_forward",
     );
     let mut out = Vec::new();
-    for (row0, rows) in row_ranges(gpu, d_out, d_in, "merge")? {
+    // Ranges whose views fit and start aligned in both W0's dtype and the f32 result.
+    let row_bytes = [d_in * w0.dtype().size(), d_in * merged.dtype().size()];
+    let (max, align) = (gpu.max_binding_bytes(), gpu.binding_offset_align());
+    for (row0, rows) in split(d_out, &row_bytes, max, align, "merge")? {
         let wv = w0.view(row0 * d_in, rows * d_in)?;
         let mv = merged.view(row0 * d_in, rows * d_in)?;
         let params = Params::new()

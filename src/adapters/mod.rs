@@ -70,6 +70,17 @@ pub struct AdapterSpec {
 }
 
 impl AdapterSpec {
+    /// A spec with these fields (unchecked: [`AdapterSpec::check_shape`] checks it
+    /// against a layer).
+    pub const fn new(method: Method, blocks: usize, block_rank: usize, scale: f32) -> Self {
+        AdapterSpec {
+            method,
+            blocks,
+            block_rank,
+            scale,
+        }
+    }
+
     /// Builds a spec from command-line style options. `rank` is the LoRA-equivalent rank
     /// r = b·r_b; give either `rank` or `block_rank`. `alpha` sets s = alpha / r_b
     /// (LoRA: alpha / r, default alpha = 2r as is common; HiRA/BoHA/additive: s = 1).

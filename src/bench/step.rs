@@ -11,13 +11,17 @@
 //! closed-form estimate that `finetune` checks before allocating
 //! (`graph::memory::estimate`) and estimate / measured. Ratios (BoHA step / LoRA step,
 //! BoHA peak / LoRA peak, merged forward / base forward) come from the same run.
+//!
+//! With `--base-dtypes`, BoHA's step also runs with the frozen weights stored in each
+//! listed dtype (`boha@f16`, …), and each one's step time and peak are given over the
+//! first listed dtype's, from the same run.
 
 use serde::Serialize;
 
 use super::timing::median;
 use crate::adapters::{AdapterSpec, Method};
 use crate::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::{BaseDType, DType, Gpu};
 use crate::graph::forward::ForwardPass;
 use crate::graph::memory::estimate;
 use crate::graph::{TrainOptions, Trainer};
@@ -82,6 +86,19 @@ pub struct StepReport {
     /// BoHA with gradient checkpointing: planned buffers / BoHA's (activations drop to
     /// about one layer's worth)
     pub checkpointing_planned_over_plain: f64,
+    /// BoHA with the frozen weights in each `--base-dtypes` entry, over the first entry.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub base_dtypes: Vec<DTypeRow>,
+}
+
+/// BoHA's step with the frozen weights stored in one dtype.
+#[derive(Clone, Debug, Serialize)]
+pub struct DTypeRow {
+    pub dtype: DType,
+    /// Its step time over the first listed dtype's (target ≤ 1.1 on lavapipe).
+    pub step_over_first: f64,
+    /// Its peak memory over the first listed dtype's.
+    pub peak_over_first: f64,
 }
 
 /// The budget-matched spec of each method: LoRA's rank 32 (grid kinds b = 4, r_b = 8;
@@ -121,15 +138,16 @@ fn batch_tokens(vocab: usize, n: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
 }
 
 /// Times the step of each of `methods` (`runs` timed steps after one warm-up; BoHA also
-/// with gradient checkpointing) and the forward passes (base and merged in ABBA order, an
-/// even number ≥ 4 of rounds), on `batch` × `seq` random tokens. `profile` adds each
-/// method's time per kernel (see [`StepResult::profile`]). Ratios whose methods were
-/// not run are NaN (null in JSON).
+/// with gradient checkpointing, and with the frozen weights in each of `dtypes`) and the
+/// forward passes (base and merged in ABBA order, an even number ≥ 4 of rounds), on
+/// `batch` × `seq` random tokens. `profile` adds each method's time per kernel (see
+/// [`StepResult::profile`]). Ratios whose methods were not run are NaN (null in JSON).
 #[allow(clippy::too_many_arguments)]
 pub fn bench_step(
     gpu: &Gpu,
     ck: &Checkpoint,
     methods: &[Method],
+    dtypes: &[DType],
     batch: usize,
     seq: usize,
     runs: usize,
@@ -142,24 +160,39 @@ pub fn bench_step(
     let flops = model_flops_per_token(&ck.config, seq);
     let mut peaks = Vec::new();
     let mut results = Vec::new();
-    // Every kind, then BoHA again with gradient checkpointing.
-    let runs_of = methods.iter().map(|&m| (m, false)).chain(
-        methods
-            .contains(&Method::Boha)
-            .then_some((Method::Boha, true)),
-    );
-    for (method, recompute) in runs_of {
+    // Every kind, then BoHA again with gradient checkpointing, then BoHA in each dtype.
+    let device_base = gpu.base_dtype();
+    let runs_of = methods
+        .iter()
+        .map(|&m| (m, false, None))
+        .chain(
+            methods
+                .contains(&Method::Boha)
+                .then_some((Method::Boha, true, None)),
+        )
+        .chain(dtypes.iter().map(|&d| (Method::Boha, false, Some(d))));
+    for (method, recompute, dtype) in runs_of {
+        gpu.set_base_dtype(dtype.map_or(device_base, BaseDType::Fixed));
         let spec = bench_spec(method)?;
         let opts = TrainOptions {
             recompute,
             ..TrainOptions::default()
         };
-        let label = if recompute {
-            format!("{}+checkpointing", method.name())
-        } else {
-            method.name().to_string()
+        let label = match (recompute, dtype) {
+            (true, _) => format!("{}+checkpointing", method.name()),
+            (false, Some(d)) => format!("{}@{d}", method.name()),
+            (false, None) => method.name().to_string(),
         };
-        let est = estimate(gpu, &ck.config, &spec, &all, batch, seq, &opts)?;
+        let est = estimate(
+            gpu,
+            &ck.config,
+            ck.frozen_dtype(gpu.base_dtype()),
+            &spec,
+            &all,
+            batch,
+            seq,
+            &opts,
+        )?;
         // The peak right before the steps it is compared with (a shared host's load drifts).
         let peak = super::gemm::fma_peak_gflops(gpu)?;
         peaks.push(peak);
@@ -202,6 +235,7 @@ pub fn bench_step(
             profile,
         });
     }
+    gpu.set_base_dtype(device_base);
     // Base and merged passes alternate, so drift on a shared machine hits both alike.
     let base_w = Weights::upload(gpu, ck)?;
     let mut merged_w = Weights::upload(gpu, ck)?;
@@ -245,6 +279,19 @@ pub fn bench_step(
     let step = |r: &StepResult| r.step_ms;
     let peak = |r: &StepResult| r.peak_bytes as f64;
     let planned = |r: &StepResult| r.planned_bytes as f64;
+    let first = dtypes.first().map(|d| format!("boha@{d}"));
+    let base_dtypes = dtypes
+        .iter()
+        .map(|d| {
+            let label = format!("boha@{d}");
+            let first = first.as_deref().unwrap_or(&label);
+            DTypeRow {
+                dtype: *d,
+                step_over_first: ratio(&label, first, step),
+                peak_over_first: ratio(&label, first, peak),
+            }
+        })
+        .collect();
     Ok(StepReport {
         model: ck.source.display().to_string(),
         device: gpu.info().name.clone(),
@@ -259,6 +306,7 @@ pub fn bench_step(
         results,
         base_fwd_ms,
         merged_fwd_ms,
+        base_dtypes,
     })
 }
 
@@ -301,6 +349,19 @@ pub fn print_table(r: &StepReport) {
         r.checkpointing_step_over_plain,
         r.checkpointing_planned_over_plain
     );
+    if let Some(first) = r.base_dtypes.first() {
+        println!(
+            "BoHA with the frozen weights in each dtype, over {}:",
+            first.dtype
+        );
+        println!("| dtype | step ratio | peak ratio |\n| --- | --- | --- |");
+        for d in &r.base_dtypes {
+            println!(
+                "| {} | {:.3} | {:.3} |",
+                d.dtype, d.step_over_first, d.peak_over_first
+            );
+        }
+    }
     for x in r.results.iter().filter(|x| !x.profile.is_empty()) {
         let total: f64 = x.profile.iter().map(|k| k.ms).sum();
         println!(

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use boha::adapters::Method;
 use boha::bench::record::{self, Record};
 use boha::bench::{gemm, layer, step};
+use boha::gpu::DType;
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
@@ -55,6 +56,10 @@ pub enum BenchCommand {
         /// gradient checkpointing).
         #[arg(long, value_delimiter = ',')]
         methods: Vec<String>,
+        /// Also time BoHA's step with the frozen weights stored in each of these dtypes
+        /// (comma-separated: f32, f16, bf16), with step time and peak over the first's.
+        #[arg(long, value_delimiter = ',')]
+        base_dtypes: Vec<String>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -103,9 +108,14 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
             max_len,
             runs,
             methods,
+            base_dtypes,
             json,
             profile,
         } => {
+            let dtypes = base_dtypes
+                .iter()
+                .map(|d| d.parse::<DType>().map_err(Error::Invalid))
+                .collect::<Result<Vec<_>>>()?;
             let methods = if methods.is_empty() {
                 Method::ALL.to_vec()
             } else {
@@ -119,6 +129,7 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                 &gpu,
                 &ck,
                 &methods,
+                &dtypes,
                 batch,
                 max_len,
                 runs,

@@ -141,7 +141,16 @@ pub fn run(dev: &DeviceArgs, a: &GraphArgs) -> Result<()> {
         if a.mode != "train" {
             return Err(Error::Invalid("--measure needs --mode train".into()));
         }
-        let est = estimate(&gpu, cfg, &spec, &targets, a.batch, a.seq, &opts)?;
+        let est = estimate(
+            &gpu,
+            cfg,
+            ck.frozen_dtype(gpu.base_dtype()),
+            &spec,
+            &targets,
+            a.batch,
+            a.seq,
+            &opts,
+        )?;
         gpu.reset_peak();
         let base = gpu.live_bytes();
         let mut tr = Trainer::new(

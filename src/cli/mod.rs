@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use boha::gpu::{GemmFamily, Gpu, GpuOptions};
+use boha::gpu::{BaseDType, GemmFamily, Gpu, GpuOptions};
 use boha::{Error, Result};
 
 /// Fine-tune and run Llama-family models with BoHA adapters on any WebGPU device.
@@ -52,6 +52,15 @@ pub struct DeviceArgs {
     /// profile's defaults run instead).
     #[arg(long, global = true)]
     pub no_tune: bool,
+    /// How a loaded model's frozen weights (linear layers, embedding, LM head) are stored
+    /// on the device: `keep` (what the file holds; F16 for a quantized GGUF), `f32`,
+    /// `f16` or `bf16`. Kernels widen them to f32 as they load them.
+    #[arg(long, global = true, default_value = "keep", value_parser = parse_base_dtype)]
+    pub base_dtype: BaseDType,
+}
+
+fn parse_base_dtype(s: &str) -> std::result::Result<BaseDType, String> {
+    BaseDType::parse(s).ok_or_else(|| format!("unknown base dtype '{s}' (keep, f32, f16 or bf16)"))
 }
 
 fn parse_family(s: &str) -> std::result::Result<GemmFamily, String> {
@@ -73,6 +82,7 @@ impl DeviceArgs {
             max_binding_override: None,
             gemm_family: self.gemm,
             untuned: self.no_tune,
+            base_dtype: self.base_dtype,
         })
     }
 }

@@ -25,6 +25,8 @@ pub struct Gpu {
     pub(crate) profile: Profile,
     /// What `boha tune` measured on this adapter and driver (empty when untuned).
     pub(crate) tuning: Tuning,
+    /// How models loaded for this device store their frozen weights.
+    pub(crate) base_dtype: Mutex<super::options::BaseDType>,
     /// The GEMM shapes asked for since [`Gpu::log_gemm_shapes`] turned logging on.
     pub(crate) gemm_log: Mutex<Option<std::collections::BTreeSet<GemmKey>>>,
     pub(crate) pipelines: super::registry::PipelineCache,
@@ -202,6 +204,7 @@ impl Gpu {
             timeout: opts.timeout,
             profile,
             tuning,
+            base_dtype: Mutex::new(opts.base_dtype),
             gemm_log: Mutex::new(None),
             pipelines: Default::default(),
             fault,
@@ -226,6 +229,17 @@ impl Gpu {
     /// The device profile in force.
     pub fn profile(&self) -> &Profile {
         &self.profile
+    }
+
+    /// How models loaded for this device store their frozen weights (`--base-dtype`).
+    pub fn base_dtype(&self) -> super::options::BaseDType {
+        *self.base_dtype.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets how models loaded from now on store their frozen weights (models already
+    /// loaded keep theirs).
+    pub fn set_base_dtype(&self, base: super::options::BaseDType) {
+        *self.base_dtype.lock().unwrap_or_else(|p| p.into_inner()) = base;
     }
 
     /// The tuning table in force (empty when untuned).

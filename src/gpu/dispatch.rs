@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::context::Gpu;
 use super::registry::{BindingKind, CachedPipeline, Kernel};
-use super::tensor::{Storage, Tensor};
+use super::tensor::{DType, Storage, Tensor};
 use crate::error::{Error, Result};
 
 /// The per-dispatch sizes a kernel reads from its uniform at binding 0: a flat list of
@@ -89,12 +89,18 @@ impl Recorder {
             self.run(d);
         }
     }
-    /// Records a copy of `src`'s elements into `dst` (same element count).
+    /// Records a copy of `src`'s elements into `dst` (same element count and dtype).
     pub fn copy(&mut self, src: &Tensor, dst: &Tensor) -> Result<()> {
-        if src.len() != dst.len() {
+        if src.len() != dst.len() || src.dtype() != dst.dtype() {
             return Err(Error::shape(
                 "copy",
-                format!("{} elements into {}", src.len(), dst.len()),
+                format!(
+                    "{} {} elements into {} {}",
+                    src.len(),
+                    src.dtype(),
+                    dst.len(),
+                    dst.dtype()
+                ),
             ));
         }
         self.commands.push(Command::Copy {
@@ -165,6 +171,7 @@ impl Gpu {
                 ),
             ));
         }
+        let weights = kernel.weights_dtype();
         let mut next = 0usize;
         for &(binding, kind) in &pipeline.bindings {
             if kind == BindingKind::Uniform {
@@ -179,6 +186,18 @@ impl Gpu {
             }
             let t = tensors[next];
             next += 1;
+            let want = if pipeline.weight_bindings.contains(&binding) {
+                weights
+            } else {
+                DType::F32
+            };
+            if t.dtype() != want {
+                return Err(Error::Invalid(format!(
+                    "{}: binding {binding} reads {want}, the tensor bound there is stored as {}",
+                    kernel.entry,
+                    t.dtype()
+                )));
+            }
             if t.bytes() > self.max_binding {
                 return Err(Error::shape(
                     kernel.entry,
@@ -217,7 +236,8 @@ impl Gpu {
                     wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &t.storage.buffer,
                         offset: t.byte_offset(),
-                        size: wgpu::BufferSize::new(t.bytes().max(4)),
+                        // Bindings are whole u32 words (a 2-byte dtype's odd tail too).
+                        size: wgpu::BufferSize::new(t.bytes().div_ceil(4).max(1) * 4),
                     })
                 };
                 wgpu::BindGroupEntry { binding, resource }

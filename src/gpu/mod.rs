@@ -14,7 +14,7 @@ pub mod tuning;
 pub use context::{Gpu, SubmitGate};
 pub use devices::{list as list_devices, DeviceInfo};
 pub use dispatch::{Dispatch, Params, Recorder};
-pub use options::{GemmFamily, GpuOptions};
+pub use options::{BaseDType, GemmFamily, GpuOptions};
 pub use profile::{DeviceClass, GemmTile, Profile};
 pub use registry::{validate_wgsl, Kernel};
 pub use tensor::{DType, Tensor};

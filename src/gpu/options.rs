@@ -1,7 +1,49 @@
 //! How the user picks and configures a device: `--device`, `WGPU_BACKEND`,
-//! `WGPU_ADAPTER_NAME`, the poll timeout and the GEMM kernel family.
+//! `WGPU_ADAPTER_NAME`, the poll timeout, the GEMM kernel family and the storage dtype
+//! of frozen weights (`--base-dtype`).
 
 use std::time::Duration;
+
+use super::DType;
+
+/// How a model's frozen weights (linear layers, embedding, LM head) are stored on the
+/// device (`--base-dtype`). Norm weights and biases stay f32 (they are a thousandth of a
+/// model), and so do adapters, activations, gradients and optimizer state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum BaseDType {
+    /// What the file holds: F32, F16 and BF16 as they are; a quantized GGUF block
+    /// (Q4_1, Q6_K, …) as F16, the nearest dtype the kernels read.
+    #[default]
+    Keep,
+    /// Every frozen weight in this dtype.
+    Fixed(DType),
+}
+
+impl BaseDType {
+    /// Parses `keep`, `f32`, `f16` or `bf16`.
+    pub fn parse(s: &str) -> Option<BaseDType> {
+        if s == "keep" {
+            return Some(BaseDType::Keep);
+        }
+        s.parse().ok().map(BaseDType::Fixed)
+    }
+
+    /// The dtype a frozen weight that the file stores as `stored` gets on the device.
+    pub fn resolve(self, stored: DType) -> DType {
+        match self {
+            BaseDType::Keep => stored,
+            BaseDType::Fixed(d) => d,
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BaseDType::Keep => "keep",
+            BaseDType::Fixed(d) => d.name(),
+        }
+    }
+}
 
 /// Which GEMM kernel family to use. Register tiles suit CPU-type adapters (llvmpipe /
 /// lavapipe), where a workgroup barrier is very expensive; workgroup-shared tiles suit
@@ -48,6 +90,8 @@ pub struct GpuOptions {
     pub gemm_family: Option<GemmFamily>,
     /// Ignores the tuning file (`boha tune` itself, tests that compare kernels).
     pub untuned: bool,
+    /// How models loaded for this device store their frozen weights.
+    pub base_dtype: BaseDType,
 }
 
 impl Default for GpuOptions {
@@ -58,6 +102,7 @@ impl Default for GpuOptions {
             max_binding_override: None,
             gemm_family: None,
             untuned: false,
+            base_dtype: BaseDType::Keep,
         }
     }
 }

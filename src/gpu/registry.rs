@@ -18,6 +18,10 @@ use crate::shaders::Shader;
 /// only cost instructions in their inner loops.
 const TRUSTED: &[&str] = &[crate::shaders::GEMM_TIER.name];
 
+/// The bindings through which a weights snippet reads a frozen weight (see
+/// [`crate::shaders::weights_snippet`]): the only ones a non-f32 tensor may be bound to.
+const WEIGHT_BINDINGS: &[&str] = &["wq", "wq4"];
+
 /// A kernel: an entry point of a shader, with values for its `override` constants.
 #[derive(Clone, Debug)]
 pub struct Kernel {
@@ -42,6 +46,18 @@ impl Kernel {
         self
     }
 
+    /// The dtype its weights snippet reads frozen weights as (f32 without one).
+    pub(crate) fn weights_dtype(&self) -> crate::gpu::DType {
+        crate::gpu::DType::ALL
+            .iter()
+            .copied()
+            .find(|&d| {
+                let snippet = crate::shaders::weights_snippet(d).name;
+                self.shader.name.split('+').any(|part| part == snippet)
+            })
+            .unwrap_or(crate::gpu::DType::F32)
+    }
+
     fn key(&self) -> String {
         format!("{}:{}:{:?}", self.shader.name, self.entry, self.constants)
     }
@@ -61,6 +77,8 @@ pub(crate) struct CachedPipeline {
     pub(crate) pipeline: wgpu::ComputePipeline,
     pub(crate) layout: wgpu::BindGroupLayout,
     pub(crate) bindings: Vec<(u32, BindingKind)>,
+    /// The bindings of `bindings` that read a frozen weight in the shader's weights dtype.
+    pub(crate) weight_bindings: Vec<u32>,
 }
 
 /// Compiled modules and pipelines of one device.
@@ -157,7 +175,7 @@ impl Gpu {
                 label: Some(shader.name),
                 source: wgpu::ShaderSource::Wgsl(shader.source.into()),
             };
-            if TRUSTED.contains(&shader.name) {
+            if TRUSTED.contains(&crate::shaders::base_name(shader)) {
                 let checks = wgpu::ShaderRuntimeChecks {
                     bounds_checks: false,
                     ..wgpu::ShaderRuntimeChecks::checked()
@@ -192,6 +210,17 @@ impl Gpu {
         }
         let parsed = self.module(&kernel.shader)?;
         let bindings = used_bindings(&kernel.shader, &parsed.module, &parsed.info, kernel.entry)?;
+        let weight_bindings = parsed
+            .module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| {
+                v.name
+                    .as_deref()
+                    .is_some_and(|n| WEIGHT_BINDINGS.contains(&n))
+            })
+            .filter_map(|(_, v)| v.binding.as_ref().map(|b| b.binding))
+            .collect();
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
             .map(|&(binding, kind)| wgpu::BindGroupLayoutEntry {
@@ -252,6 +281,7 @@ impl Gpu {
             pipeline,
             layout,
             bindings,
+            weight_bindings,
         });
         self.pipelines
             .pipelines

@@ -1,8 +1,10 @@
 //! Tensors: a GPU buffer with a shape, and views of contiguous sub-ranges of it.
 //!
-//! Storage is f32 today; [`DType`] leaves room for f16/bf16 storage. A view is what a
-//! kernel binds: ops that handle tensors larger than the storage-binding limit bind
-//! several views in turn (see [`Tensor::view`]).
+//! Storage is f32, except frozen weights, which may be stored as f16 or bf16 ([`DType`]):
+//! only the kernels that read a frozen weight accept those (through the weights snippets
+//! of [`crate::shaders`]), and [`Gpu::prepare`] refuses a low-precision tensor anywhere
+//! else. A view is what a kernel binds: ops that handle tensors larger than the
+//! storage-binding limit bind several views in turn (see [`Tensor::view`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,17 +15,94 @@ use super::context::Gpu;
 use crate::error::{Error, Result};
 
 /// Element type of a tensor's storage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DType {
     F32,
+    /// IEEE 754 half, two to a u32 (element 2j in the low 16 bits).
+    F16,
+    /// bfloat16 (the top half of an f32), two to a u32 (element 2j in the low 16 bits).
+    BF16,
 }
 
 impl DType {
+    /// Every storage dtype.
+    pub const ALL: &'static [DType] = &[DType::F32, DType::F16, DType::BF16];
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
         }
+    }
+
+    /// The lowercase name used on the command line and in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+
+    /// `v` rounded to this dtype (round to nearest even) and widened back: what a kernel
+    /// reads for a weight stored from `v`.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            DType::F32 => v,
+            DType::F16 => half::f16::from_f32(v).to_f32(),
+            DType::BF16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    /// The storage bytes of `data` in this dtype (padded to 4 bytes).
+    fn encode(self, data: &[f32]) -> Vec<u8> {
+        let mut out: Vec<u8> = match self {
+            DType::F32 => bytemuck::cast_slice(data).to_vec(),
+            DType::F16 => data
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            DType::BF16 => data
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
+        };
+        out.resize(out.len().div_ceil(4) * 4, 0);
+        out
+    }
+
+    /// f32 values of `n` elements stored as `bytes` in this dtype.
+    fn decode(self, bytes: &[u8], n: usize) -> Vec<f32> {
+        match self {
+            DType::F32 => bytemuck::cast_slice::<u8, f32>(&bytes[..n * 4]).to_vec(),
+            DType::F16 => bytes[..n * 2]
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            DType::BF16 => bytes[..n * 2]
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<DType, String> {
+        DType::ALL
+            .iter()
+            .copied()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| format!("unknown dtype '{s}' (f32, f16 or bf16)"))
     }
 }
 
@@ -226,15 +305,40 @@ impl Gpu {
 
     /// A zero-filled f32 tensor.
     pub fn zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        self.zeros_as(shape, DType::F32)
+    }
+
+    /// A zero-filled tensor stored as `dtype`.
+    pub fn zeros_as(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         // wgpu zero-initialises new buffers.
-        let storage = self.new_storage((n * 4) as u64, "tensor")?;
+        let storage = self.new_storage((n * dtype.size()) as u64, "tensor")?;
         Ok(Tensor {
             storage,
             offset: 0,
             shape: shape.to_vec(),
-            dtype: DType::F32,
+            dtype,
         })
+    }
+
+    /// Uploads `data` as a tensor of `shape` stored as `dtype` (each value rounded to
+    /// nearest even, see [`DType::round`]): how a frozen weight goes to the GPU.
+    pub fn upload_as(&self, shape: &[usize], data: &[f32], dtype: DType) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape(
+                "upload",
+                format!("shape {shape:?} needs {n} values, got {}", data.len()),
+            ));
+        }
+        let t = self.zeros_as(shape, dtype)?;
+        if !data.is_empty() {
+            let bytes = dtype.encode(data);
+            self.scoped("writing a tensor", || {
+                self.queue.write_buffer(&t.storage.buffer, 0, &bytes)
+            })?;
+        }
+        Ok(t)
     }
 
     /// Uploads `data` as an f32 tensor of `shape`.
@@ -283,6 +387,12 @@ impl Gpu {
         if data.is_empty() {
             return Ok(());
         }
+        if t.dtype != DType::F32 {
+            return Err(Error::Invalid(format!(
+                "write: the tensor is stored as {}; only f32 tensors are written in place",
+                t.dtype
+            )));
+        }
         self.scoped("writing a tensor", || {
             self.queue.write_buffer(
                 &t.storage.buffer,
@@ -292,13 +402,15 @@ impl Gpu {
         })
     }
 
-    /// Copies a tensor back to the host, waiting at most the poll timeout.
+    /// Copies a tensor back to the host as f32 (widening f16 and bf16), waiting at most the
+    /// poll timeout.
     pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
         let n = t.len();
         if n == 0 {
             return Ok(Vec::new());
         }
-        let bytes = t.bytes();
+        // Copies are whole u32 words: a 2-byte dtype's odd tail word is read whole.
+        let bytes = t.bytes().div_ceil(4) * 4;
         let staging = self.metered(bytes, "allocating a download buffer", || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("download"),
@@ -334,7 +446,7 @@ impl Gpu {
                     context: "reading a download".into(),
                     message: e.to_string(),
                 })?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            t.dtype.decode(&view, n)
         };
         staging.unmap();
         Ok(out)

@@ -12,7 +12,9 @@
 //!
 //! ```text
 //! weights      every checkpoint tensor (tied embeddings once) + HS/2 RoPE frequencies
-//!              [+ N ones for the q/k/v biases]
+//!              [+ N ones for the q/k/v biases]; the frozen weights (linear layers,
+//!              embedding, LM head) at their device dtype's size, each buffer rounded up
+//!              to 4 bytes
 //! activations  the planned buffers: ids, targets, the loss, every activation the
 //!              backward reads (or one layer's with gradient checkpointing), gradients,
 //!              op temporaries (attention's deltas, the loss's chunk and statistics) and
@@ -25,7 +27,7 @@
 //! ```
 
 use crate::adapters::AdapterSpec;
-use crate::gpu::Gpu;
+use crate::gpu::{DType, Gpu};
 use crate::graph::liveness;
 use crate::graph::uniforms::step_uniform_bytes;
 use crate::graph::{train_graph, TrainOptions};
@@ -90,8 +92,19 @@ pub fn adapter_params(cfg: &ModelConfig, spec: &AdapterSpec, targets: &[String])
     per_layer * cfg.num_layers
 }
 
+/// True for a tensor of [`ModelConfig::expected_tensors`] that is a frozen weight (stored
+/// in the `--base-dtype`; see `model::transformer::Weights::upload`).
+pub fn is_frozen_weight(name: &str) -> bool {
+    name == "embed"
+        || name == "lm_head"
+        || name
+            .rsplit('.')
+            .next()
+            .is_some_and(|p| crate::model::transformer::PROJECTIONS.contains(&p))
+}
+
 /// Estimates a training step of `batch` × `seq` tokens on `gpu` with default options
-/// but `recompute` (see [`estimate`]).
+/// but `recompute`, frozen weights in f32 (see [`estimate`]).
 pub fn estimate_step(
     gpu: &Gpu,
     cfg: &ModelConfig,
@@ -105,7 +118,7 @@ pub fn estimate_step(
         recompute,
         ..TrainOptions::default()
     };
-    estimate(gpu, cfg, spec, targets, batch, seq, &opts)
+    estimate(gpu, cfg, DType::F32, spec, targets, batch, seq, &opts)
 }
 
 /// Elements of a buffer of `n` elements as allocated (at least one).
@@ -114,10 +127,14 @@ fn buf(n: u64) -> u64 {
 }
 
 /// Estimates the peak bytes of a [`crate::graph::Trainer`] of `batch` × `seq` tokens with
-/// `opts` on `gpu`, from its construction through its steps (see the module docs).
+/// `opts` on `gpu`, its frozen weights stored as `frozen` (see
+/// `loaders::Checkpoint::frozen_dtype`), from its construction through its steps (see
+/// the module docs).
+#[allow(clippy::too_many_arguments)]
 pub fn estimate(
     gpu: &Gpu,
     cfg: &ModelConfig,
+    frozen: DType,
     spec: &AdapterSpec,
     targets: &[String],
     batch: usize,
@@ -130,10 +147,17 @@ pub fn estimate(
     // Weights.
     let tensors = cfg.expected_tensors();
     let len = |t: &crate::model::TensorSpec| t.shape.iter().product::<usize>() as u64;
-    let weights: u64 = tensors.iter().map(|t| buf(len(t))).sum::<u64>()
-        + buf(cfg.rope_inv_freq().len() as u64)
-        + if cfg.qkv_bias { nn } else { 0 };
-    let largest_weight = tensors.iter().map(len).max().unwrap_or(0);
+    let bytes = |t: &crate::model::TensorSpec| {
+        if is_frozen_weight(&t.name) {
+            (len(t) * frozen.size() as u64).max(1).div_ceil(4) * 4
+        } else {
+            4 * buf(len(t))
+        }
+    };
+    let weights: u64 = tensors.iter().map(bytes).sum::<u64>()
+        + 4 * buf(cfg.rope_inv_freq().len() as u64)
+        + if cfg.qkv_bias { 4 * nn } else { 0 };
+    let largest_weight = tensors.iter().map(bytes).max().unwrap_or(0);
 
     // The step's graph and its planned buffers.
     let g = train_graph(gpu, cfg, spec, targets, batch, seq, opts)?;
@@ -162,11 +186,11 @@ pub fn estimate(
 
     let dispatches = step_uniform_bytes(gpu, &g, spec, opts);
     Ok(StepMemory {
-        weights: 4 * weights,
+        weights,
         activations,
         adapters,
         dispatches,
-        largest_buffer: 4 * largest_weight.max(largest_value),
+        largest_buffer: largest_weight.max(4 * largest_value),
     })
 }
 

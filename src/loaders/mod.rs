@@ -18,22 +18,36 @@ pub mod tokenizer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::gpu::DType;
 use crate::model::ModelConfig;
 use crate::{Error, Result};
 
 pub use tokenizer::ChatMessage;
 
-/// A tensor in host memory: row-major f32 with its shape.
+/// A tensor in host memory: row-major f32 with its shape, and the dtype the file stored
+/// it in (what `--base-dtype keep` keeps on the device).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostTensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
+    /// F32, F16 or BF16 as in the file; F16 for a quantized GGUF block (the nearest
+    /// dtype the kernels read).
+    pub stored: DType,
 }
 
 impl HostTensor {
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
+        HostTensor::stored_as(shape, data, DType::F32)
+    }
+
+    /// A tensor that the file stored as `stored`.
+    pub fn stored_as(shape: Vec<usize>, data: Vec<f32>, stored: DType) -> HostTensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        HostTensor { shape, data }
+        HostTensor {
+            shape,
+            data,
+            stored,
+        }
     }
 
     /// Element count.
@@ -80,6 +94,16 @@ impl Checkpoint {
     /// The tensor named `name`, or an error naming it and the checkpoint.
     pub fn tensor(&self, name: &str) -> Result<&HostTensor> {
         self.tensors.get(name).ok_or_else(|| self.missing(name))
+    }
+
+    /// The dtype the frozen weights get on a device whose `--base-dtype` is `base` (under
+    /// `keep`, what the first layer's q projection is stored as in the file).
+    pub fn frozen_dtype(&self, base: crate::gpu::BaseDType) -> DType {
+        base.resolve(
+            self.tensors
+                .get("layers.0.q")
+                .map_or(DType::F32, |t| t.stored),
+        )
     }
 
     /// Removes and returns the tensor named `name` (to move it to the GPU and free it).

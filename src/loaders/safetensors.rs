@@ -10,6 +10,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use super::{bad_file, read_text, HostTensor};
+use crate::gpu::DType;
 use crate::{Error, Result};
 
 /// Every tensor of one safetensors file, converted to f32, in file order.
@@ -29,9 +30,14 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
             )
         })?;
         super::check_finite(path, name, &data)?;
+        let stored = match view.dtype() {
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            _ => DType::F32,
+        };
         out.push((
             name.to_string(),
-            HostTensor::new(view.shape().to_vec(), data),
+            HostTensor::stored_as(view.shape().to_vec(), data, stored),
         ));
     }
     Ok(out)

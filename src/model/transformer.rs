@@ -89,7 +89,9 @@ pub struct Weights {
 
 impl Weights {
     /// Uploads every tensor of `ck` the config needs (checked against
-    /// [`ModelConfig::expected_tensors`]).
+    /// [`ModelConfig::expected_tensors`]). Linear weights, the embedding and the LM head
+    /// are stored as [`Gpu::base_dtype`] says (what the file holds by default); norm
+    /// weights and biases as f32.
     pub fn upload(gpu: &Gpu, ck: &Checkpoint) -> Result<Weights> {
         let cfg = ck.config.clone();
         cfg.check()
@@ -110,6 +112,10 @@ impl Weights {
             let t = ck.tensor(name)?;
             gpu.upload(&t.shape, &t.data)
         };
+        let frozen = |name: &str| -> Result<Tensor> {
+            let t = ck.tensor(name)?;
+            gpu.upload_as(&t.shape, &t.data, gpu.base_dtype().resolve(t.stored))
+        };
         let opt = |name: String, present: bool| -> Result<Option<Tensor>> {
             if present {
                 up(&name).map(Some)
@@ -122,26 +128,26 @@ impl Weights {
             let n = |s: &str| format!("layers.{i}.{s}");
             layers.push(LayerWeights {
                 attn_norm: up(&n("attn_norm"))?,
-                q: up(&n("q"))?,
-                k: up(&n("k"))?,
-                v: up(&n("v"))?,
-                o: up(&n("o"))?,
+                q: frozen(&n("q"))?,
+                k: frozen(&n("k"))?,
+                v: frozen(&n("v"))?,
+                o: frozen(&n("o"))?,
                 q_bias: opt(n("q_bias"), cfg.qkv_bias)?,
                 k_bias: opt(n("k_bias"), cfg.qkv_bias)?,
                 v_bias: opt(n("v_bias"), cfg.qkv_bias)?,
                 post_attn_norm: opt(n("post_attn_norm"), cfg.post_norms)?,
                 mlp_norm: up(&n("mlp_norm"))?,
-                gate: up(&n("gate"))?,
-                up: up(&n("up"))?,
-                down: up(&n("down"))?,
+                gate: frozen(&n("gate"))?,
+                up: frozen(&n("up"))?,
+                down: frozen(&n("down"))?,
                 post_mlp_norm: opt(n("post_mlp_norm"), cfg.post_norms)?,
             });
         }
-        let embed = up("embed")?;
+        let embed = frozen("embed")?;
         let lm_head = if cfg.tie_word_embeddings {
             embed.clone()
         } else {
-            up("lm_head")?
+            frozen("lm_head")?
         };
         let inv: Vec<f32> = cfg.rope_inv_freq().iter().map(|&f| f as f32).collect();
         Ok(Weights {

@@ -5,7 +5,7 @@
 //! chunks are a whole number of "steps" of rows.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{DType, Gpu};
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
@@ -24,11 +24,22 @@ pub fn row_ranges(
     row_elems: usize,
     op: &str,
 ) -> Result<Vec<(usize, usize)>> {
+    row_ranges_of(gpu, rows, row_elems, DType::F32, op)
+}
+
+/// [`row_ranges`] for rows stored as `dtype` (a frozen weight's rows).
+pub fn row_ranges_of(
+    gpu: &Gpu,
+    rows: usize,
+    row_elems: usize,
+    dtype: DType,
+    op: &str,
+) -> Result<Vec<(usize, usize)>> {
     row_ranges_with(
         gpu.max_binding_bytes(),
         gpu.binding_offset_align(),
         rows,
-        row_elems,
+        (row_elems.max(1) * dtype.size()) as u64,
         op,
     )
 }
@@ -38,10 +49,9 @@ pub fn row_ranges_with(
     max_bytes: u64,
     align: u64,
     rows: usize,
-    row_elems: usize,
+    row_bytes: u64,
     op: &str,
 ) -> Result<Vec<(usize, usize)>> {
-    let row_bytes = (row_elems.max(1) * 4) as u64;
     if rows as u64 * row_bytes <= max_bytes {
         return Ok(vec![(0, rows)]);
     }
@@ -74,7 +84,7 @@ mod tests {
     #[test]
     fn ranges_cover_all_rows_aligned_and_within_limit() {
         for &(rows, elems) in &[(1000usize, 3usize), (37, 16), (5, 1), (129, 64)] {
-            let r = row_ranges_with(1024, 256, rows, elems, "t").unwrap();
+            let r = row_ranges_with(1024, 256, rows, (elems * 4) as u64, "t").unwrap();
             let mut next = 0;
             for &(s, n) in &r {
                 assert_eq!(s, next);
@@ -84,9 +94,9 @@ mod tests {
             }
             assert_eq!(next, rows);
         }
-        assert!(row_ranges_with(1024, 256, 10, 300, "t").is_err());
+        assert!(row_ranges_with(1024, 256, 10, 1200, "t").is_err());
         assert_eq!(
-            row_ranges_with(1 << 20, 256, 10, 3, "t").unwrap(),
+            row_ranges_with(1 << 20, 256, 10, 12, "t").unwrap(),
             vec![(0, 10)]
         );
     }

@@ -99,7 +99,9 @@ pub fn scratch_len(gpu: &Gpu, ce: &CrossEntropy, rows: usize, c: usize, v: usize
 /// chunk fits.
 fn chunk_cols(gpu: &Gpu, ce: &CrossEntropy, rows: usize, c: usize, v: usize) -> usize {
     let align = gpu.binding_offset_align();
-    let row_bytes = (c * 4) as u64;
+    // W may be stored in a 2-byte dtype: starts aligned for 2-byte rows are aligned for
+    // f32 rows too, so one chunk width serves every dtype.
+    let row_bytes = (c * 2) as u64;
     let step = (align / gcd(align, row_bytes)).max(1) as usize;
     let step = step * 4 / gcd(step as u64, 4) as usize;
     let fit = (gpu.max_binding_bytes() / (rows.max(1) as u64 * 4)) as usize;

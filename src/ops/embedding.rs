@@ -10,10 +10,10 @@
 //! states of the positions that carry a loss), and [`scatter`] is its adjoint, putting
 //! the gradients of those rows back.
 
-use super::chunks::row_ranges;
+use super::chunks::row_ranges_of;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, Params, Tensor};
-use crate::shaders::EMBEDDING;
+use crate::gpu::{DType, Dispatch, Gpu, Kernel, Params, Tensor};
+use crate::shaders::{with_weights, EMBEDDING};
 
 /// y = scale · E[ids].
 pub fn forward(
@@ -35,8 +35,8 @@ pub fn forward(
             format!("{n} ids of width {cols} into y {:?}", y.shape()),
         ));
     }
-    let kernel = Kernel::new(EMBEDDING, op);
-    let ranges = row_ranges(gpu, vocab, cols, op)?;
+    let kernel = Kernel::new(with_weights(EMBEDDING, table.dtype()), op);
+    let ranges = row_ranges_of(gpu, vocab, cols, table.dtype(), op)?;
     let mut out = Vec::new();
     for (k, &(lo, rows)) in ranges.iter().enumerate() {
         let part = table.rows(lo, rows)?;
@@ -84,7 +84,7 @@ pub fn scatter(gpu: &Gpu, x: &Tensor, ids: &Tensor, y: &Tensor) -> Result<Vec<Di
     }
     let params = Params::new().u(k).u(cols).u(0).u(rows).u(rows).u(1).f(1.0);
     Ok(vec![gpu.prepare(
-        &Kernel::new(EMBEDDING, op),
+        &Kernel::new(with_weights(EMBEDDING, DType::F32), op),
         &params,
         &[ids, x, y],
         gpu.grid((k * cols).div_ceil(64)),

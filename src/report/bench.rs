@@ -18,6 +18,11 @@ pub const LAYER_PEAK: Target = Target::AtMost(1.05);
 /// `boha bench step`'s targets (see src/bench/step.rs).
 pub const STEP_STEP: Target = Target::AtMost(1.3);
 pub const STEP_PEAK: Target = Target::AtMost(1.05);
+/// `bench step --base-dtypes`: a low-precision base's BoHA step over the f32 base's.
+pub const DTYPE_STEP: Target = Target::AtMost(1.1);
+/// `bench step --base-dtypes`: the low-precision base's peak over the f32 base's (the
+/// target of SmolLM2 kept in its 4-bit blocks; f16 and bf16 halve only the weights).
+pub const DTYPE_PEAK: Target = Target::AtMost(0.4);
 /// `scripts/step_vs_commit.sh`'s target: BoHA's tokens/s against an earlier build's.
 pub const STEP_VS_SPEEDUP: Target = Target::AtLeast(2.5);
 
@@ -253,6 +258,27 @@ pub fn step(l: &Loaded) -> Result<String> {
     cells.extend(extra_cells(v, &top));
     t.row(cells);
     s += &t.render();
+    if let Some(rows) = v.get("base_dtypes").and_then(Value::as_array) {
+        let first = rows
+            .first()
+            .map(|r| l.str(r, "dtype"))
+            .transpose()?
+            .unwrap_or("?");
+        s += &format!("\nBoHA with the frozen weights in each dtype, over {first}:\n\n");
+        let mut t = Table::new(vec![
+            "base dtype".to_string(),
+            with_target("step ratio", DTYPE_STEP, false),
+            with_target("peak ratio", DTYPE_PEAK, false),
+        ]);
+        for r in rows {
+            t.row(vec![
+                l.str(r, "dtype")?.to_string(),
+                DTYPE_STEP.mark(l.num(r, "step_over_first")?, 2),
+                DTYPE_PEAK.mark(l.num(r, "peak_over_first")?, 2),
+            ]);
+        }
+        s += &t.render();
+    }
     Ok(s)
 }
 

@@ -394,6 +394,7 @@ pub fn finetune_inspect(
     let est = estimate(
         gpu,
         &ck.config,
+        ck.frozen_dtype(gpu.base_dtype()),
         &plan_spec,
         &plan_targets,
         c.batch,

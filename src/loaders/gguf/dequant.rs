@@ -35,6 +35,17 @@ pub enum GgmlType {
 const QK_K: usize = 256;
 
 impl GgmlType {
+    /// The device dtype `--base-dtype keep` stores a tensor of this type in: F32, F16
+    /// and BF16 as they are, F16 for every other type (quantized blocks widen to F16
+    /// without loss for 4- to 6-bit codes, and an F64/I* tensor is never a weight).
+    pub fn kept(self) -> crate::gpu::DType {
+        match self {
+            GgmlType::F32 => crate::gpu::DType::F32,
+            GgmlType::BF16 => crate::gpu::DType::BF16,
+            _ => crate::gpu::DType::F16,
+        }
+    }
+
     /// The type for a ggml type id (`enum ggml_type`), if boha knows its layout.
     pub fn from_id(id: u32) -> Option<GgmlType> {
         use GgmlType::*;

@@ -420,7 +420,8 @@ impl GgufFile {
         Ok(buf)
     }
 
-    /// One tensor dequantized to f32, in PyTorch shape order.
+    /// One tensor dequantized to f32, in PyTorch shape order, marked with the dtype
+    /// `--base-dtype keep` gives it ([`GgmlType::kept`]).
     pub fn read_f32(&self, t: &TensorInfo) -> Result<HostTensor> {
         let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         self.read_f32_from(&mut f, t)
@@ -431,7 +432,7 @@ impl GgufFile {
         let bytes = self.read_bytes_from(f, t)?;
         let data = dequantize(t.ggml_type, &bytes, t.n_elements as usize)
             .map_err(|m| bad_file(&self.path, format!("tensor '{}': {m}", t.name)))?;
-        Ok(HostTensor::new(t.shape(), data))
+        Ok(HostTensor::stored_as(t.shape(), data, t.ggml_type.kept()))
     }
 }
 

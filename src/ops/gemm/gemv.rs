@@ -16,7 +16,7 @@
 use super::{Gemm, Part};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GemmFamily, Gpu, Kernel};
-use crate::shaders::GEMV;
+use crate::shaders::{with_weights, GEMV};
 
 /// Largest m the GEMV kernels take (each block of 4 rows of X reads W once more).
 pub const MAX_M: usize = 8;
@@ -127,7 +127,7 @@ pub(super) fn dispatch(
 fn prepare(gpu: &Gpu, kernel: GemvKernel, g: &Gemm, p: &Part) -> Result<Dispatch> {
     let params = super::uniform(g, p);
     let mr = p.m.min(M_BLOCK);
-    let mut k = Kernel::new(GEMV, kernel.entry()).with("MR", mr as f64);
+    let mut k = Kernel::new(with_weights(GEMV, p.b.dtype()), kernel.entry()).with("MR", mr as f64);
     let x = match kernel {
         GemvKernel::Rows => {
             k = k.with("WG", ROWS_WG as f64);

@@ -1,9 +1,12 @@
 //! General matrix multiply (`shaders/gemm_register.wgsl`, `shaders/gemm_shared.wgsl`,
 //! `shaders/gemm_tier.wgsl`).
 //!
-//! C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, row-major f32, where
+//! C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, row-major, where
 //! op(A) is m×k (A stored [m, k], or [k, m] when `trans_a`) and op(B) is k×n (B stored
 //! [k, n], or [n, k] when `trans_b`). With beta = 0, C is written without being read.
+//! A and C are f32; B (the frozen weight of a linear layer) may be stored as f16 or bf16
+//! and is widened to f32 where a tile loads it (the weights snippets of
+//! [`crate::shaders`]); every product accumulates in f32.
 //!
 //! Training needs three products of a linear layer Y = X·Wᵀ:
 //! - forward  [`matmul_nt`]: Y[M,N]  = X[M,K]·W[N,K]ᵀ
@@ -28,7 +31,7 @@ mod tier;
 use crate::error::{Error, Result};
 use crate::gpu::tuning::GemmKey;
 use crate::gpu::{Dispatch, GemmFamily, GemmTile, Gpu, Kernel, Params, Tensor};
-use crate::shaders::{GEMM_REGISTER, GEMM_SHARED};
+use crate::shaders::{base_name, with_weights, GEMM_REGISTER, GEMM_SHARED};
 pub use gemv::GemvKernel;
 
 /// Rows and columns of C one register-family invocation computes (vec4, scalar entry).
@@ -245,18 +248,20 @@ fn plan_single(
 ) -> Result<Vec<Dispatch>> {
     let (max, align) = (gpu.max_binding_bytes(), gpu.binding_offset_align());
     let (m, n, k) = (g.m, g.n, g.k);
-    let mut m_rows = vec![n];
+    // Row lengths in bytes: A and C are f32, B may be a low-precision weight.
+    let bsize = b.dtype().size();
+    let mut m_rows = vec![n * 4];
     let mut n_rows = vec![];
     let mut k_rows = vec![];
     if g.trans_a {
-        k_rows.push(m)
+        k_rows.push(m * 4)
     } else {
-        m_rows.push(k)
+        m_rows.push(k * 4)
     }
     if g.trans_b {
-        n_rows.push(k)
+        n_rows.push(k * bsize)
     } else {
-        k_rows.push(n)
+        k_rows.push(n * bsize)
     }
     let ms = plan::split(m, &m_rows, max, align, "gemm")?;
     let ns = plan::split(n, &n_rows, max, align, "gemm")?;
@@ -308,9 +313,15 @@ fn plan_batched(
         (g.stride_b, g.k * g.n),
         (g.stride_c, g.m * g.n),
     ];
+    let bsize = b.dtype().size();
+    let in_bytes = [
+        (sizes[0].0 * 4, sizes[0].1 * 4),
+        (sizes[1].0 * bsize, sizes[1].1 * bsize),
+        (sizes[2].0 * 4, sizes[2].1 * 4),
+    ];
     let ranges = plan::split_batch(
         g.batch,
-        &sizes,
+        &in_bytes,
         gpu.max_binding_bytes(),
         gpu.binding_offset_align(),
         gpu.max_workgroups_per_dim() as usize,
@@ -373,7 +384,7 @@ fn dispatch(gpu: &Gpu, how: How, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) ->
                 gpu,
                 g,
                 p,
-                Kernel::new(GEMM_SHARED, "gemm_tiled"),
+                Kernel::new(with_weights(GEMM_SHARED, p.b.dtype()), "gemm_tiled"),
                 SHARED_TILE,
             )?);
             return Ok(());
@@ -394,7 +405,7 @@ fn dispatch(gpu: &Gpu, how: How, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) ->
             gpu,
             g,
             q,
-            Kernel::new(GEMM_REGISTER, "gemm_scalar"),
+            Kernel::new(with_weights(GEMM_REGISTER, q.b.dtype()), "gemm_scalar"),
             REG_TILE.1,
         )
     };
@@ -407,7 +418,7 @@ fn dispatch(gpu: &Gpu, how: How, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) ->
         gpu,
         g,
         &main,
-        Kernel::new(GEMM_REGISTER, "gemm_vec4"),
+        Kernel::new(with_weights(GEMM_REGISTER, p.b.dtype()), "gemm_vec4"),
         REG_TILE.0,
     )?);
     if k4 < p.k {
@@ -453,7 +464,7 @@ fn prepare(gpu: &Gpu, g: &Gemm, p: &Part, kernel: Kernel, tile: usize) -> Result
     let mut kernel = kernel
         .with("TRANS_A", flag(g.trans_a))
         .with("TRANS_B", flag(g.trans_b));
-    let (wx, wy) = if kernel.shader == GEMM_REGISTER {
+    let (wx, wy) = if base_name(&kernel.shader) == GEMM_REGISTER.name {
         kernel = kernel
             .with("WG_X", REG_WG.0 as f64)
             .with("WG_Y", REG_WG.1 as f64);

@@ -20,10 +20,10 @@ fn lcm(a: u64, b: u64) -> u64 {
     a / gcd(a, b) * b
 }
 
-/// Smallest multiplier of `unit_elems` f32 elements whose byte size is a multiple of
-/// `align` (1 when the unit is empty).
-fn aligned_step(unit_elems: usize, align: u64) -> u64 {
-    let bytes = unit_elems as u64 * 4;
+/// Smallest multiplier of a `bytes`-long unit whose size is a multiple of `align` (1 when
+/// the unit is empty).
+fn aligned_step(bytes: usize, align: u64) -> u64 {
+    let bytes = bytes as u64;
     if bytes == 0 {
         1
     } else {
@@ -32,26 +32,26 @@ fn aligned_step(unit_elems: usize, align: u64) -> u64 {
 }
 
 /// Cuts `total` rows into `(start, len)` ranges such that, for every entry `r` of
-/// `row_elems` (the row length of an operand bound by rows of this dimension), `len · r`
-/// elements fit `max_bytes` and `start · r · 4` is a multiple of `align`. One range (which
+/// `row_bytes` (the byte length of a row of an operand bound by rows of this dimension),
+/// `len · r` bytes fit `max_bytes` and `start · r` is a multiple of `align`. One range (which
 /// may be empty) when everything fits at once.
 pub fn split(
     total: usize,
-    row_elems: &[usize],
+    row_bytes: &[usize],
     max_bytes: u64,
     align: u64,
     op: &str,
 ) -> Result<Vec<(usize, usize)>> {
-    let max_rows = row_elems
+    let max_rows = row_bytes
         .iter()
         .filter(|&&r| r > 0)
-        .map(|&r| max_bytes / (r as u64 * 4))
+        .map(|&r| max_bytes / r as u64)
         .min()
         .unwrap_or(u64::MAX);
     if total as u64 <= max_rows {
         return Ok(vec![(0, total)]);
     }
-    let step = row_elems
+    let step = row_bytes
         .iter()
         .fold(4, |s, &r| lcm(s, aligned_step(r, align)));
     let per = max_rows / step * step;
@@ -59,8 +59,8 @@ pub fn split(
         return Err(Error::shape(
             op,
             format!(
-                "{step} rows of {:?} elements exceed the {max_bytes}-byte storage binding limit",
-                row_elems
+                "{step} rows of {:?} bytes exceed the {max_bytes}-byte storage binding limit",
+                row_bytes
             ),
         ));
     }
@@ -71,8 +71,8 @@ pub fn split(
         .collect())
 }
 
-/// Cuts `batch` entries into ranges whose views (entries `stride_i` elements apart, each
-/// `size_i` elements long) fit `max_bytes`, start aligned, and span at most `max_count`
+/// Cuts `batch` entries into ranges whose views (entries `stride_i` bytes apart, each
+/// `size_i` bytes long) fit `max_bytes`, start aligned, and span at most `max_count`
 /// entries (the z workgroup limit).
 pub fn split_batch(
     batch: usize,
@@ -82,14 +82,14 @@ pub fn split_batch(
     max_count: usize,
     op: &str,
 ) -> Result<Vec<(usize, usize)>> {
-    let max_elems = max_bytes / 4;
+    let max_elems = max_bytes;
     let mut per = max_count.max(1) as u64;
     let mut step = 1u64;
     for &(stride, size) in operands {
         if size as u64 > max_elems {
             return Err(Error::shape(
                 op,
-                format!("one batch entry of {size} elements exceeds the {max_bytes}-byte storage binding limit"),
+                format!("one batch entry of {size} bytes exceeds the {max_bytes}-byte storage binding limit"),
             ));
         }
         if stride > 0 {
@@ -121,10 +121,11 @@ mod tests {
     #[test]
     fn split_covers_rows_with_aligned_starts_within_limit() {
         let cases = [
-            (1000usize, vec![3usize, 5], 4096u64, 16u64),
-            (37, vec![16], 1024, 16),
-            (130, vec![67, 129], 4096, 16),
-            (1000, vec![3, 5], 1 << 14, 256),
+            (1000usize, vec![12usize, 20], 4096u64, 16u64),
+            (37, vec![64], 1024, 16),
+            (130, vec![268, 516], 4096, 16),
+            (1000, vec![12, 20], 1 << 14, 256),
+            (1000, vec![6, 10], 1 << 13, 256),
         ];
         for (total, rows, max, align) in cases {
             let r = split(total, &rows, max, align, "t").unwrap();
@@ -136,8 +137,8 @@ mod tests {
             for &(s, n) in &r {
                 assert_eq!(s, next);
                 for &e in &rows {
-                    assert!((n * e * 4) as u64 <= max);
-                    assert_eq!((s * e * 4) as u64 % align, 0);
+                    assert!((n * e) as u64 <= max);
+                    assert_eq!((s * e) as u64 % align, 0);
                 }
                 assert_eq!(s % 4, 0);
                 next += n;
@@ -145,27 +146,27 @@ mod tests {
             assert_eq!(next, total);
         }
         assert_eq!(split(10, &[], 16, 256, "t").unwrap(), vec![(0, 10)]);
-        assert_eq!(split(0, &[7], 16, 256, "t").unwrap(), vec![(0, 0)]);
-        assert!(split(100, &[1000], 4096, 256, "t").is_err());
+        assert_eq!(split(0, &[28], 16, 256, "t").unwrap(), vec![(0, 0)]);
+        assert!(split(100, &[4000], 4096, 256, "t").is_err());
     }
 
     #[test]
     fn split_batch_respects_limits() {
-        let r = split_batch(10, &[(12, 12), (0, 5)], 256, 64, 65535, "t").unwrap();
+        let r = split_batch(10, &[(48, 48), (0, 20)], 256, 64, 65535, "t").unwrap();
         let mut next = 0;
         for &(s, n) in &r {
             assert_eq!(s, next);
-            assert_eq!((s * 12 * 4) % 64, 0);
-            assert!(((n - 1) * 12 + 12) * 4 <= 256);
+            assert_eq!((s * 48) % 64, 0);
+            assert!((n - 1) * 48 + 48 <= 256);
             next += n;
         }
         assert_eq!(next, 10);
         assert_eq!(
-            split_batch(5, &[(64, 64)], 1 << 20, 256, 2, "t")
+            split_batch(5, &[(256, 256)], 1 << 20, 256, 2, "t")
                 .unwrap()
                 .len(),
             3
         );
-        assert!(split_batch(5, &[(100, 100)], 256, 256, 9, "t").is_err());
+        assert!(split_batch(5, &[(400, 400)], 256, 256, 9, "t").is_err());
     }
 }

@@ -14,7 +14,7 @@
 use super::{Gemm, Part};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Kernel};
-use crate::shaders::GEMM_SUBGROUP;
+use crate::shaders::{with_weights, GEMM_SUBGROUP};
 
 /// Subgroups stacked along m in one workgroup (64 rows × 32 columns per workgroup).
 const WG_Y: usize = 4;
@@ -40,7 +40,7 @@ pub(super) fn applies(g: &Gemm, p: &Part) -> bool {
 
 /// Appends the dispatch of part `p` (which [`applies`]).
 pub(super) fn dispatch(gpu: &Gpu, g: &Gemm, p: &Part, out: &mut Vec<Dispatch>) -> Result<()> {
-    let kernel = Kernel::new(GEMM_SUBGROUP, "gemm_subgroup")
+    let kernel = Kernel::new(with_weights(GEMM_SUBGROUP, p.b.dtype()), "gemm_subgroup")
         .with("TRANS_B", if g.trans_b { 1.0 } else { 0.0 })
         .with("WG_Y", WG_Y as f64);
     let grid = [p.n.div_ceil(COLS), p.m.div_ceil(ROWS), p.batch];

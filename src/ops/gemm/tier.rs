@@ -13,7 +13,7 @@
 use super::{Gemm, Part};
 use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, GemmTile, Gpu, Kernel};
-use crate::shaders::GEMM_TIER;
+use crate::shaders::{with_weights, GEMM_TIER};
 
 /// Appends the dispatch of part `p` on the `bm` × `bn` tier: `gemm_tier` (vec4 loads)
 /// where both operands' stored rows, offsets and batch strides are multiples of 4,
@@ -46,7 +46,7 @@ pub(super) fn dispatch(
         "gemm_tier_scalar"
     };
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
-    let kernel = Kernel::new(GEMM_TIER, entry)
+    let kernel = Kernel::new(with_weights(GEMM_TIER, p.b.dtype()), entry)
         .with("BM", bm as f64)
         .with("BN", bn as f64)
         .with("WG_X", (bn / 8) as f64)
