@@ -24,10 +24,10 @@ cargo build --release --quiet
 ./target/release/boha devices | tee "$OUT/devices.txt"
 
 # Numerics on this GPU: every GEMM tile and kernel family against its f64 reference, all
-# adapter kinds' fused kernels, whole tiny models' gradients.
+# adapter kinds' fused kernels, whole tiny models' gradients, every frozen-weight dtype.
 cargo test --release --quiet --test gemm --test gemm_tier --test gemm_subgroup \
   --test adapters_gpu --test adapters_grad --test khatri_rao --test ops_transformer \
-  --test model_train --test merge 2>&1 |
+  --test model_train --test merge --test base_dtype 2>&1 |
   tee "$OUT/numerics.txt" | grep -E "test result|FAILED|panicked" || true
 if grep -q "FAILED\|panicked" "$OUT/numerics.txt"; then
   echo "numerics failed on this device; benchmarks not run" >&2
@@ -40,7 +40,7 @@ cp "$XDG_CACHE_HOME"/boha/tune/*.json "$OUT/" 2>/dev/null || true
 echo "tune: $(($(date +%s) - start)) s"
 $b bench gemm --model $MODEL --batch 16 --max-len 512 --json >"$OUT/bench_gemm.json"
 echo "bench gemm: $(($(date +%s) - start)) s"
-$b bench step --model $MODEL --batch 16 --max-len 512 --runs 3 --json \
+$b bench step --model $MODEL --batch 16 --max-len 512 --runs 3 --base-dtypes f32,f16,bf16,q4_0 --json \
   >"$OUT/bench_step_smollm2_16x512.json"
 echo "bench step: $(($(date +%s) - start)) s"
 $b bench layer --json >"$OUT/bench_layer.json"

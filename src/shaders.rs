@@ -7,8 +7,9 @@
 //!
 //! Every kernel that reads a frozen weight (those templates, the GEMMs' B operand, the
 //! GEMV and the embedding gather) is also completed by a weights snippet in
-//! `shaders/weights/` ([`weights_snippet`]): the weight is stored as f32, f16 or bf16 and
-//! widened to f32 where a tile loads it, so a low-precision weight never exists in f32.
+//! `shaders/weights/` ([`weights_snippet`]): the weight is stored as f32, f16, bf16 or
+//! ggml's Q8_0 / Q4_0 / Q4_1 blocks and widened to f32 where a tile loads it, so a
+//! low-precision weight never exists in f32.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -60,12 +61,25 @@ shader!(KIND_PAIR, "kinds/pair");
 // Snippets that say how a frozen weight is stored: each defines the element types `WQ`
 // and `WQ4` of the `wq` / `wq4` bindings and the loads `wload(i)` / `wload4(i4)` that
 // widen them to f32 ([`weights_snippet`]).
+shader!(WEIGHTS_HALF, "weights/half");
 shader!(WEIGHTS_F32, "weights/f32");
 shader!(WEIGHTS_F16, "weights/f16");
 shader!(WEIGHTS_BF16, "weights/bf16");
+shader!(WEIGHTS_Q8_0, "weights/q8_0");
+shader!(WEIGHTS_Q4_0, "weights/q4_0");
+shader!(WEIGHTS_Q4_1, "weights/q4_1");
 
-/// The weights snippets, one per storage dtype.
-pub const WEIGHT_SNIPPETS: &[Shader] = &[WEIGHTS_F32, WEIGHTS_F16, WEIGHTS_BF16];
+/// The weights snippets: the f16 decoder they share ([`WEIGHTS_HALF`], prepended to
+/// each), then one per storage dtype.
+pub const WEIGHT_SNIPPETS: &[Shader] = &[
+    WEIGHTS_HALF,
+    WEIGHTS_F32,
+    WEIGHTS_F16,
+    WEIGHTS_BF16,
+    WEIGHTS_Q8_0,
+    WEIGHTS_Q4_0,
+    WEIGHTS_Q4_1,
+];
 
 /// The snippet for a frozen weight stored as `dtype`.
 pub fn weights_snippet(dtype: DType) -> Shader {
@@ -73,6 +87,9 @@ pub fn weights_snippet(dtype: DType) -> Shader {
         DType::F32 => WEIGHTS_F32,
         DType::F16 => WEIGHTS_F16,
         DType::BF16 => WEIGHTS_BF16,
+        DType::Q8_0 => WEIGHTS_Q8_0,
+        DType::Q4_0 => WEIGHTS_Q4_0,
+        DType::Q4_1 => WEIGHTS_Q4_1,
     }
 }
 
@@ -123,13 +140,13 @@ fn compose(template: Shader, snippets: &[Shader]) -> Shader {
 /// A template of [`TEMPLATES`] completed by the kind snippet `kind`, reading its frozen
 /// weight as `weights`.
 pub fn with_kind(template: Shader, kind: Shader, weights: DType) -> Shader {
-    compose(template, &[kind, weights_snippet(weights)])
+    compose(template, &[kind, WEIGHTS_HALF, weights_snippet(weights)])
 }
 
 /// A template of [`WEIGHT_TEMPLATES`] reading its frozen weight (the GEMMs' B) as
 /// `weights`.
 pub fn with_weights(template: Shader, weights: DType) -> Shader {
-    compose(template, &[weights_snippet(weights)])
+    compose(template, &[WEIGHTS_HALF, weights_snippet(weights)])
 }
 
 /// The template a composed shader was built from (its name up to the first `+`).

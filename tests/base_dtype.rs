@@ -1,8 +1,9 @@
-//! Frozen weights stored as f16 and bf16 (`--base-dtype`): every kernel that reads a
-//! frozen weight gives, with the weight stored low-precision, what it gives with the f32
-//! weight holding the same (rounded) values; the widening is the only difference, so
-//! the tolerance is rounding noise of the f32 sums (1e-5 of the largest output). Whole
-//! models of all four architectures give logits within 2e-3 of the f32 path.
+//! Frozen weights stored as f16, bf16 and ggml's Q8_0 / Q4_0 / Q4_1 blocks
+//! (`--base-dtype`): every kernel that reads a frozen weight gives, with the weight
+//! stored low-precision, what it gives with the f32 weight holding the same (rounded or
+//! decoded) values; the decoding is the only difference, so the tolerance is rounding
+//! noise of the f32 sums (1e-5 of the largest output). Whole models of all four
+//! architectures give logits within 2e-3 of the f32 path.
 
 mod common;
 mod model_specs;
@@ -17,7 +18,24 @@ use boha::rng::Rng;
 use common::assert_close;
 use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
 
-const LOW: [DType; 2] = [DType::F16, DType::BF16];
+const LOW: [DType; 5] = [
+    DType::F16,
+    DType::BF16,
+    DType::Q8_0,
+    DType::Q4_0,
+    DType::Q4_1,
+];
+
+/// The dtypes a case runs in: all of [`LOW`] for the first case of a list (every kernel
+/// meets every decoder once), f16 and q4_1 (SmolLM2's) for the rest. Each dtype is a
+/// pipeline per kernel, and llvmpipe takes seconds to compile one.
+fn dtypes_for(case: usize) -> &'static [DType] {
+    if case == 0 {
+        &LOW
+    } else {
+        &[DType::F16, DType::Q4_1]
+    }
+}
 const TOL: f32 = 1e-5;
 
 fn run(gpu: &Gpu, ds: &[Dispatch]) {
@@ -26,8 +44,9 @@ fn run(gpu: &Gpu, ds: &[Dispatch]) {
     gpu.run(&r).unwrap();
 }
 
+/// What a kernel reads for a weight stored from `v` as `d`.
 fn rounded(d: DType, v: &[f32]) -> Vec<f32> {
-    v.iter().map(|&x| d.round(x)).collect()
+    d.round_trip(v).unwrap()
 }
 
 fn family_gpu(family: GemmFamily, max_binding: Option<u64>) -> Option<Gpu> {
@@ -43,16 +62,35 @@ fn family_gpu(family: GemmFamily, max_binding: Option<u64>) -> Option<Gpu> {
 fn upload_rounds_to_nearest_and_download_widens() {
     let Some(gpu) = common::gpu() else { return };
     let v = [1.0f32, -2.5, 1e-3, 65504.0, 3.140625, 0.1, -7.0e-5];
-    for d in LOW {
+    for d in [DType::F16, DType::BF16] {
         let t = gpu.upload_as(&[v.len()], &v, d).unwrap();
         assert_eq!(t.dtype(), d);
         assert_eq!(t.bytes(), (v.len() * 2) as u64);
         assert_eq!(gpu.download(&t).unwrap(), rounded(d, &v), "{d}");
     }
     // 0.1 is not a half: the round trip changes it, in the last place only.
-    assert_ne!(DType::F16.round(0.1), 0.1);
-    assert!((DType::F16.round(0.1) - 0.1).abs() < 1e-4);
-    assert!((DType::BF16.round(0.1) - 0.1).abs() < 1e-3);
+    let r = |d: DType| d.round_trip(&[0.1]).unwrap()[0];
+    assert_ne!(r(DType::F16), 0.1);
+    assert!((r(DType::F16) - 0.1).abs() < 1e-4);
+    assert!((r(DType::BF16) - 0.1).abs() < 1e-3);
+    // Blocks: the upload is ggml's quantizer, the download its decoder.
+    let x: Vec<f32> = (0..64).map(|i| (i as f32 - 30.0) / 7.0).collect();
+    for d in [DType::Q8_0, DType::Q4_0, DType::Q4_1] {
+        let t = gpu.upload_as(&[2, 32], &x, d).unwrap();
+        assert_eq!(t.bytes(), d.bytes_for(64) as u64);
+        assert_eq!(gpu.download(&t).unwrap(), rounded(d, &x), "{d}");
+        // Rows of 20 are not whole blocks: refused with one line naming both.
+        let e = gpu
+            .upload_as(&[2, 20], &x[..40], d)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("20") && e.contains("32") && !e.contains('\n'),
+            "{e}"
+        );
+        // A view inside a block is refused too.
+        assert!(t.view(16, 32).is_err());
+    }
 }
 
 /// Every GEMM tile the device holds, NT (forward), NN (dX) and the decode GEMV, with B
@@ -60,10 +98,11 @@ fn upload_rounds_to_nearest_and_download_widens() {
 /// limit makes the planner cut B into ranges at 2-byte element offsets.
 #[test]
 fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
-    // (m, n, k, trans_b): y = x·Wᵀ, dX = dY·W, an odd k, and a GEMV-shaped decode.
+    // (m, n, k, trans_b): y = x·Wᵀ, dX = dY·W, an odd k, and a GEMV-shaped decode (block
+    // dtypes skip the odd k: their rows are whole 32-value blocks).
     let shapes = [
-        (37, 36, 52, true),
-        (37, 52, 36, false),
+        (37, 36, 64, true),
+        (37, 64, 36, false),
         (19, 20, 23, true),
         (3, 40, 64, true),
     ];
@@ -78,7 +117,7 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
             GemmTile::candidates()
         };
         let mut rng = Rng::new(5);
-        for &(m, n, k, tb) in shapes {
+        for (case, &(m, n, k, tb)) in shapes.iter().enumerate() {
             let a = rng.vec_f32(m * k, -1.0, 1.0);
             let b = rng.vec_f32(k * n, -1.0, 1.0);
             let b_shape = if tb { [n, k] } else { [k, n] };
@@ -87,7 +126,10 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
                 trans_b: tb,
                 ..Gemm::new(m, n, k)
             };
-            for d in LOW {
+            for &d in dtypes_for(case) {
+                if !b_shape[1].is_multiple_of(d.block()) {
+                    continue;
+                }
                 let b32 = gpu.upload(&b_shape, &rounded(d, &b)).unwrap();
                 let blow = gpu.upload_as(&b_shape, &b, d).unwrap();
                 let mut paths = vec![Path::Tiled];
@@ -126,8 +168,9 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
 /// families, with W0 stored low-precision against W0 stored as f32 with the same values.
 #[test]
 fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
+    // d_in whole 32-value blocks, so every dtype stores W0's rows.
     const D_OUT: usize = 96;
-    const D_IN: usize = 80;
+    const D_IN: usize = 64;
     const T: usize = 37;
     // r_b = 2 and 12 take different register kernels (reg4c, reg4k); LoRA reads W0
     // through the plain GEMM; ABBA at h = 2 runs its Khatri–Rao path, at h = 8 fused.
@@ -159,7 +202,7 @@ fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
             let dy = gpu
                 .upload(&[T, D_OUT], &rng.vec_f32(T * D_OUT, -1.0, 1.0))
                 .unwrap();
-            for d in LOW {
+            for &d in dtypes_for(n) {
                 let what = format!("{s:?} {} {d}", family.name());
                 // Each side: forward y, dX, grad A, grad B, merged W'.
                 let side = |w: &boha::gpu::Tensor| -> Vec<Vec<f32>> {
@@ -194,7 +237,7 @@ fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
 #[test]
 fn embedding_gathers_low_precision_rows() {
     let Some(gpu) = common::gpu() else { return };
-    let (v, c) = (50, 24);
+    let (v, c) = (50, 64);
     let mut rng = Rng::new(9);
     let table = rng.vec_f32(v * c, -1.0, 1.0);
     let ids: Vec<u32> = vec![0, 49, 7, 7, 31, 60];
@@ -328,4 +371,50 @@ fn an_f32_checkpoint_rounded_to_f16_stays_near_f32() {
         rel > 0.0 && rel <= 1e-2,
         "f16 rounding moved the logits by {rel:e}"
     );
+}
+
+/// A model stored in ggml's blocks (`--base-dtype q8_0|q4_0|q4_1`) gives the logits of the
+/// f32 model whose frozen weights hold the decoded values, within 1e-4 of them (the
+/// kernels decode exactly the blocks the quantizer wrote), on a tiny model of every
+/// architecture with rows of whole blocks; its weights take under 0.4 of f32's bytes.
+#[test]
+fn block_quantized_models_give_the_logits_of_their_decoded_weights() {
+    let Some(gpu) = common::gpu() else { return };
+    for (name, mut spec) in model_specs::specs() {
+        spec.intermediate = 64;
+        if spec.head_dim.is_some() {
+            spec.head_dim = Some(16);
+        }
+        let dir = temp_dir(&format!("blocks-{name}"));
+        write_tiny_hf(&dir, &spec);
+        let ck = load_checkpoint(&dir).unwrap();
+        let tokens: Vec<u32> = (0..12)
+            .map(|i| (i * 5 % ck.config.vocab_size) as u32)
+            .collect();
+        // Every block dtype on the first model, Q4_1 (SmolLM2's) on the others.
+        let dtypes: &[DType] = if name == "llama" {
+            &[DType::Q8_0, DType::Q4_0, DType::Q4_1]
+        } else {
+            &[DType::Q4_1]
+        };
+        for &d in dtypes {
+            let mut decoded = load_checkpoint(&dir).unwrap();
+            for (n, t) in decoded.tensors.iter_mut() {
+                if boha::graph::memory::is_frozen_weight(n) {
+                    t.data = rounded(d, &t.data);
+                }
+            }
+            gpu.set_base_dtype(BaseDType::Fixed(DType::F32));
+            let (want, f32_bytes) = logits(&gpu, &decoded, &tokens);
+            gpu.set_base_dtype(BaseDType::Fixed(d));
+            let (got, bytes) = logits(&gpu, &ck, &tokens);
+            let rel = rel_error(&got, &want);
+            assert!(rel <= 1e-4, "{name} {d}: logits differ by {rel:e}");
+            assert!(
+                (bytes as f64) < 0.4 * f32_bytes as f64,
+                "{name} {d}: {bytes} bytes of weights, f32 takes {f32_bytes}"
+            );
+        }
+        gpu.set_base_dtype(BaseDType::Keep);
+    }
 }

@@ -61,7 +61,7 @@ fn estimate_is_within_five_percent_of_the_measured_peak() {
                 let est = estimate(
                     &gpu,
                     &ck.config,
-                    ck.frozen_dtype(gpu.base_dtype()),
+                    &ck.frozen_dtypes(gpu.base_dtype()),
                     &spec,
                     &targets,
                     BATCH,

@@ -41,7 +41,7 @@ pub fn merge(
     );
     let mut out = Vec::new();
     // Ranges whose views fit and start aligned in both W0's dtype and the f32 result.
-    let row_bytes = [d_in * w0.dtype().size(), d_in * merged.dtype().size()];
+    let row_bytes = [w0.dtype().bytes_for(d_in), merged.dtype().bytes_for(d_in)];
     let (max, align) = (gpu.max_binding_bytes(), gpu.binding_offset_align());
     for (row0, rows) in split(d_out, &row_bytes, max, align, "merge")? {
         let wv = w0.view(row0 * d_in, rows * d_in)?;

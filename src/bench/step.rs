@@ -186,7 +186,7 @@ pub fn bench_step(
         let est = estimate(
             gpu,
             &ck.config,
-            ck.frozen_dtype(gpu.base_dtype()),
+            &ck.frozen_dtypes(gpu.base_dtype()),
             &spec,
             &all,
             batch,

@@ -137,20 +137,36 @@ pub fn run(dev: &DeviceArgs, a: &GraphArgs) -> Result<()> {
         write_atomic(path, show::dot(&g, &plan, a.layer).as_bytes())?;
         println!("wrote {}", path.display());
     }
-    if a.measure {
-        if a.mode != "train" {
-            return Err(Error::Invalid("--measure needs --mode train".into()));
-        }
+    if a.measure && a.mode != "train" {
+        return Err(Error::Invalid("--measure needs --mode train".into()));
+    }
+    let est = if a.mode == "train" {
         let est = estimate(
             &gpu,
             cfg,
-            ck.frozen_dtype(gpu.base_dtype()),
+            &ck.frozen_dtypes(gpu.base_dtype()),
             &spec,
             &targets,
             a.batch,
             a.seq,
             &opts,
         )?;
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        println!(
+            "training step estimate: {:.3} GiB (frozen weights {:.3} GiB stored as {}, \
+             activations {:.3}, adapters and optimizer {:.3}, uniforms {:.3})",
+            gib(est.total()),
+            gib(est.weights),
+            ck.frozen_dtypes(gpu.base_dtype())("layers.0.q"),
+            gib(est.activations),
+            gib(est.adapters),
+            gib(est.dispatches)
+        );
+        Some(est)
+    } else {
+        None
+    };
+    if let Some(est) = est.filter(|_| a.measure) {
         gpu.reset_peak();
         let base = gpu.live_bytes();
         let mut tr = Trainer::new(

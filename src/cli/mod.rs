@@ -53,14 +53,17 @@ pub struct DeviceArgs {
     #[arg(long, global = true)]
     pub no_tune: bool,
     /// How a loaded model's frozen weights (linear layers, embedding, LM head) are stored
-    /// on the device: `keep` (what the file holds; F16 for a quantized GGUF), `f32`,
-    /// `f16` or `bf16`. Kernels widen them to f32 as they load them.
+    /// on the device: `keep` (what the file holds; F16 for GGUF block types other than
+    /// Q8_0, Q4_0 and Q4_1), `f32`, `f16`, `bf16`, `q8_0`, `q4_0` or `q4_1`. Kernels
+    /// decode them to f32 as they load them.
     #[arg(long, global = true, default_value = "keep", value_parser = parse_base_dtype)]
     pub base_dtype: BaseDType,
 }
 
 fn parse_base_dtype(s: &str) -> std::result::Result<BaseDType, String> {
-    BaseDType::parse(s).ok_or_else(|| format!("unknown base dtype '{s}' (keep, f32, f16 or bf16)"))
+    BaseDType::parse(s).ok_or_else(|| {
+        format!("unknown base dtype '{s}' (keep, f32, f16, bf16, q8_0, q4_0 or q4_1)")
+    })
 }
 
 fn parse_family(s: &str) -> std::result::Result<GemmFamily, String> {

@@ -11,8 +11,9 @@ use super::DType;
 /// model), and so do adapters, activations, gradients and optimizer state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum BaseDType {
-    /// What the file holds: F32, F16 and BF16 as they are; a quantized GGUF block
-    /// (Q4_1, Q6_K, …) as F16, the nearest dtype the kernels read.
+    /// What the file holds: F32, F16, BF16 and GGUF's Q8_0, Q4_0 and Q4_1 blocks as they
+    /// are; GGUF's other block types (Q6_K, Q4_K, …) as F16, the nearest dtype the
+    /// kernels read.
     #[default]
     Keep,
     /// Every frozen weight in this dtype.
@@ -20,7 +21,7 @@ pub enum BaseDType {
 }
 
 impl BaseDType {
-    /// Parses `keep`, `f32`, `f16` or `bf16`.
+    /// Parses `keep` or a [`DType`] name (`f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`).
     pub fn parse(s: &str) -> Option<BaseDType> {
         if s == "keep" {
             return Some(BaseDType::Keep);

@@ -13,6 +13,7 @@ use wgpu::util::DeviceExt;
 
 use super::context::Gpu;
 use crate::error::{Error, Result};
+use crate::loaders::gguf::GgmlType;
 
 /// Element type of a tensor's storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -23,17 +24,63 @@ pub enum DType {
     F16,
     /// bfloat16 (the top half of an f32), two to a u32 (element 2j in the low 16 bits).
     BF16,
+    /// ggml's 8-bit blocks: 32 values in 34 bytes (an f16 scale, 32 i8).
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// ggml's 4-bit blocks: 32 values in 18 bytes (an f16 scale, 16 bytes of nibbles).
+    #[serde(rename = "q4_0")]
+    Q4_0,
+    /// ggml's 4-bit blocks with a minimum: 32 values in 20 bytes (f16 scale and minimum).
+    #[serde(rename = "q4_1")]
+    Q4_1,
 }
 
 impl DType {
     /// Every storage dtype.
-    pub const ALL: &'static [DType] = &[DType::F32, DType::F16, DType::BF16];
+    pub const ALL: &'static [DType] = &[
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+    ];
 
-    /// Bytes per element.
-    pub fn size(self) -> usize {
+    /// Elements per block: 32 for the ggml block types, else 1. A tensor of a block type
+    /// holds whole blocks, and its views start and end on block boundaries.
+    pub fn block(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => 32,
+        }
+    }
+
+    /// Bytes per block (per element for the float types).
+    fn block_bytes(self) -> usize {
         match self {
             DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => 34,
+            DType::Q4_0 => 18,
+            DType::Q4_1 => 20,
+        }
+    }
+
+    /// Bytes that `n` elements take (`n` whole blocks for a block type; a partial block
+    /// counts whole).
+    pub fn bytes_for(self, n: usize) -> usize {
+        n.div_ceil(self.block()) * self.block_bytes()
+    }
+
+    /// The ggml type with this layout.
+    fn ggml(self) -> GgmlType {
+        match self {
+            DType::F32 => GgmlType::F32,
+            DType::F16 => GgmlType::F16,
+            DType::BF16 => GgmlType::BF16,
+            DType::Q8_0 => GgmlType::Q8_0,
+            DType::Q4_0 => GgmlType::Q4_0,
+            DType::Q4_1 => GgmlType::Q4_1,
         }
     }
 
@@ -43,21 +90,23 @@ impl DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::BF16 => "bf16",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+            DType::Q4_1 => "q4_1",
         }
     }
 
-    /// `v` rounded to this dtype (round to nearest even) and widened back: what a kernel
-    /// reads for a weight stored from `v`.
-    pub fn round(self, v: f32) -> f32 {
-        match self {
-            DType::F32 => v,
-            DType::F16 => half::f16::from_f32(v).to_f32(),
-            DType::BF16 => half::bf16::from_f32(v).to_f32(),
-        }
+    /// What a kernel reads for a weight stored from `data` in this dtype: each value
+    /// rounded to nearest even (f16, bf16), or quantized and decoded block by block
+    /// (ggml's reference quantizers). `None` when `data` is not whole blocks.
+    pub fn round_trip(self, data: &[f32]) -> Option<Vec<f32>> {
+        let bytes = self.encode(data)?;
+        self.decode(&bytes, data.len())
     }
 
-    /// The storage bytes of `data` in this dtype (padded to 4 bytes).
-    fn encode(self, data: &[f32]) -> Vec<u8> {
+    /// The storage bytes of `data` in this dtype (padded to 4 bytes); `None` when `data`
+    /// is not whole blocks.
+    pub(crate) fn encode(self, data: &[f32]) -> Option<Vec<u8>> {
         let mut out: Vec<u8> = match self {
             DType::F32 => bytemuck::cast_slice(data).to_vec(),
             DType::F16 => data
@@ -68,23 +117,19 @@ impl DType {
                 .iter()
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
                 .collect(),
+            _ => crate::loaders::gguf::quantize::quantize(self.ggml(), data)?,
         };
         out.resize(out.len().div_ceil(4) * 4, 0);
-        out
+        Some(out)
     }
 
-    /// f32 values of `n` elements stored as `bytes` in this dtype.
-    fn decode(self, bytes: &[u8], n: usize) -> Vec<f32> {
+    /// f32 values of `n` elements stored as `bytes` (at least their size) in this dtype.
+    fn decode(self, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
+        let bytes = bytes.get(..self.bytes_for(n))?;
         match self {
-            DType::F32 => bytemuck::cast_slice::<u8, f32>(&bytes[..n * 4]).to_vec(),
-            DType::F16 => bytes[..n * 2]
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            DType::BF16 => bytes[..n * 2]
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            // Activations come back this way: no per-element decoding.
+            DType::F32 => Some(bytemuck::pod_collect_to_vec(bytes)),
+            _ => crate::loaders::gguf::dequantize(self.ggml(), bytes, n).ok(),
         }
     }
 }
@@ -102,7 +147,7 @@ impl std::str::FromStr for DType {
             .iter()
             .copied()
             .find(|d| d.name() == s)
-            .ok_or_else(|| format!("unknown dtype '{s}' (f32, f16 or bf16)"))
+            .ok_or_else(|| format!("unknown dtype '{s}' (f32, f16, bf16, q8_0, q4_0 or q4_1)"))
     }
 }
 
@@ -180,12 +225,12 @@ impl Tensor {
 
     /// Size of the elements in bytes.
     pub fn bytes(&self) -> u64 {
-        (self.len() * self.dtype.size()) as u64
+        self.dtype.bytes_for(self.len()) as u64
     }
 
     /// Offset of element 0 in the buffer, in bytes.
     pub fn byte_offset(&self) -> u64 {
-        (self.offset * self.dtype.size()) as u64
+        self.dtype.bytes_for(self.offset) as u64
     }
 
     /// Same storage, new shape with the same element count.
@@ -211,6 +256,17 @@ impl Tensor {
     /// A view of `len` elements starting at element `start`, as a flat tensor. The byte
     /// offset must meet the device's binding alignment if a kernel is to bind it.
     pub fn view(&self, start: usize, len: usize) -> Result<Tensor> {
+        let block = self.dtype.block();
+        if !start.is_multiple_of(block) || !len.is_multiple_of(block) {
+            return Err(Error::shape(
+                "view",
+                format!(
+                    "range {start}..{} of a {} tensor does not fall on its {block}-element blocks",
+                    start + len,
+                    self.dtype
+                ),
+            ));
+        }
         if start + len > self.len() {
             return Err(Error::shape(
                 "view",
@@ -245,6 +301,18 @@ impl Tensor {
     pub fn same_storage(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.storage, &other.storage)
     }
+}
+
+/// Refuses a block dtype for a shape whose rows are not whole blocks.
+fn check_blocks(shape: &[usize], dtype: DType) -> Result<()> {
+    let row = shape.last().copied().unwrap_or(1);
+    if !row.is_multiple_of(dtype.block()) {
+        return Err(Error::Invalid(format!(
+            "{dtype} stores rows of whole {}-value blocks; a {shape:?} tensor's rows have {row}",
+            dtype.block()
+        )));
+    }
+    Ok(())
 }
 
 impl Gpu {
@@ -312,7 +380,7 @@ impl Gpu {
     pub fn zeros_as(&self, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         // wgpu zero-initialises new buffers.
-        let storage = self.new_storage((n * dtype.size()) as u64, "tensor")?;
+        let storage = self.new_storage(dtype.bytes_for(n) as u64, "tensor")?;
         Ok(Tensor {
             storage,
             offset: 0,
@@ -321,8 +389,9 @@ impl Gpu {
         })
     }
 
-    /// Uploads `data` as a tensor of `shape` stored as `dtype` (each value rounded to
-    /// nearest even, see [`DType::round`]): how a frozen weight goes to the GPU.
+    /// Uploads `data` as a tensor of `shape` stored as `dtype` (rounded or quantized, see
+    /// [`DType::round_trip`]): how a frozen weight goes to the GPU. A block dtype needs
+    /// rows (the last dimension) of whole blocks.
     pub fn upload_as(&self, shape: &[usize], data: &[f32], dtype: DType) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != data.len() {
@@ -331,11 +400,34 @@ impl Gpu {
                 format!("shape {shape:?} needs {n} values, got {}", data.len()),
             ));
         }
+        check_blocks(shape, dtype)?;
+        let bytes = dtype
+            .encode(data)
+            .ok_or_else(|| Error::shape("upload", format!("{shape:?} as {dtype}")))?;
+        self.upload_bytes(shape, dtype, &bytes)
+    }
+
+    /// Uploads a tensor's storage bytes as they are (a GGUF file's blocks): `bytes` holds
+    /// exactly what `shape` needs in `dtype`.
+    pub fn upload_bytes(&self, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<Tensor> {
+        check_blocks(shape, dtype)?;
+        let n: usize = shape.iter().product();
+        let need = dtype.bytes_for(n);
+        if bytes.len() < need || bytes.len() > need.div_ceil(4) * 4 {
+            return Err(Error::shape(
+                "upload",
+                format!(
+                    "{shape:?} as {dtype} takes {need} bytes, got {}",
+                    bytes.len()
+                ),
+            ));
+        }
         let t = self.zeros_as(shape, dtype)?;
-        if !data.is_empty() {
-            let bytes = dtype.encode(data);
+        if n > 0 {
+            let mut padded = bytes.to_vec();
+            padded.resize(need.div_ceil(4) * 4, 0);
             self.scoped("writing a tensor", || {
-                self.queue.write_buffer(&t.storage.buffer, 0, &bytes)
+                self.queue.write_buffer(&t.storage.buffer, 0, &padded)
             })?;
         }
         Ok(t)
@@ -446,7 +538,10 @@ impl Gpu {
                     context: "reading a download".into(),
                     message: e.to_string(),
                 })?;
-            t.dtype.decode(&view, n)
+            t.dtype.decode(&view, n).ok_or_else(|| Error::Gpu {
+                context: "reading a download".into(),
+                message: format!("{n} {} elements do not decode", t.dtype),
+            })?
         };
         staging.unmap();
         Ok(out)

@@ -118,7 +118,7 @@ pub fn estimate_step(
         recompute,
         ..TrainOptions::default()
     };
-    estimate(gpu, cfg, DType::F32, spec, targets, batch, seq, &opts)
+    estimate(gpu, cfg, &|_| DType::F32, spec, targets, batch, seq, &opts)
 }
 
 /// Elements of a buffer of `n` elements as allocated (at least one).
@@ -127,14 +127,14 @@ fn buf(n: u64) -> u64 {
 }
 
 /// Estimates the peak bytes of a [`crate::graph::Trainer`] of `batch` × `seq` tokens with
-/// `opts` on `gpu`, its frozen weights stored as `frozen` (see
-/// `loaders::Checkpoint::frozen_dtype`), from its construction through its steps (see
+/// `opts` on `gpu`, each frozen weight stored as `frozen` gives for its name (see
+/// `loaders::Checkpoint::frozen_dtypes`), from its construction through its steps (see
 /// the module docs).
 #[allow(clippy::too_many_arguments)]
 pub fn estimate(
     gpu: &Gpu,
     cfg: &ModelConfig,
-    frozen: DType,
+    frozen: &dyn Fn(&str) -> DType,
     spec: &AdapterSpec,
     targets: &[String],
     batch: usize,
@@ -149,7 +149,10 @@ pub fn estimate(
     let len = |t: &crate::model::TensorSpec| t.shape.iter().product::<usize>() as u64;
     let bytes = |t: &crate::model::TensorSpec| {
         if is_frozen_weight(&t.name) {
-            (len(t) * frozen.size() as u64).max(1).div_ceil(4) * 4
+            (frozen(&t.name).bytes_for(len(t) as usize) as u64)
+                .max(1)
+                .div_ceil(4)
+                * 4
         } else {
             4 * buf(len(t))
         }

@@ -7,6 +7,7 @@
 
 mod dequant;
 mod names;
+pub mod quantize;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -61,7 +62,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             if let Some(n_head) = heads {
                 let rows = t.shape[0];
                 let cols = t.data.len() / rows.max(1);
-                t.data = unpermute_rows(&t.data, rows, cols, n_head).ok_or_else(|| {
+                let bad = || {
                     bad_file(
                         path,
                         format!(
@@ -69,7 +70,13 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
                             info.name
                         ),
                     )
-                })?;
+                };
+                t.data = unpermute_rows(&t.data, rows, cols, n_head).ok_or_else(bad)?;
+                // The file's blocks are whole rows: they move with their rows.
+                if let Some(b) = &t.blocks {
+                    let row_bytes = b.len() / rows.max(1);
+                    t.blocks = Some(unpermute_rows(b, rows, row_bytes, n_head).ok_or_else(bad)?);
+                }
             }
         }
         tensors.insert(name, t);

@@ -30,9 +30,13 @@ pub use tokenizer::ChatMessage;
 pub struct HostTensor {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
-    /// F32, F16 or BF16 as in the file; F16 for a quantized GGUF block (the nearest
-    /// dtype the kernels read).
+    /// F32, F16, BF16, Q8_0, Q4_0 or Q4_1 as in the file; F16 for other GGUF block
+    /// types (the nearest dtype the kernels read).
     pub stored: DType,
+    /// The file's bytes of a block-typed tensor (`stored` Q8_0, Q4_0, Q4_1), uploaded
+    /// as they are when the device keeps that dtype (re-quantizing `data` would not
+    /// reproduce them bit for bit).
+    pub blocks: Option<Vec<u8>>,
 }
 
 impl HostTensor {
@@ -47,6 +51,7 @@ impl HostTensor {
             shape,
             data,
             stored,
+            blocks: None,
         }
     }
 
@@ -96,14 +101,10 @@ impl Checkpoint {
         self.tensors.get(name).ok_or_else(|| self.missing(name))
     }
 
-    /// The dtype the frozen weights get on a device whose `--base-dtype` is `base` (under
-    /// `keep`, what the first layer's q projection is stored as in the file).
-    pub fn frozen_dtype(&self, base: crate::gpu::BaseDType) -> DType {
-        base.resolve(
-            self.tensors
-                .get("layers.0.q")
-                .map_or(DType::F32, |t| t.stored),
-        )
+    /// The dtype each frozen weight (by name) gets on a device whose `--base-dtype` is
+    /// `base`, as `model::transformer::Weights::upload` stores it.
+    pub fn frozen_dtypes(&self, base: crate::gpu::BaseDType) -> impl Fn(&str) -> DType + '_ {
+        move |name| base.resolve(self.tensors.get(name).map_or(DType::F32, |t| t.stored))
     }
 
     /// Removes and returns the tensor named `name` (to move it to the GPU and free it).

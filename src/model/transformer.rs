@@ -114,7 +114,13 @@ impl Weights {
         };
         let frozen = |name: &str| -> Result<Tensor> {
             let t = ck.tensor(name)?;
-            gpu.upload_as(&t.shape, &t.data, gpu.base_dtype().resolve(t.stored))
+            let dtype = gpu.base_dtype().resolve(t.stored);
+            match &t.blocks {
+                // The file's own blocks: bit for bit what llama.cpp reads.
+                Some(b) if dtype == t.stored => gpu.upload_bytes(&t.shape, dtype, b),
+                _ => gpu.upload_as(&t.shape, &t.data, dtype),
+            }
+            .map_err(|e| Error::Invalid(format!("{name}: {e}")))
         };
         let opt = |name: String, present: bool| -> Result<Option<Tensor>> {
             if present {

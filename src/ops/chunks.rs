@@ -39,7 +39,7 @@ pub fn row_ranges_of(
         gpu.max_binding_bytes(),
         gpu.binding_offset_align(),
         rows,
-        (row_elems.max(1) * dtype.size()) as u64,
+        dtype.bytes_for(row_elems.max(1)) as u64,
         op,
     )
 }

@@ -28,7 +28,7 @@ use super::activation;
 use super::gemm::{matmul_nn, matmul_nt};
 use super::rmsnorm::threads_per_row;
 use crate::error::{Error, Result};
-use crate::gpu::{Dispatch, Gpu, Kernel, Params, Tensor};
+use crate::gpu::{DType, Dispatch, Gpu, Kernel, Params, Tensor};
 use crate::shaders::CROSS_ENTROPY;
 
 /// Options of the chunked loss.
@@ -99,10 +99,16 @@ pub fn scratch_len(gpu: &Gpu, ce: &CrossEntropy, rows: usize, c: usize, v: usize
 /// chunk fits.
 fn chunk_cols(gpu: &Gpu, ce: &CrossEntropy, rows: usize, c: usize, v: usize) -> usize {
     let align = gpu.binding_offset_align();
-    // W may be stored in a 2-byte dtype: starts aligned for 2-byte rows are aligned for
-    // f32 rows too, so one chunk width serves every dtype.
-    let row_bytes = (c * 2) as u64;
-    let step = (align / gcd(align, row_bytes)).max(1) as usize;
+    // W may be stored in any dtype: a step whose rows start aligned in every dtype's
+    // bytes serves them all (block dtypes only where a row is whole blocks).
+    let step = DType::ALL
+        .iter()
+        .filter(|d| c.is_multiple_of(d.block()))
+        .map(|d| {
+            let row_bytes = d.bytes_for(c).max(1) as u64;
+            (align / gcd(align, row_bytes)).max(1)
+        })
+        .fold(1u64, |s, x| s / gcd(s, x) * x) as usize;
     let step = step * 4 / gcd(step as u64, 4) as usize;
     let fit = (gpu.max_binding_bytes() / (rows.max(1) as u64 * 4)) as usize;
     let chunk = ce.chunk.min(fit).min(v.next_multiple_of(step));

@@ -394,7 +394,7 @@ pub fn finetune_inspect(
     let est = estimate(
         gpu,
         &ck.config,
-        ck.frozen_dtype(gpu.base_dtype()),
+        &ck.frozen_dtypes(gpu.base_dtype()),
         &plan_spec,
         &plan_targets,
         c.batch,

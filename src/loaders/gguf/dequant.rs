@@ -35,14 +35,19 @@ pub enum GgmlType {
 const QK_K: usize = 256;
 
 impl GgmlType {
-    /// The device dtype `--base-dtype keep` stores a tensor of this type in: F32, F16
-    /// and BF16 as they are, F16 for every other type (quantized blocks widen to F16
-    /// without loss for 4- to 6-bit codes, and an F64/I* tensor is never a weight).
+    /// The device dtype `--base-dtype keep` stores a tensor of this type in: F32, F16,
+    /// BF16, Q8_0, Q4_0 and Q4_1 as they are (the blocks uploaded as the file holds
+    /// them), F16 for the other block types, whose kernels do not exist yet (the codes
+    /// of 2- to 6-bit blocks widen to F16 with at most its rounding).
     pub fn kept(self) -> crate::gpu::DType {
+        use crate::gpu::DType;
         match self {
-            GgmlType::F32 => crate::gpu::DType::F32,
-            GgmlType::BF16 => crate::gpu::DType::BF16,
-            _ => crate::gpu::DType::F16,
+            GgmlType::F32 => DType::F32,
+            GgmlType::BF16 => DType::BF16,
+            GgmlType::Q8_0 => DType::Q8_0,
+            GgmlType::Q4_0 => DType::Q4_0,
+            GgmlType::Q4_1 => DType::Q4_1,
+            _ => DType::F16,
         }
     }
 

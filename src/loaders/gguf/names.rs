@@ -54,7 +54,12 @@ pub fn boha_name(gguf: &str) -> Option<GgufName> {
 /// biases) so that its interleaved-pair RoPE equals Hugging Face's rotate-half RoPE:
 /// within each head of `hs` rows, HF row `s·hs/2 + j` (s ∈ {0, 1}, j < hs/2) is stored at
 /// row `2j + s`. This puts them back. `data` is [rows, cols] row-major.
-pub fn unpermute_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Option<Vec<f32>> {
+pub fn unpermute_rows<T: Copy + Default>(
+    data: &[T],
+    rows: usize,
+    cols: usize,
+    n_head: usize,
+) -> Option<Vec<T>> {
     permute_impl(data, rows, cols, n_head, true)
 }
 
@@ -63,13 +68,13 @@ pub fn permute_rows(data: &[f32], rows: usize, cols: usize, n_head: usize) -> Op
     permute_impl(data, rows, cols, n_head, false)
 }
 
-fn permute_impl(
-    data: &[f32],
+fn permute_impl<T: Copy + Default>(
+    data: &[T],
     rows: usize,
     cols: usize,
     n_head: usize,
     undo: bool,
-) -> Option<Vec<f32>> {
+) -> Option<Vec<T>> {
     if n_head == 0
         || !rows.is_multiple_of(n_head)
         || !(rows / n_head).is_multiple_of(2)
@@ -78,7 +83,7 @@ fn permute_impl(
         return None;
     }
     let hs = rows / n_head;
-    let mut out = vec![0f32; data.len()];
+    let mut out = vec![T::default(); data.len()];
     for h in 0..n_head {
         for s in 0..2 {
             for j in 0..hs / 2 {

@@ -249,7 +249,7 @@ fn plan_single(
     let (max, align) = (gpu.max_binding_bytes(), gpu.binding_offset_align());
     let (m, n, k) = (g.m, g.n, g.k);
     // Row lengths in bytes: A and C are f32, B may be a low-precision weight.
-    let bsize = b.dtype().size();
+    let bbytes = |elems: usize| b.dtype().bytes_for(elems);
     let mut m_rows = vec![n * 4];
     let mut n_rows = vec![];
     let mut k_rows = vec![];
@@ -259,9 +259,9 @@ fn plan_single(
         m_rows.push(k * 4)
     }
     if g.trans_b {
-        n_rows.push(k * bsize)
+        n_rows.push(bbytes(k))
     } else {
-        k_rows.push(n * bsize)
+        k_rows.push(bbytes(n))
     }
     let ms = plan::split(m, &m_rows, max, align, "gemm")?;
     let ns = plan::split(n, &n_rows, max, align, "gemm")?;
@@ -313,10 +313,10 @@ fn plan_batched(
         (g.stride_b, g.k * g.n),
         (g.stride_c, g.m * g.n),
     ];
-    let bsize = b.dtype().size();
+    let bbytes = |elems: usize| b.dtype().bytes_for(elems);
     let in_bytes = [
         (sizes[0].0 * 4, sizes[0].1 * 4),
-        (sizes[1].0 * bsize, sizes[1].1 * bsize),
+        (bbytes(sizes[1].0), bbytes(sizes[1].1)),
         (sizes[2].0 * 4, sizes[2].1 * 4),
     ];
     let ranges = plan::split_batch(
