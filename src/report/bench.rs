@@ -250,10 +250,15 @@ pub fn step(l: &Loaded) -> Result<String> {
     ];
     header.extend(top.iter().cloned());
     let mut t = Table::new(header);
+    // A ratio whose methods were not run is null in the record.
+    let ratio = |key: &str, t: Option<Target>| match v.get(key).and_then(Value::as_f64) {
+        Some(x) => t.map_or_else(|| format!("{x:.2}"), |t| t.mark(x, 2)),
+        None => "— (not run)".to_string(),
+    };
     let mut cells = vec![
-        STEP_STEP.mark(l.num(v, "boha_step_over_lora")?, 2),
-        STEP_PEAK.mark(l.num(v, "boha_peak_over_lora")?, 2),
-        format!("{:.2}", l.num(v, "merged_fwd_over_base")?),
+        ratio("boha_step_over_lora", Some(STEP_STEP)),
+        ratio("boha_peak_over_lora", Some(STEP_PEAK)),
+        ratio("merged_fwd_over_base", None),
     ];
     cells.extend(extra_cells(v, &top));
     t.row(cells);
