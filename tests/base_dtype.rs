@@ -27,13 +27,13 @@ const LOW: [DType; 5] = [
 ];
 
 /// The dtypes a case runs in: all of [`LOW`] for the first case of a list (every kernel
-/// meets every decoder once), f16 and q4_1 (SmolLM2's) for the rest. Each dtype is a
-/// pipeline per kernel, and llvmpipe takes seconds to compile one.
+/// meets every decoder once), q4_1 (SmolLM2's) for the rest. Each dtype is a pipeline per
+/// kernel, and llvmpipe takes seconds to compile one.
 fn dtypes_for(case: usize) -> &'static [DType] {
     if case == 0 {
         &LOW
     } else {
-        &[DType::F16, DType::Q4_1]
+        &[DType::Q4_1]
     }
 }
 const TOL: f32 = 1e-5;
@@ -111,10 +111,14 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
         let Some(gpu) = family_gpu(GemmFamily::Register, limit) else {
             return;
         };
+        // One tier shape stands for the three: they differ in override constants only.
         let tiles = if limit.is_some() {
             vec![GemmTile::Register]
         } else {
             GemmTile::candidates()
+                .into_iter()
+                .filter(|t| !matches!(t, GemmTile::Tier { bm, bn } if (*bm, *bn) != (128, 128)))
+                .collect()
         };
         let mut rng = Rng::new(5);
         for (case, &(m, n, k, tb)) in shapes.iter().enumerate() {
@@ -172,17 +176,14 @@ fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
     const D_OUT: usize = 96;
     const D_IN: usize = 64;
     const T: usize = 37;
-    // r_b = 2 and 12 take different register kernels (reg4c, reg4k); LoRA reads W0
-    // through the plain GEMM; ABBA at h = 2 runs its Khatri–Rao path, at h = 8 fused.
+    // r_b = 2 and 12 take different register kernels (reg4c, reg4k); each kind snippet
+    // once (LoRA and ABBA's Khatri–Rao path read W0 through the GEMM, tested above).
     let specs = [
         (Method::Boha, 2, 2, 0.8),
         (Method::Boha, 2, 12, 0.3),
         (Method::Additive, 2, 2, 0.6),
         (Method::Hira, 1, 32, 1.0),
-        (Method::Lora, 1, 4, 0.5),
-        (Method::Abba, 1, 4, 0.7),
         (Method::Abba, 1, 16, 0.4),
-        (Method::Loha, 1, 8, 0.9),
     ]
     .map(|(m, b, r, s)| AdapterSpec::new(m, b, r, s));
     for family in [GemmFamily::Register, GemmFamily::Shared] {
@@ -318,17 +319,23 @@ fn rel_error(got: &[f32], want: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-/// A checkpoint stored as f16 or bf16 stays so on the device (`keep`, half the bytes)
-/// and gives the logits of the same checkpoint widened to f32 at load, within 2e-3, on a
-/// tiny model of every architecture (prefill and KV-cache decode).
+/// A checkpoint stored as bf16 (every architecture) or f16 (Llama) stays so on the device
+/// (`keep`, half the bytes) and gives the logits of the same checkpoint widened to f32 at
+/// load, within 2e-3, on tiny models (prefill and KV-cache decode).
 #[test]
 fn f16_and_bf16_checkpoints_keep_their_dtype_and_their_logits() {
     let Some(gpu) = common::gpu() else { return };
     for (name, mut spec) in model_specs::specs() {
-        for (d, st) in [
-            (DType::F16, safetensors::Dtype::F16),
-            (DType::BF16, safetensors::Dtype::BF16),
-        ] {
+        // bf16 on every architecture, f16 on the first.
+        let kinds: &[(DType, safetensors::Dtype)] = if name == "llama" {
+            &[
+                (DType::F16, safetensors::Dtype::F16),
+                (DType::BF16, safetensors::Dtype::BF16),
+            ]
+        } else {
+            &[(DType::BF16, safetensors::Dtype::BF16)]
+        };
+        for &(d, st) in kinds {
             spec.dtype = st;
             let dir = temp_dir(&format!("dtype-{name}-{d}"));
             write_tiny_hf(&dir, &spec);
