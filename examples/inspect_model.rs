@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use boha::loaders::gguf::{permute_rows, unpermute_rows, GgufFile, MetaValue};
-use boha::loaders::{load_checkpoint, ChatMessage, HostTensor};
+use boha::loaders::{load_checkpoint, ChatMessage};
 
 fn main() {
     let Some(path) = std::env::args_os().nth(1).map(PathBuf::from) else {
@@ -61,7 +61,8 @@ fn run(path: &std::path::Path) -> boha::Result<()> {
     println!("\n== tensors ({})", ck.tensors.len());
     let (mut nan, mut total) = (0usize, 0usize);
     for (name, t) in &ck.tensors {
-        let s = stats(t);
+        let data = t.to_f32()?;
+        let s = stats(&data);
         nan += s.nonfinite;
         total += t.len();
         if !name.starts_with("layers.")
@@ -75,7 +76,7 @@ fn run(path: &std::path::Path) -> boha::Result<()> {
                 s.std,
                 s.min,
                 s.max,
-                &t.data[..4.min(t.len())]
+                &data[..4.min(data.len())]
                     .iter()
                     .map(|v| (v * 1e4).round() / 1e4)
                     .collect::<Vec<_>>()
@@ -95,11 +96,11 @@ fn run(path: &std::path::Path) -> boha::Result<()> {
             .map(|t| g.read_f32(t))
             .transpose()?
         {
-            let back = unpermute_rows(&raw.data, c.q_dim(), c.hidden_size, c.num_heads)
+            let back = unpermute_rows(&raw.to_f32()?, c.q_dim(), c.hidden_size, c.num_heads)
                 .unwrap_or_default();
             println!(
                 "\n== q/k un-permutation: layers.0.q == unpermute(raw blk.0.attn_q): {}",
-                back == ck.tensor("layers.0.q")?.data
+                back == ck.tensor("layers.0.q")?.to_f32()?
             );
         }
         for which in ["q", "k"] {
@@ -111,7 +112,7 @@ fn run(path: &std::path::Path) -> boha::Result<()> {
             let mut prof = vec![0f64; c.head_dim];
             let mut prof_raw = vec![0f64; c.head_dim];
             for l in 0..c.num_layers {
-                let w = &ck.tensor(&format!("layers.{l}.{which}"))?.data;
+                let w = &ck.tensor(&format!("layers.{l}.{which}"))?.to_f32()?;
                 let raw =
                     permute_rows(w, heads * c.head_dim, c.hidden_size, heads).unwrap_or_default();
                 for (p, w) in [(&mut prof, w), (&mut prof_raw, &raw)] {
@@ -187,10 +188,10 @@ struct Stats {
     nonfinite: usize,
 }
 
-fn stats(t: &HostTensor) -> Stats {
+fn stats(data: &[f32]) -> Stats {
     let (mut s, mut s2, mut min, mut max, mut bad) =
         (0f64, 0f64, f32::INFINITY, f32::NEG_INFINITY, 0);
-    for &v in &t.data {
+    for &v in data {
         if !v.is_finite() {
             bad += 1;
             continue;
@@ -200,7 +201,7 @@ fn stats(t: &HostTensor) -> Stats {
         min = min.min(v);
         max = max.max(v);
     }
-    let n = t.len().max(1) as f64;
+    let n = data.len().max(1) as f64;
     let mean = s / n;
     Stats {
         mean,

@@ -14,7 +14,13 @@ fn main() -> boha::Result<()> {
         std::process::exit(2);
     };
     let gpu = Gpu::new(&GpuOptions::default())?;
-    let s = merge_to_hf(&gpu, Path::new(model), Path::new(adapter), Path::new(out))?;
+    let s = merge_to_hf(
+        &gpu,
+        Path::new(model),
+        Path::new(adapter),
+        Path::new(out),
+        None,
+    )?;
     println!(
         "merged {} matrices; wrote {} tensors ({:.1} MiB) to {out}",
         s.merged_matrices,

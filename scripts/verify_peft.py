@@ -37,8 +37,9 @@ def run(*args):
     return r.stdout
 
 
-def tiny_model(root):
-    d = os.path.join(root, "model")
+def tiny_model(root, dtype=None):
+    """A tiny random Llama saved by transformers (in `dtype` when given, else f32)."""
+    d = os.path.join(root, "model" if dtype is None else f"model-{dtype}".replace("torch.", ""))
     os.makedirs(d)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -70,6 +71,8 @@ def tiny_model(root):
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0.0, 0.2)
+    if dtype is not None:
+        m = m.to(dtype)
     m.save_pretrained(d, safe_serialization=True)
     return d
 

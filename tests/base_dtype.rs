@@ -11,7 +11,7 @@ mod model_specs;
 use boha::adapters::layer::AdaptedLinear;
 use boha::adapters::{AdapterSpec, Method};
 use boha::gpu::{BaseDType, DType, Dispatch, GemmFamily, GemmTile, Gpu, GpuOptions, Recorder};
-use boha::loaders::load_checkpoint;
+use boha::loaders::{load_checkpoint, HostTensor};
 use boha::model::kv_cache::{Model, Session};
 use boha::ops::gemm::{gemm_tile, gemv::GemvKernel, Gemm, Path};
 use boha::rng::Rng;
@@ -408,7 +408,8 @@ fn block_quantized_models_give_the_logits_of_their_decoded_weights() {
             let mut decoded = load_checkpoint(&dir).unwrap();
             for (n, t) in decoded.tensors.iter_mut() {
                 if boha::graph::memory::is_frozen_weight(n) {
-                    t.data = rounded(d, &t.data);
+                    let values = rounded(d, &t.to_f32().unwrap());
+                    *t = HostTensor::stored_as(t.shape.clone(), values, t.stored);
                 }
             }
             gpu.set_base_dtype(BaseDType::Fixed(DType::F32));

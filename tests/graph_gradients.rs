@@ -172,7 +172,7 @@ fn check(gpu: &Gpu, c: &Case) {
         tr.graph.nodes.iter().any(|n| n.phase == Phase::Recompute) == c.recompute,
         "{what}: recompute nodes"
     );
-    let mut reference = Reference::new(&ck);
+    let mut reference = Reference::new(&ck).unwrap();
     let mut rng = Rng::new(0x5eed ^ c.arch.len() as u64 ^ ((c.kind.len() as u64) << 8));
     for (name, ad) in tr.adapters.iter() {
         // B must be non-zero, or every gradient of A (and whatever flows below) vanishes.

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use boha::adapters::{AdapterSpec, Method};
 use boha::generate::score::score;
-use boha::gpu::Gpu;
+use boha::gpu::{DType, Gpu};
 use boha::loaders::{hf, load_checkpoint, Checkpoint};
 use boha::model::export::{check_destination, hf_config, merge_to_hf};
 use boha::model::kv_cache::Model;
@@ -123,7 +123,7 @@ fn merged_logits_match(arch: &str, spec: AdapterSpec) {
     );
 
     let out = root.join("merged");
-    let summary = merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &out).unwrap();
+    let summary = merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &out, None).unwrap();
     assert_eq!(summary.merged_matrices, 7 * ck.config.num_layers);
     assert_eq!(summary.tensors, ck.config.expected_tensors().len());
     for f in [
@@ -147,9 +147,17 @@ fn merged_logits_match(arch: &str, spec: AdapterSpec) {
             .iter()
             .any(|p| name.ends_with(&format!(".{p}")));
         if is_projection {
-            assert_ne!(t.data, m.data, "{arch}: {name} was not merged");
+            assert_ne!(
+                t.to_f32().unwrap(),
+                m.to_f32().unwrap(),
+                "{arch}: {name} was not merged"
+            );
         } else {
-            assert_eq!(t.data, m.data, "{arch}: {name} changed");
+            assert_eq!(
+                t.to_f32().unwrap(),
+                m.to_f32().unwrap(),
+                "{arch}: {name} changed"
+            );
         }
     }
     let got = logits(&gpu, &Model::load(&gpu, &merged).unwrap());
@@ -180,6 +188,79 @@ fn qwen2_boha_merge_keeps_biases_and_matches() {
 #[test]
 fn gemma2_lora_merge_matches_adapter_logits() {
     merged_logits_match("gemma2", adapter_spec(Method::Lora, 1, 3, 1.5));
+}
+
+/// A bf16 checkpoint stays bf16 on the GPU and merges back to bf16 by default:
+/// model.safetensors holds BF16 only, config.json says so, the tensors the adapter does
+/// not touch come back bit for bit, and the logits differ from the adapter-on logits by
+/// bf16's rounding of the merged weights only (far less than the adapter's effect).
+/// `--dtype f32` writes the exact merge; a block dtype is refused before anything is
+/// written.
+#[test]
+fn bf16_model_merges_to_bf16() {
+    let Some(gpu) = common::gpu() else { return };
+    let root = temp_dir("merge-bf16");
+    let spec = TinySpec {
+        dtype: safetensors::Dtype::BF16,
+        ..tiny_spec("llama")
+    };
+    let tiny = write_model(&root, &spec);
+    let ck = load_checkpoint(&tiny.dir).unwrap();
+    assert_eq!(ck.precision(), DType::BF16);
+    let weights = Weights::upload(&gpu, &ck).unwrap();
+    assert_eq!(weights.layers[0].q.dtype(), DType::BF16);
+    let base = logits(&gpu, &Model::load(&gpu, &ck).unwrap());
+    let adapter_dir = root.join("adapter");
+    let spec = adapter_spec(Method::Boha, 2, 2, 1.0);
+    let ads = make_adapter(&gpu, &weights, spec, 5, &adapter_dir);
+    let on = logits(
+        &gpu,
+        &Model {
+            weights,
+            adapters: Some(ads),
+        },
+    );
+
+    let out = root.join("merged");
+    let summary = merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &out, None).unwrap();
+    assert_eq!(summary.dtype, DType::BF16);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["torch_dtype"], "bfloat16");
+    let bytes = std::fs::read(out.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st
+        .tensors()
+        .iter()
+        .all(|(_, v)| v.dtype() == safetensors::Dtype::BF16));
+    let merged = load_checkpoint(&out).unwrap();
+    for name in ["embed", "final_norm", "layers.1.attn_norm"] {
+        assert_eq!(
+            ck.tensor(name).unwrap().to_f32().unwrap(),
+            merged.tensor(name).unwrap().to_f32().unwrap(),
+            "{name} changed"
+        );
+    }
+    let got = logits(&gpu, &Model::load(&gpu, &merged).unwrap());
+    let (rounding, effect) = (rel_diff(&got, &on), rel_diff(&on, &base));
+    assert!(
+        rounding < 2e-2 && effect > 10.0 * rounding,
+        "bf16 merge off by {rounding}, the adapter changes {effect}"
+    );
+
+    let exact = root.join("merged-f32");
+    merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &exact, Some(DType::F32)).unwrap();
+    let f32_merge = logits(
+        &gpu,
+        &Model::load(&gpu, &load_checkpoint(&exact).unwrap()).unwrap(),
+    );
+    assert_close("f32 merge of a bf16 model", &f32_merge, &on, 1e-4);
+
+    let refused = root.join("merged-q4");
+    let err = merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &refused, Some(DType::Q4_0))
+        .expect_err("q4_0 is no Hugging Face dtype");
+    assert!(err.to_string().contains("f32, f16 or bf16"), "{err}");
+    assert!(!refused.exists() && leftovers(&root).is_empty());
 }
 
 /// The safetensors file's tensors as (name → (shape, values)).
@@ -227,8 +308,8 @@ fn gguf_input_merges_to_the_same_hf_output() {
 
     let from_hf = root.join("from-hf");
     let from_gguf = root.join("from-gguf");
-    merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &from_hf).unwrap();
-    merge_to_hf(&gpu, &gguf, &adapter_dir, &from_gguf).unwrap();
+    merge_to_hf(&gpu, &tiny.dir, &adapter_dir, &from_hf, Some(DType::F32)).unwrap();
+    merge_to_hf(&gpu, &gguf, &adapter_dir, &from_gguf, Some(DType::F32)).unwrap();
 
     // Same tensors under the same Hugging Face names (q/k in Hugging Face row order).
     let (a, b) = (read_weights(&from_hf), read_weights(&from_gguf));
@@ -284,7 +365,7 @@ fn adapter_for_another_model_is_refused_and_leaves_nothing() {
     write_tiny_hf(&other, &TinySpec::llama());
 
     let out = root.join("merged");
-    let err = merge_to_hf(&gpu, &other, &adapter_dir, &out)
+    let err = merge_to_hf(&gpu, &other, &adapter_dir, &out, None)
         .expect_err("an adapter for another model must be refused")
         .to_string();
     assert!(err.contains("does not fit"), "{err}");

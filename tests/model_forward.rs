@@ -27,7 +27,7 @@ fn gpu_logits_match_reference_prefill_and_decode() {
         let v = ck.config.vocab_size;
         let mut rng = Rng::new(7);
         let tokens: Vec<u32> = (0..16).map(|_| rng.below(v) as u32).collect();
-        let reference = Reference::new(&ck);
+        let reference = Reference::new(&ck).unwrap();
         let want = reference.logits(&tokens, 1).unwrap();
         let model = Model::load(&gpu, &ck).unwrap();
         let mut s = Session::new(&gpu, &model, 20).unwrap();

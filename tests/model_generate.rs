@@ -54,7 +54,7 @@ fn greedy_generation_follows_reference_and_stops() {
     let Some(gpu) = common::gpu() else { return };
     let ck = checkpoint("llama");
     let v = ck.config.vocab_size;
-    let reference = Reference::new(&ck);
+    let reference = Reference::new(&ck).unwrap();
     let prompt: Vec<u32> = vec![5, 77, 140, 9, 200];
     let mut seq = prompt.clone();
     for _ in 0..6 {
@@ -129,7 +129,7 @@ fn adapters_unmerged_merged_and_reference_agree() {
     let Some(gpu) = common::gpu() else { return };
     let ck = checkpoint("qwen2");
     let spec = AdapterSpec::from_options(Method::Boha, Some(2), None, Some(2), None).unwrap();
-    let mut reference = Reference::new(&ck);
+    let mut reference = Reference::new(&ck).unwrap();
     let mut rng = Rng::new(3);
     let mut models = Vec::new();
     for merged in [false, true] {
@@ -156,6 +156,7 @@ fn adapters_unmerged_merged_and_reference_agree() {
         .map(|&x| x as f32)
         .collect();
     let plain: Vec<f32> = Reference::new(&ck)
+        .unwrap()
         .logits(&tokens, 1)
         .unwrap()
         .iter()
@@ -185,7 +186,7 @@ fn score_matches_reference_and_dumps_logits() {
     let ck = checkpoint("gemma2");
     let v = ck.config.vocab_size;
     let tokens: Vec<u32> = vec![3, 250, 17, 99, 4, 61, 200, 8, 140];
-    let z = Reference::new(&ck).logits(&tokens, 1).unwrap();
+    let z = Reference::new(&ck).unwrap().logits(&tokens, 1).unwrap();
     let mut nll = 0.0;
     for t in 0..tokens.len() - 1 {
         let row = &z[t * v..(t + 1) * v];

@@ -76,7 +76,7 @@ fn check_grads_with(
         ..TrainOptions::default()
     };
     let mut tr = Trainer::new(gpu, &ck, spec, targets, BATCH, SEQ, opts).unwrap();
-    let mut reference = Reference::new(&ck);
+    let mut reference = Reference::new(&ck).unwrap();
     randomize(gpu, &tr, &mut reference, 5);
     let (tokens, mut tgt) = batch(ck.config.vocab_size, 9);
     if loss_rows.is_some() {
@@ -171,7 +171,7 @@ fn reference_gradients_match_finite_differences() {
     for (arch, targets) in [("llama", "all"), ("gemma2", "k,o,down")] {
         let ck = checkpoint(arch);
         let spec = boha();
-        let mut reference = Reference::new(&ck);
+        let mut reference = Reference::new(&ck).unwrap();
         let mut rng = Rng::new(21);
         let cfg = &ck.config;
         let dims = |p: &str| match p {

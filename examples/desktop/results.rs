@@ -115,9 +115,7 @@ fn merge(
     // Refused before the upload, which is the slow part.
     check_destination(out)?;
     let ck = models.get(model)?;
-    let mut weights = Weights::upload(gpu, &ck)?;
+    let weights = Weights::upload(gpu, &ck)?;
     let adapters = snap.upload(gpu, ck.config.num_layers)?;
-    weights.merge(gpu, &adapters)?;
-    drop(adapters);
-    write_hf_model(gpu, &weights, &ck, out)
+    write_hf_model(gpu, &weights, Some(&adapters), &ck, out, ck.precision())
 }

@@ -3,6 +3,7 @@
 
 pub mod gemm;
 pub mod layer;
+pub mod load;
 pub mod record;
 pub mod step;
 pub mod timing;

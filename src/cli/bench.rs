@@ -1,4 +1,4 @@
-//! `boha bench gemm|layer|step [--json]`
+//! `boha bench gemm|layer|load|step [--json]`
 
 use clap::Subcommand;
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use boha::adapters::Method;
 use boha::bench::record::{self, Record};
-use boha::bench::{gemm, layer, step};
+use boha::bench::{gemm, layer, load, step};
 use boha::gpu::DType;
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
@@ -26,6 +26,17 @@ pub enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 128, requires = "model")]
         max_len: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Host memory while a checkpoint is opened and its weights uploaded: the peak
+    /// resident set over the baseline (device buffers taken off on a CPU adapter)
+    /// against the largest frozen tensor + 64 MiB. Linux only.
+    Load {
+        /// A Hugging Face directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -142,6 +153,15 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                 print_json(rec, &r)
             } else {
                 step::print_table(&r);
+                Ok(())
+            }
+        }
+        BenchCommand::Load { model, json } => {
+            let r = load::bench_load(&gpu, &model)?;
+            if json {
+                print_json(rec, &r)
+            } else {
+                load::print_table(&r);
                 Ok(())
             }
         }

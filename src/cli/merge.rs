@@ -1,13 +1,16 @@
-//! `boha merge --model PATH --adapter DIR --out DIR`: merge an adapter into its model
-//! and write an adapter-free Hugging Face directory (config.json, model.safetensors in
-//! F32, tokenizer files, generation_config.json) that boha and transformers both load.
-//! `--out` must not exist or be empty; it is written atomically.
+//! `boha merge --model PATH --adapter DIR --out DIR [--dtype f32|f16|bf16]`: merge an
+//! adapter into its model and write an adapter-free Hugging Face directory (config.json,
+//! model.safetensors, tokenizer files, generation_config.json) that boha and
+//! transformers both load. The weights are written in the model's own precision unless
+//! `--dtype` says otherwise (a quantized GGUF gives f16). `--out` must not exist or be
+//! empty; it is written atomically.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use boha::model::export::merge_to_hf;
+use boha::gpu::DType;
+use boha::model::export::{check_output_dtype, merge_to_hf};
 use boha::Result;
 
 use super::DeviceArgs;
@@ -23,22 +26,30 @@ pub struct MergeArgs {
     /// Where to write the merged model; must not exist or be an empty directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// The weights' dtype: f32, f16 or bf16. Default: the model's precision (f32, f16
+    /// or bf16 as its file holds the projections; f16 for a quantized GGUF).
+    #[arg(long)]
+    pub dtype: Option<DType>,
 }
 
 /// Merges `--adapter` into `--model` on the chosen device and writes `--out`.
 pub fn run(dev: &DeviceArgs, a: &MergeArgs) -> Result<()> {
     // Refuse a bad destination before opening the device or reading the model.
     boha::model::export::check_destination(&a.out)?;
+    if let Some(d) = a.dtype {
+        check_output_dtype(d)?;
+    }
     let gpu = dev.open()?;
-    let s = merge_to_hf(&gpu, &a.model, &a.adapter, &a.out)?;
+    let s = merge_to_hf(&gpu, &a.model, &a.adapter, &a.out, a.dtype)?;
     println!(
-        "merged {} adapted matrices from {} into {}: wrote {} ({} tensors, {:.1} MB F32)",
+        "merged {} adapted matrices from {} into {}: wrote {} ({} tensors, {:.1} MB {})",
         s.merged_matrices,
         a.adapter.display(),
         a.model.display(),
         a.out.display(),
         s.tensors,
-        s.weight_bytes as f64 / 1e6
+        s.weight_bytes as f64 / 1e6,
+        s.dtype
     );
     Ok(())
 }

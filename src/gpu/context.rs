@@ -374,6 +374,14 @@ impl Gpu {
         }
     }
 
+    /// Submits the uploads written so far and waits for them. `queue.write_buffer` keeps
+    /// each upload's bytes in a staging buffer until the next submission has run, so a
+    /// model uploaded without this would sit in host memory a second time.
+    pub fn finish_uploads(&self) -> Result<()> {
+        let index = self.queue.submit(std::iter::empty());
+        self.wait_for(Some(index))
+    }
+
     /// Blocks until all submitted work is done, within the poll timeout.
     pub fn wait(&self) -> Result<()> {
         self.wait_for(None)

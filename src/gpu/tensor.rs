@@ -73,7 +73,7 @@ impl DType {
     }
 
     /// The ggml type with this layout.
-    fn ggml(self) -> GgmlType {
+    pub(crate) fn ggml(self) -> GgmlType {
         match self {
             DType::F32 => GgmlType::F32,
             DType::F16 => GgmlType::F16,
@@ -106,7 +106,7 @@ impl DType {
 
     /// The storage bytes of `data` in this dtype (padded to 4 bytes); `None` when `data`
     /// is not whole blocks.
-    pub(crate) fn encode(self, data: &[f32]) -> Option<Vec<u8>> {
+    pub fn encode(self, data: &[f32]) -> Option<Vec<u8>> {
         let mut out: Vec<u8> = match self {
             DType::F32 => bytemuck::cast_slice(data).to_vec(),
             DType::F16 => data
@@ -124,7 +124,7 @@ impl DType {
     }
 
     /// f32 values of `n` elements stored as `bytes` (at least their size) in this dtype.
-    fn decode(self, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
+    pub(crate) fn decode(self, bytes: &[u8], n: usize) -> Option<Vec<f32>> {
         let bytes = bytes.get(..self.bytes_for(n))?;
         match self {
             // Activations come back this way: no per-element decoding.
@@ -407,6 +407,53 @@ impl Gpu {
         self.upload_bytes(shape, dtype, &bytes)
     }
 
+    /// Uploads a tensor of `shape` stored as `dtype`, about `chunk_values` values (whole
+    /// rows, four at a time) at a time: `rows(start, n)` gives the storage bytes of rows
+    /// start..start + n in `dtype` (a file's own blocks, or values encoded with
+    /// [`DType::encode`]), which are written and their staging released before the next
+    /// chunk is asked for. A weight so never exists whole on the host, in the file's
+    /// encoding, in f32 or in the device's.
+    pub fn upload_rows(
+        &self,
+        shape: &[usize],
+        dtype: DType,
+        chunk_values: usize,
+        mut rows: impl FnMut(usize, usize) -> Result<Vec<u8>>,
+    ) -> Result<Tensor> {
+        check_blocks(shape, dtype)?;
+        let n_rows = shape.first().copied().unwrap_or(1);
+        let cols = shape.iter().skip(1).product::<usize>();
+        let t = self.zeros_as(shape, dtype)?;
+        // Four rows of whole blocks are a whole number of 4-byte words in every dtype, so
+        // every chunk but the last starts and ends on a word.
+        let step = (chunk_values / cols.max(1)).max(1).next_multiple_of(4);
+        let mut start = 0;
+        while start < n_rows && cols > 0 {
+            let n = step.min(n_rows - start);
+            let mut bytes = rows(start, n)?;
+            let need = dtype.bytes_for(n * cols);
+            if bytes.len() < need || bytes.len() > need.next_multiple_of(4) {
+                return Err(Error::shape(
+                    "upload",
+                    format!(
+                        "rows {start}..{} of {shape:?} as {dtype} take {need} bytes, got {}",
+                        start + n,
+                        bytes.len()
+                    ),
+                ));
+            }
+            bytes.resize(need.next_multiple_of(4), 0);
+            let offset = dtype.bytes_for(start * cols) as u64;
+            self.scoped("writing a tensor", || {
+                self.queue.write_buffer(&t.storage.buffer, offset, &bytes)
+            })?;
+            drop(bytes);
+            self.finish_uploads()?;
+            start += n;
+        }
+        Ok(t)
+    }
+
     /// Uploads a tensor's storage bytes as they are (a GGUF file's blocks): `bytes` holds
     /// exactly what `shape` needs in `dtype`.
     pub fn upload_bytes(&self, shape: &[usize], dtype: DType, bytes: &[u8]) -> Result<Tensor> {
@@ -424,10 +471,21 @@ impl Gpu {
         }
         let t = self.zeros_as(shape, dtype)?;
         if n > 0 {
-            let mut padded = bytes.to_vec();
-            padded.resize(need.div_ceil(4) * 4, 0);
+            // Buffers are written in whole words: the bytes' word-aligned part as it is
+            // (no host copy of the tensor), the last partial word padded with zeros.
+            let bytes = &bytes[..need];
+            let whole = need / 4 * 4;
             self.scoped("writing a tensor", || {
-                self.queue.write_buffer(&t.storage.buffer, 0, &padded)
+                if whole > 0 {
+                    self.queue
+                        .write_buffer(&t.storage.buffer, 0, &bytes[..whole]);
+                }
+                if whole < need {
+                    let mut tail = [0u8; 4];
+                    tail[..need - whole].copy_from_slice(&bytes[whole..]);
+                    self.queue
+                        .write_buffer(&t.storage.buffer, whole as u64, &tail);
+                }
             })?;
         }
         Ok(t)

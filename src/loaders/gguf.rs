@@ -20,13 +20,17 @@ pub use names::{
 };
 pub use reader::{GgufFile, MetaValue, Metadata, TensorInfo};
 
-use super::{bad_file, check_tensors, tokenizer, Checkpoint, GenerationDefaults};
+use super::{
+    bad_file, check_tensors, tokenizer, Checkpoint, FileLayout, FileTensor, GenerationDefaults,
+    HostTensor,
+};
 use crate::model::Architecture;
 use crate::{Error, Result};
 
-/// Loads a GGUF file into a [`Checkpoint`]: every tensor dequantized to f32 under
-/// boha's name, Llama q/k rows put back in Hugging Face order, the tokenizer built from
-/// the metadata.
+/// Loads a GGUF file into a [`Checkpoint`]: the header is read and checked, every
+/// tensor is named in boha's terms and left in the file until used ([`HostTensor`]:
+/// dequantized or uploaded as its blocks then, Llama q/k rows put back in Hugging Face
+/// order), the tokenizer is built from the metadata.
 pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
     let file = GgufFile::open(path)?;
     let mut config = config_from_metadata(&file.metadata)?;
@@ -38,7 +42,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             Some(GgufName::Ours(n)) => n,
             Some(GgufName::RopeFreqs) => {
                 let t = file.read_f32_from(&mut handle, info)?;
-                let scaling = llama3_from_rope_freqs(&config, &t.data).ok_or_else(|| {
+                let scaling = llama3_from_rope_freqs(&config, &t.to_f32()?).ok_or_else(|| {
                     bad_file(path, "tensor 'rope_freqs.weight' does not match Llama-3 RoPE scaling (the only kind boha reads from it)")
                 })?;
                 config.rope_scaling = Some(scaling);
@@ -51,8 +55,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
                 ))
             }
         };
-        let mut t = file.read_f32_from(&mut handle, info)?;
-        super::check_finite(path, &info.name, &t.data)?;
+        let mut unpermute_heads = None;
         if config.architecture == Architecture::Llama {
             let heads = match name.rsplit('.').next() {
                 Some("q" | "q_bias") => Some(config.num_heads),
@@ -60,25 +63,32 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
                 _ => None,
             };
             if let Some(n_head) = heads {
-                let rows = t.shape[0];
-                let cols = t.data.len() / rows.max(1);
-                let bad = || {
-                    bad_file(
+                let rows = info.shape().first().copied().unwrap_or(0);
+                if n_head == 0 || !rows.is_multiple_of(n_head) || !(rows / n_head).is_multiple_of(2)
+                {
+                    return Err(bad_file(
                         path,
                         format!(
                             "tensor '{}' has {rows} rows, not {n_head} heads of an even size",
                             info.name
                         ),
-                    )
-                };
-                t.data = unpermute_rows(&t.data, rows, cols, n_head).ok_or_else(bad)?;
-                // The file's blocks are whole rows: they move with their rows.
-                if let Some(b) = &t.blocks {
-                    let row_bytes = b.len() / rows.max(1);
-                    t.blocks = Some(unpermute_rows(b, rows, row_bytes, n_head).ok_or_else(bad)?);
+                    ));
                 }
+                unpermute_heads = Some(n_head);
             }
         }
+        let t = HostTensor::in_file(
+            info.shape(),
+            info.ggml_type.kept(),
+            FileTensor {
+                path: path.to_path_buf(),
+                name: info.name.clone(),
+                offset: file.data_start + info.offset,
+                len: info.n_bytes as usize,
+                layout: FileLayout::Ggml(info.ggml_type),
+                unpermute_heads,
+            },
+        );
         tensors.insert(name, t);
     }
     config.tie_word_embeddings = !tensors.contains_key("lm_head");

@@ -11,6 +11,7 @@
 pub mod fetch;
 pub mod gguf;
 pub mod hf;
+mod host_tensor;
 pub mod random;
 pub mod safetensors;
 pub mod tokenizer;
@@ -22,48 +23,9 @@ use crate::gpu::DType;
 use crate::model::ModelConfig;
 use crate::{Error, Result};
 
+pub(crate) use host_tensor::{FileLayout, FileTensor};
+pub use host_tensor::{HostTensor, Rows};
 pub use tokenizer::ChatMessage;
-
-/// A tensor in host memory: row-major f32 with its shape, and the dtype the file stored
-/// it in (what `--base-dtype keep` keeps on the device).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HostTensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-    /// F32, F16, BF16, Q8_0, Q4_0 or Q4_1 as in the file; F16 for other GGUF block
-    /// types (the nearest dtype the kernels read).
-    pub stored: DType,
-    /// The file's bytes of a block-typed tensor (`stored` Q8_0, Q4_0, Q4_1), uploaded
-    /// as they are when the device keeps that dtype (re-quantizing `data` would not
-    /// reproduce them bit for bit).
-    pub blocks: Option<Vec<u8>>,
-}
-
-impl HostTensor {
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> HostTensor {
-        HostTensor::stored_as(shape, data, DType::F32)
-    }
-
-    /// A tensor that the file stored as `stored`.
-    pub fn stored_as(shape: Vec<usize>, data: Vec<f32>, stored: DType) -> HostTensor {
-        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        HostTensor {
-            shape,
-            data,
-            stored,
-            blocks: None,
-        }
-    }
-
-    /// Element count.
-    pub fn len(&self) -> usize {
-        self.data.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-}
 
 /// Sampling defaults a checkpoint suggests (Hugging Face `generation_config.json`).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -105,6 +67,25 @@ impl Checkpoint {
     /// `base`, as `model::transformer::Weights::upload` stores it.
     pub fn frozen_dtypes(&self, base: crate::gpu::BaseDType) -> impl Fn(&str) -> DType + '_ {
         move |name| base.resolve(self.tensors.get(name).map_or(DType::F32, |t| t.stored))
+    }
+
+    /// The precision the model is written back in by default: F32 when a frozen weight
+    /// is stored as F32, else BF16 when one is BF16, else F16 (F16 files, and quantized
+    /// ones: their blocks' values are f16 scales times small integers, close to f16).
+    pub fn precision(&self) -> DType {
+        let stored: Vec<DType> = self
+            .tensors
+            .iter()
+            .filter(|(name, _)| crate::graph::memory::is_frozen_weight(name))
+            .map(|(_, t)| t.stored)
+            .collect();
+        if stored.is_empty() || stored.contains(&DType::F32) {
+            DType::F32
+        } else if stored.contains(&DType::BF16) {
+            DType::BF16
+        } else {
+            DType::F16
+        }
     }
 
     /// Removes and returns the tensor named `name` (to move it to the GPU and free it).
@@ -221,21 +202,6 @@ pub(crate) fn check_tensors(
         ));
     }
     Ok(())
-}
-
-/// Refuses a tensor holding NaN or Inf (a damaged file: no real checkpoint has them, and
-/// one would turn every output into NaN).
-pub(crate) fn check_finite(path: &Path, name: &str, data: &[f32]) -> Result<()> {
-    match data.iter().position(|v| !v.is_finite()) {
-        None => Ok(()),
-        Some(i) => Err(bad_file(
-            path,
-            format!(
-                "tensor '{name}' holds a non-finite value ({}) at element {i} (a damaged file?)",
-                data[i]
-            ),
-        )),
-    }
 }
 
 /// Refuses a tokenizer that can produce ids the model has no embedding row for.

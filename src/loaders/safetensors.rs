@@ -1,43 +1,82 @@
-//! safetensors files (single or sharded with `model.safetensors.index.json`) read into
-//! f32 host tensors under their file names. F32, F16 and BF16 are accepted.
+//! safetensors files (single or sharded with `model.safetensors.index.json`) opened as
+//! host tensors under their file names, left in the file until used (no whole-file
+//! read). F32, F16 and BF16 are accepted.
 //!
-//! The `safetensors` crate validates the header (size, JSON, offsets inside the file,
-//! no overlaps) before any tensor is touched.
+//! The `safetensors` crate's header type validates the header (JSON, offsets contiguous,
+//! sizes matching shapes) before any tensor is touched.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::Read;
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::tensor::Metadata;
+use safetensors::Dtype;
 
-use super::{bad_file, read_text, HostTensor};
+use super::{bad_file, read_text, FileLayout, FileTensor, HostTensor};
 use crate::gpu::DType;
 use crate::{Error, Result};
 
-/// Every tensor of one safetensors file, converted to f32, in file order.
+/// Every tensor of one safetensors file, in file order, left in the file: only the
+/// header is read here (and checked as the `safetensors` crate checks it: JSON, offsets
+/// contiguous and inside the file, sizes matching shapes and dtypes); the values are
+/// read when the tensor is used ([`HostTensor`]).
 pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad_file(path, format!("not a valid safetensors file: {e}")))?;
+    let io = |e| Error::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let invalid = |m: String| bad_file(path, format!("not a valid safetensors file: {m}"));
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n)
+        .map_err(|_| invalid("shorter than its 8-byte header size".into()))?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER_BYTES || 8 + n > file_len {
+        return Err(invalid(format!(
+            "header size {n} does not fit the file's {file_len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let meta: Metadata =
+        serde_json::from_slice(&header).map_err(|e| invalid(format!("header: {e}")))?;
+    let data_start = 8 + n;
+    if data_start + meta.data_len() as u64 != file_len {
+        return Err(invalid(format!(
+            "the header describes {} bytes of data, the file holds {}",
+            meta.data_len(),
+            file_len - data_start
+        )));
+    }
     let mut out = Vec::new();
-    for (name, view) in st.iter() {
-        let data = to_f32(view.dtype(), view.data()).ok_or_else(|| {
-            bad_file(
-                path,
-                format!(
-                    "tensor '{name}' has dtype {:?}; only F32, F16 and BF16 are supported",
-                    view.dtype()
-                ),
-            )
-        })?;
-        super::check_finite(path, name, &data)?;
-        let stored = match view.dtype() {
+    for name in meta.offset_keys() {
+        let Some(info) = meta.info(&name) else {
+            continue;
+        };
+        let stored = match info.dtype {
+            Dtype::F32 => DType::F32,
             Dtype::F16 => DType::F16,
             Dtype::BF16 => DType::BF16,
-            _ => DType::F32,
+            other => {
+                return Err(bad_file(
+                    path,
+                    format!(
+                        "tensor '{name}' has dtype {other:?}; only F32, F16 and BF16 are supported"
+                    ),
+                ))
+            }
+        };
+        let (start, end) = info.data_offsets;
+        let file_tensor = FileTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+            offset: data_start + start as u64,
+            len: end - start,
+            layout: FileLayout::Float(stored),
+            unpermute_heads: None,
         };
         out.push((
-            name.to_string(),
-            HostTensor::stored_as(view.shape().to_vec(), data, stored),
+            name,
+            HostTensor::in_file(info.shape.clone(), stored, file_tensor),
         ));
     }
     Ok(out)
@@ -116,6 +155,9 @@ fn read_sharded(dir: &Path, index: &Path) -> Result<Vec<(String, HostTensor)>> {
     }
     Ok(out)
 }
+
+/// The largest header the `safetensors` crate accepts (100 MB).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
 
 /// Little-endian F32 / F16 / BF16 bytes as f32; `None` for other dtypes.
 pub fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {

@@ -1,11 +1,13 @@
 //! Writing a model back out as a Hugging Face directory, adapter-free: `config.json` (a
 //! transformers config for LlamaForCausalLM, MistralForCausalLM, Gemma2ForCausalLM or
-//! Qwen2ForCausalLM), `model.safetensors` (F32, Hugging Face tensor names),
+//! Qwen2ForCausalLM), `model.safetensors` (F32, F16 or BF16, Hugging Face tensor names;
+//! by default the precision of the model that was loaded, see [`Checkpoint::precision`]),
 //! `tokenizer.json`, `tokenizer_config.json` and `generation_config.json`.
 //!
-//! This is what `boha merge` writes after merging an adapter into the weights
-//! ([`Weights::merge`]). The tensors are read from the GPU one at a time and streamed
-//! into the file, so host memory holds one tensor at a time, never the whole model.
+//! This is what `boha merge` writes: each adapted projection is merged on the GPU into a
+//! temporary f32 tensor as its turn comes ([`merged_values`]), read back and streamed
+//! into the file, so the GPU holds the frozen weights (in whatever dtype they are) plus
+//! one merged projection, and host memory one tensor, never the whole model.
 //!
 //! The directory is written atomically: everything goes into a temporary sibling
 //! directory, which is renamed into place only when every file is complete and synced.
@@ -23,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde_json::{json, Map, Value};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Tensor};
+use crate::gpu::{DType, Gpu, Tensor};
 use crate::loaders::{self, Checkpoint};
 use crate::model::config::{Activation, Architecture, ModelConfig, RopeScaling};
 use crate::model::transformer::{Adapters, Weights};
@@ -44,46 +46,79 @@ pub struct MergeSummary {
     pub tensors: usize,
     /// Size of `model.safetensors` in bytes.
     pub weight_bytes: u64,
+    /// The dtype every tensor was written in.
+    pub dtype: DType,
 }
 
 /// Loads the checkpoint at `model` (a Hugging Face directory or a GGUF file), attaches
-/// the adapter in `adapter` (an error if it does not fit the model), merges it into the
-/// weights on the GPU and writes the merged model to `out` with [`write_hf_model`].
-/// `out` is checked first (it must not exist or be empty), so a refused destination
-/// costs no loading.
-pub fn merge_to_hf(gpu: &Gpu, model: &Path, adapter: &Path, out: &Path) -> Result<MergeSummary> {
+/// the adapter in `adapter` (an error if it does not fit the model), and writes the
+/// merged model to `out` (each projection merged on the GPU as it is written) in
+/// `dtype` (F32, F16 or BF16; `None`: the model's own precision, F16 for a quantized
+/// one). `out` and `dtype` are checked first, so a refused destination costs no loading.
+pub fn merge_to_hf(
+    gpu: &Gpu,
+    model: &Path,
+    adapter: &Path,
+    out: &Path,
+    dtype: Option<DType>,
+) -> Result<MergeSummary> {
     check_destination(out)?;
-    let mut ck = loaders::load_checkpoint(model)?;
-    let mut weights = Weights::upload(gpu, &ck)?;
-    // The GPU holds the weights now; the host copies are not needed any more.
-    ck.tensors.clear();
+    if let Some(d) = dtype {
+        check_output_dtype(d)?;
+    }
+    let ck = loaders::load_checkpoint(model)?;
+    let dtype = dtype.unwrap_or_else(|| ck.precision());
+    let weights = Weights::upload(gpu, &ck)?;
     let adapters = Adapters::load(gpu, &weights, adapter)?;
     let merged_matrices = adapters.iter().count();
-    weights.merge(gpu, &adapters)?;
-    drop(adapters);
-    let (tensors, weight_bytes) = write_hf_model_counted(gpu, &weights, &ck, out)?;
+    let (tensors, weight_bytes) =
+        write_hf_model_counted(gpu, &weights, Some(&adapters), &ck, out, dtype)?;
     Ok(MergeSummary {
         merged_matrices,
         tensors,
         weight_bytes,
+        dtype,
     })
 }
 
-/// Writes `weights` (e.g. after [`Weights::merge`]) as a Hugging Face directory at
-/// `out`, with the tokenizer, chat template, BOS/EOS and generation defaults of `ck`
-/// (its host tensors are not used and may have been dropped). The write is atomic; an
-/// `out` that exists and is not empty is refused.
-pub fn write_hf_model(gpu: &Gpu, weights: &Weights, ck: &Checkpoint, out: &Path) -> Result<()> {
-    write_hf_model_counted(gpu, weights, ck, out).map(|_| ())
+/// Refuses an output dtype that a Hugging Face checkpoint does not hold (the block
+/// types are GGUF's).
+pub fn check_output_dtype(dtype: DType) -> Result<()> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Ok(()),
+        other => Err(Error::Invalid(format!(
+            "--dtype {other}: a Hugging Face checkpoint is written as f32, f16 or bf16"
+        ))),
+    }
+}
+
+/// Writes `weights`, with `adapters` merged into them when given (one projection at a
+/// time, [`merged_values`]), as a Hugging Face directory at `out`, with the tokenizer,
+/// chat template, BOS/EOS and generation defaults of `ck` (its host tensors are not
+/// used), every tensor in `dtype`
+/// (F32, F16 or BF16, rounded to nearest even). The write is atomic; an `out` that
+/// exists and is not empty is refused.
+pub fn write_hf_model(
+    gpu: &Gpu,
+    weights: &Weights,
+    adapters: Option<&Adapters>,
+    ck: &Checkpoint,
+    out: &Path,
+    dtype: DType,
+) -> Result<()> {
+    write_hf_model_counted(gpu, weights, adapters, ck, out, dtype).map(|_| ())
 }
 
 fn write_hf_model_counted(
     gpu: &Gpu,
     weights: &Weights,
+    adapters: Option<&Adapters>,
     ck: &Checkpoint,
     out: &Path,
+    dtype: DType,
 ) -> Result<(usize, u64)> {
     check_destination(out)?;
+    check_output_dtype(dtype)?;
     let mut config = weights.config.clone();
     config.bos_token_id = ck
         .bos_token
@@ -93,7 +128,8 @@ fn write_hf_model_counted(
     if !ck.eos_tokens.is_empty() {
         config.eos_token_ids = ck.eos_tokens.clone();
     }
-    let config_json = hf_config(&config)?;
+    let mut config_json = hf_config(&config)?;
+    config_json["torch_dtype"] = json!(torch_dtype(dtype));
     let tokenizer_json = tokenizer_json(ck)?;
     let tokenizer_config = tokenizer_config(ck, &config)?;
     let generation = generation_config(ck, &config);
@@ -104,7 +140,7 @@ fn write_hf_model_counted(
     }
     let result = (|| {
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let counted = write_safetensors(gpu, weights, &tmp.join(WEIGHTS_FILE))?;
+        let counted = write_safetensors(gpu, weights, adapters, &tmp.join(WEIGHTS_FILE), dtype)?;
         write_synced(&tmp.join(TOKENIZER_FILE), tokenizer_json.as_bytes())?;
         write_synced(
             &tmp.join(TOKENIZER_CONFIG_FILE),
@@ -546,11 +582,58 @@ fn weight_tensor<'a>(w: &'a Weights, name: &str) -> Result<&'a Tensor> {
     t.ok_or_else(missing)
 }
 
-/// Streams every tensor of `w` from the GPU into an F32 safetensors file at `path`
-/// (header first, offsets computed from the shapes; one tensor in host memory at a
-/// time). Refuses non-finite values, naming the tensor. Returns the tensor count and the
-/// file size.
-fn write_safetensors(gpu: &Gpu, w: &Weights, path: &Path) -> Result<(usize, u64)> {
+/// The values of tensor `name` of `w` as the merged model holds them: for a projection
+/// that `adapters` adapts, W' = merge(W0, adapter) computed into a temporary f32 tensor
+/// on the GPU and read back; every other tensor read back (widened or decoded) as it is.
+/// One tensor at a time, so the GPU never holds more than one merged projection beside
+/// the frozen weights, whatever their dtype.
+pub(crate) fn merged_values(
+    gpu: &Gpu,
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    name: &str,
+) -> Result<Vec<f32>> {
+    let t = weight_tensor(w, name)?;
+    let adapter = adapters.and_then(|ads| {
+        let (layer, part) = name.strip_prefix("layers.")?.split_once('.')?;
+        ads.layers.get(layer.parse::<usize>().ok()?)?.get(part)
+    });
+    let Some(ad) = adapter else {
+        return gpu.download(t);
+    };
+    let merged = gpu.zeros(t.shape())?;
+    let mut rec = crate::gpu::Recorder::new();
+    rec.run_all(&ad.merge(gpu, t, &merged)?);
+    gpu.run(&rec)?;
+    gpu.download(&merged)
+}
+
+/// transformers' name of an output dtype (`torch_dtype` in config.json).
+fn torch_dtype(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    }
+}
+
+/// Streams every tensor of `w` (merged with `adapters` when given, see
+/// [`merged_values`]) from the GPU into a safetensors file at `path` in `dtype` (header
+/// first, offsets computed from the shapes; one tensor in host memory at a time).
+/// Refuses non-finite values and values beyond the dtype's range, naming the tensor.
+/// Returns the tensor count and the file size.
+fn write_safetensors(
+    gpu: &Gpu,
+    w: &Weights,
+    adapters: Option<&Adapters>,
+    path: &Path,
+    dtype: DType,
+) -> Result<(usize, u64)> {
+    let (st_name, width) = match dtype {
+        DType::F16 => ("F16", 2u64),
+        DType::BF16 => ("BF16", 2),
+        _ => ("F32", 4),
+    };
     let arch = w.config.architecture;
     let tensors = named_tensors(w)?;
     let mut header = Map::new();
@@ -560,10 +643,10 @@ fn write_safetensors(gpu: &Gpu, w: &Weights, path: &Path) -> Result<(usize, u64)
     for (name, t) in &tensors {
         let hf = hf_tensor_name(name, arch)
             .ok_or_else(|| Error::Invalid(format!("no Hugging Face name for tensor '{name}'")))?;
-        let bytes = 4 * t.len() as u64;
+        let bytes = width * t.len() as u64;
         header.insert(
             hf.clone(),
-            json!({"dtype": "F32", "shape": t.shape(), "data_offsets": [offset, offset + bytes]}),
+            json!({"dtype": st_name, "shape": t.shape(), "data_offsets": [offset, offset + bytes]}),
         );
         offset += bytes;
         hf_names.push(hf);
@@ -579,19 +662,24 @@ fn write_safetensors(gpu: &Gpu, w: &Weights, path: &Path) -> Result<(usize, u64)
     out.write_all(&(head.len() as u64).to_le_bytes())
         .map_err(io)?;
     out.write_all(&head).map_err(io)?;
-    for ((name, t), hf) in tensors.iter().zip(&hf_names) {
-        let data = gpu.download(t)?;
+    for ((name, _), hf) in tensors.iter().zip(&hf_names) {
+        let data = merged_values(gpu, w, adapters, name)?;
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::Invalid(format!(
                 "merged tensor '{hf}' ({name}) has a non-finite value {} at element {i}; nothing written",
                 data[i]
             )));
         }
-        let mut bytes = Vec::with_capacity(4 * data.len());
-        for v in &data {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        out.write_all(&bytes).map_err(io)?;
+        // A value beyond f16's range would turn into an infinity on the way out (bf16
+        // has f32's range).
+        let fits = dtype != DType::F16 || data.iter().all(|v| v.abs() <= 65504.0);
+        let encoded = dtype.encode(&data).filter(|_| fits).ok_or_else(|| {
+            Error::Invalid(format!(
+                "merged tensor '{hf}' ({name}) does not fit {dtype}; nothing written (try --dtype f32)"
+            ))
+        })?;
+        out.write_all(&encoded[..(width as usize) * data.len()])
+            .map_err(io)?;
     }
     let file = out
         .into_inner()

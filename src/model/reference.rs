@@ -91,17 +91,18 @@ fn add_into(a: &mut [f64], b: &[f64]) {
 }
 
 impl Reference {
-    /// The checkpoint's weights in f64, no adapters.
-    pub fn new(ck: &Checkpoint) -> Reference {
-        Reference {
-            config: ck.config.clone(),
-            weights: ck
-                .tensors
-                .iter()
-                .map(|(k, t)| (k.clone(), t.data.iter().map(|&v| v as f64).collect()))
-                .collect(),
-            adapters: BTreeMap::new(),
+    /// The checkpoint's weights in f64, no adapters (file tensors are read now).
+    pub fn new(ck: &Checkpoint) -> crate::Result<Reference> {
+        let mut weights = BTreeMap::new();
+        for (k, t) in &ck.tensors {
+            let values = t.to_f32()?.iter().map(|&v| v as f64).collect();
+            weights.insert(k.clone(), values);
         }
+        Ok(Reference {
+            config: ck.config.clone(),
+            weights,
+            adapters: BTreeMap::new(),
+        })
     }
 
     /// Adds (or replaces) the adapter on `name` = `layers.{i}.{proj}`.

@@ -14,6 +14,10 @@ use crate::ops::attention::Attention;
 use crate::ops::gemm::matmul_nt;
 use crate::ops::rmsnorm::RmsNorm;
 
+/// Values read, converted and uploaded at a time (16 MiB in f32): the host holds about
+/// this much of a frozen weight while it is uploaded.
+const UPLOAD_CHUNK_VALUES: usize = 1 << 22;
+
 /// The seven projections an adapter may attach to, in boha's names.
 pub const PROJECTIONS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 
@@ -88,6 +92,18 @@ pub struct Weights {
 }
 
 impl Weights {
+    /// The frozen matrices: the embedding, every layer's projections, the LM head (the
+    /// embedding again when tied).
+    pub fn frozen_tensors(&self) -> impl Iterator<Item = &Tensor> {
+        let projections = self
+            .layers
+            .iter()
+            .flat_map(|l| PROJECTIONS.iter().filter_map(move |p| l.projection(p).ok()));
+        std::iter::once(&self.embed)
+            .chain(projections)
+            .chain(std::iter::once(&self.lm_head))
+    }
+
     /// Uploads every tensor of `ck` the config needs (checked against
     /// [`ModelConfig::expected_tensors`]). Linear weights, the embedding and the LM head
     /// are stored as [`Gpu::base_dtype`] says (what the file holds by default); norm
@@ -108,19 +124,31 @@ impl Weights {
                 ));
             }
         }
+        // A few rows at a time: read from the file, uploaded, the host bytes dropped and
+        // the upload's staging memory released before the next rows are read.
         let up = |name: &str| -> Result<Tensor> {
             let t = ck.tensor(name)?;
-            gpu.upload(&t.shape, &t.data)
+            let out = gpu.upload(&t.shape, &t.to_f32()?)?;
+            gpu.finish_uploads()?;
+            Ok(out)
         };
         let frozen = |name: &str| -> Result<Tensor> {
             let t = ck.tensor(name)?;
             let dtype = gpu.base_dtype().resolve(t.stored);
-            match &t.blocks {
-                // The file's own blocks: bit for bit what llama.cpp reads.
-                Some(b) if dtype == t.stored => gpu.upload_bytes(&t.shape, dtype, b),
-                _ => gpu.upload_as(&t.shape, &t.data, dtype),
+            let rows = t.rows()?;
+            let out = if t.file_holds(dtype) {
+                // The file's own bytes: bit for bit what llama.cpp reads.
+                gpu.upload_rows(&t.shape, dtype, UPLOAD_CHUNK_VALUES, |s, n| rows.raw(s, n))
+            } else {
+                gpu.upload_rows(&t.shape, dtype, UPLOAD_CHUNK_VALUES, |s, n| {
+                    dtype.encode(&rows.get(s, n)?).ok_or_else(|| {
+                        Error::Invalid(format!("{dtype} cannot encode {name}'s values"))
+                    })
+                })
             }
-            .map_err(|e| Error::Invalid(format!("{name}: {e}")))
+            .map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+            gpu.finish_uploads()?;
+            Ok(out)
         };
         let opt = |name: String, present: bool| -> Result<Option<Tensor>> {
             if present {

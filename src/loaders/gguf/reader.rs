@@ -432,12 +432,7 @@ impl GgufFile {
         let bytes = self.read_bytes_from(f, t)?;
         let data = dequantize(t.ggml_type, &bytes, t.n_elements as usize)
             .map_err(|m| bad_file(&self.path, format!("tensor '{}': {m}", t.name)))?;
-        let stored = t.ggml_type.kept();
-        let mut out = HostTensor::stored_as(t.shape(), data, stored);
-        if stored.block() > 1 {
-            out.blocks = Some(bytes);
-        }
-        Ok(out)
+        Ok(HostTensor::stored_as(t.shape(), data, t.ggml_type.kept()))
     }
 }
 
