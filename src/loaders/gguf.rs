@@ -1,6 +1,6 @@
 //! GGUF checkpoints (llama.cpp's format): `reader` parses and checks the file,
 //! `dequant` turns ggml blocks into f32, `names` maps llama.cpp's conventions to
-//! boha's. Supported: `general.architecture` "llama" (Llama, Mistral, SmolLM, …) and
+//! boha's (and back), `writer` writes GGUF v3 files. Supported: `general.architecture` "llama" (Llama, Mistral, SmolLM, …) and
 //! "qwen2"; tensor types F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
 //! Q5_K, Q6_K; tokenizers "gpt2" (byte-level BPE) and "llama" (SentencePiece, see
 //! `crate::loaders::tokenizer`).
@@ -9,6 +9,7 @@ mod dequant;
 mod names;
 pub mod quantize;
 mod reader;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -16,7 +17,8 @@ use std::path::Path;
 
 pub use dequant::{dequantize, GgmlType};
 pub use names::{
-    boha_name, config_from_metadata, llama3_from_rope_freqs, permute_rows, unpermute_rows, GgufName,
+    boha_name, config_from_metadata, gguf_name, llama3_from_rope_freqs, permute_rows,
+    unpermute_rows, GgufName,
 };
 pub use reader::{GgufFile, MetaValue, Metadata, TensorInfo};
 

@@ -385,6 +385,40 @@ fn byte_level_pre_tokenizer(pre: &str) -> Value {
     }
 }
 
+/// The `tokenizer.ggml.pre` name whose pre-tokenizer ([`byte_level_pre_tokenizer`]) is
+/// `pre_tokenizer` (a `tokenizer.json` pre-tokenizer), the inverse of that function for
+/// the byte-level forms it builds: plain ByteLevel with GPT-2's regex ("gpt2"), digits
+/// split one by one before it ("smollm"), Llama-3's split regex ("llama-bpe") and
+/// Qwen2's ("qwen2"). Both sides go through the `tokenizers` crate's own (de)serializer,
+/// so spelling differences in the JSON (defaults left out, key order) do not matter,
+/// and ByteLevel's `trim_offsets` is ignored: it changes offsets, never ids (Qwen2's
+/// tokenizer.json has it off, boha's rebuild on). `None` for anything else.
+pub fn gguf_pre_name(pre_tokenizer: &Value) -> Option<&'static str> {
+    use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+    fn drop_trim_offsets(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                o.remove("trim_offsets");
+                o.values_mut().for_each(drop_trim_offsets);
+            }
+            Value::Array(a) => a.iter_mut().for_each(drop_trim_offsets),
+            _ => {}
+        }
+    }
+    let canonical = |v: Value| -> Option<Value> {
+        let w: PreTokenizerWrapper = crate::panic_guard::catch(|| serde_json::from_value(v))
+            .ok()?
+            .ok()?;
+        let mut v = serde_json::to_value(&w).ok()?;
+        drop_trim_offsets(&mut v);
+        Some(v)
+    };
+    let want = canonical(pre_tokenizer.clone())?;
+    ["gpt2", "smollm", "llama-bpe", "qwen2"]
+        .into_iter()
+        .find(|name| canonical(byte_level_pre_tokenizer(name)).as_ref() == Some(&want))
+}
+
 /// Merges for a SentencePiece vocabulary, as transformers' `SentencePieceExtractor`
 /// derives them: every split of a mergeable piece into two vocabulary pieces, ordered by
 /// the piece's score (highest first), ties by id.
@@ -518,4 +552,30 @@ fn python_methods(
         };
     }
     Err(unknown())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pre-tokenizers of real byte-level vocabularies (as their tokenizer.json
+    /// spells them) map to the `tokenizer.ggml.pre` names boha rebuilds them from.
+    #[test]
+    fn gguf_pre_names_of_byte_level_pre_tokenizers() {
+        let bl = |re: bool, trim: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": trim, "use_regex": re});
+        let split = |re: &str| json!({"type": "Split", "pattern": {"Regex": re}, "behavior": "Isolated", "invert": false});
+        let seq = |a: Value, b: Value| json!({"type": "Sequence", "pretokenizers": [a, b]});
+        let digits = json!({"type": "Digits", "individual_digits": true});
+        assert_eq!(gguf_pre_name(&bl(true, true)), Some("gpt2"));
+        assert_eq!(gguf_pre_name(&seq(digits, bl(true, true))), Some("smollm"));
+        let llama3 = seq(split(LLAMA3_REGEX), bl(false, true));
+        assert_eq!(gguf_pre_name(&llama3), Some("llama-bpe"));
+        let qwen2 = seq(split(QWEN2_REGEX), bl(false, false));
+        assert_eq!(gguf_pre_name(&qwen2), Some("qwen2"));
+        assert_eq!(gguf_pre_name(&json!({"type": "Whitespace"})), None);
+        assert_eq!(gguf_pre_name(&seq(split("x"), bl(false, true))), None);
+        let prefix = json!({"type": "ByteLevel", "add_prefix_space": true, "use_regex": true});
+        assert_eq!(gguf_pre_name(&prefix), None);
+        assert_eq!(gguf_pre_name(&Value::Null), None);
+    }
 }

@@ -406,8 +406,9 @@ pub fn hf_config(cfg: &ModelConfig) -> Result<Value> {
     Ok(j)
 }
 
-/// The first field (by Debug rendering) where two configs differ, for the error above.
-fn first_difference(a: &ModelConfig, b: &ModelConfig) -> String {
+/// The first field (by Debug rendering) where two configs differ, for errors saying
+/// that a written config reads back differently.
+pub(crate) fn first_difference(a: &ModelConfig, b: &ModelConfig) -> String {
     let (da, db) = (format!("{a:?}"), format!("{b:?}"));
     let fields = |s: &str| -> Vec<String> {
         s.trim_start_matches("ModelConfig {")
@@ -531,7 +532,7 @@ fn generation_config(ck: &Checkpoint, cfg: &ModelConfig) -> Value {
 }
 
 /// Every tensor of `w` in [`ModelConfig::expected_tensors`] order, under boha's name.
-fn named_tensors(w: &Weights) -> Result<Vec<(String, &Tensor)>> {
+pub(crate) fn named_tensors(w: &Weights) -> Result<Vec<(String, &Tensor)>> {
     let mut out = Vec::new();
     for spec in w.config.expected_tensors() {
         let t = weight_tensor(w, &spec.name)?;
@@ -701,14 +702,14 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Best-effort fsync of a directory (makes a rename durable where the OS allows it).
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(f) = std::fs::File::open(dir) {
         let _ = f.sync_all();
     }
 }
 
-/// A fresh hidden sibling of `dir` to build the output in.
-fn temp_sibling(dir: &Path) -> Result<PathBuf> {
+/// A fresh hidden sibling of `dir` (a directory or a file) to build the output in.
+pub(crate) fn temp_sibling(dir: &Path) -> Result<PathBuf> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = dir.file_name().ok_or_else(|| {
         Error::Invalid(format!(

@@ -5,6 +5,7 @@
 pub mod adapter_io;
 pub mod config;
 pub mod export;
+pub mod export_gguf;
 pub mod kv_cache;
 pub mod reference;
 pub mod transformer;

@@ -50,6 +50,40 @@ pub fn boha_name(gguf: &str) -> Option<GgufName> {
     Some(GgufName::Ours(format!("layers.{n}.{part}")))
 }
 
+/// The GGUF name of one of boha's tensor names (`embed` → `token_embd.weight`,
+/// `layers.3.q` → `blk.3.attn_q.weight`, …); `None` for a name llama.cpp's llama and
+/// qwen2 architectures have no tensor for (Gemma-2's extra norms). The inverse of
+/// [`boha_name`].
+pub fn gguf_name(ours: &str) -> Option<String> {
+    match ours {
+        "embed" => return Some("token_embd.weight".into()),
+        "final_norm" => return Some("output_norm.weight".into()),
+        "lm_head" => return Some("output.weight".into()),
+        _ => {}
+    }
+    let (layer, part) = ours.strip_prefix("layers.")?.split_once('.')?;
+    let n: usize = layer.parse().ok()?;
+    if n.to_string() != layer {
+        return None;
+    }
+    let part = match part {
+        "attn_norm" => "attn_norm.weight",
+        "q" => "attn_q.weight",
+        "k" => "attn_k.weight",
+        "v" => "attn_v.weight",
+        "o" => "attn_output.weight",
+        "q_bias" => "attn_q.bias",
+        "k_bias" => "attn_k.bias",
+        "v_bias" => "attn_v.bias",
+        "mlp_norm" => "ffn_norm.weight",
+        "gate" => "ffn_gate.weight",
+        "up" => "ffn_up.weight",
+        "down" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{n}.{part}"))
+}
+
 /// llama.cpp's converter reorders the rows of Llama's q and k projections (and their
 /// biases) so that its interleaved-pair RoPE equals Hugging Face's rotate-half RoPE:
 /// within each head of `hs` rows, HF row `s·hs/2 + j` (s ∈ {0, 1}, j < hs/2) is stored at
@@ -305,5 +339,36 @@ mod tests {
         );
         assert_eq!(boha_name("blk.07.attn_k.weight"), None);
         assert_eq!(boha_name("blk.1.attn_qkv.weight"), None);
+    }
+
+    #[test]
+    fn gguf_names_invert_boha_names() {
+        for ours in [
+            "embed",
+            "final_norm",
+            "lm_head",
+            "layers.0.attn_norm",
+            "layers.3.q",
+            "layers.3.k",
+            "layers.3.v",
+            "layers.3.o",
+            "layers.12.q_bias",
+            "layers.12.k_bias",
+            "layers.12.v_bias",
+            "layers.1.mlp_norm",
+            "layers.1.gate",
+            "layers.1.up",
+            "layers.1.down",
+        ] {
+            let g = gguf_name(ours).unwrap();
+            assert_eq!(boha_name(&g), Some(GgufName::Ours(ours.into())), "{g}");
+        }
+        assert_eq!(gguf_name("layers.2.post_attn_norm"), None);
+        assert_eq!(gguf_name("layers.02.q"), None);
+        assert_eq!(gguf_name("rope.inv_freq"), None);
+        let x: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let p = permute_rows(&x, 8, 3, 2).unwrap();
+        assert_ne!(p, x);
+        assert_eq!(unpermute_rows(&p, 8, 3, 2).unwrap(), x);
     }
 }
