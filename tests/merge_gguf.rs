@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use boha::adapters::{AdapterSpec, Method};
 use boha::generate::score::score;
-use boha::gpu::Gpu;
+use boha::gpu::{DType, Gpu};
 use boha::loaders::gguf::{GgmlType, GgufFile, MetaValue};
 use boha::loaders::{load_checkpoint, Checkpoint};
 use boha::model::export::merge_to_hf;
@@ -123,7 +123,7 @@ fn reference(gpu: &Gpu, arch: &str, ad: AdapterSpec) -> Reference {
     let adapter = root.join("adapter");
     make_adapter(gpu, &weights, ad, 0.4, 7, &adapter);
     let hf = root.join("merged-hf");
-    merge_to_hf(gpu, &tiny.dir, &adapter, &hf).unwrap();
+    merge_to_hf(gpu, &tiny.dir, &adapter, &hf, Some(DType::F32)).unwrap();
     let merged = load_checkpoint(&hf).unwrap();
     let logits = logits(gpu, &merged);
     let base = self::logits(gpu, &ck);
@@ -155,18 +155,19 @@ fn tensors_within_rounding(what: &str, file: &GgufFile, want: &Checkpoint, got: 
     for (name, w) in &want.tensors {
         let g = &got.tensors[name];
         assert_eq!(w.shape, g.shape, "{what} {name}");
+        let (w_data, g_data) = (w.to_f32().unwrap(), g.to_f32().unwrap());
         let gguf = boha::loaders::gguf::gguf_name(name).unwrap();
         let ty = file.tensor(&gguf).unwrap().ggml_type;
         match ty {
-            GgmlType::F32 => assert_eq!(w.data, g.data, "{what} {name}"),
+            GgmlType::F32 => assert_eq!(w_data, g_data, "{what} {name}"),
             GgmlType::F16 => {
-                for (i, (a, b)) in w.data.iter().zip(&g.data).enumerate() {
+                for (i, (a, b)) in w_data.iter().zip(&g_data).enumerate() {
                     let tol = a.abs() * 2f32.powi(-11) + 2f32.powi(-25);
                     assert!((a - b).abs() <= tol, "{what} {name}[{i}]: {a} → {b}");
                 }
             }
             GgmlType::Q8_0 => {
-                for (blk, (a, b)) in w.data.chunks(32).zip(g.data.chunks(32)).enumerate() {
+                for (blk, (a, b)) in w_data.chunks(32).zip(g_data.chunks(32)).enumerate() {
                     let d = a.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
                     for (x, y) in a.iter().zip(b) {
                         assert!(
@@ -260,9 +261,15 @@ fn gguf_outputs_match(gpu: &Gpu, arch: &str, r: &Reference) {
                 ("k", "attn_k", cfg.num_kv_heads),
             ] {
                 let hf = &r.merged.tensors[&format!("layers.1.{part}")];
-                let want = llama_cpp_permute(&hf.data, hf.shape[0], hf.shape[1], heads);
+                let want =
+                    llama_cpp_permute(&hf.to_f32().unwrap(), hf.shape[0], hf.shape[1], heads);
                 let info = file.tensor(&format!("blk.1.{gguf}.weight")).unwrap();
-                assert_close(&what, &file.read_f32(info).unwrap().data, &want, 1e-3);
+                assert_close(
+                    &what,
+                    &file.read_f32(info).unwrap().to_f32().unwrap(),
+                    &want,
+                    1e-3,
+                );
             }
         }
         let got = load_checkpoint(&out).unwrap();
@@ -285,6 +292,53 @@ fn qwen2_tied_with_biases_merged_as_gguf_matches_the_hf_merge() {
     let r = reference(&gpu, "qwen2", spec(Method::Lora, 1, 4, 2.0));
     assert!(r.merged.config.tie_word_embeddings && r.merged.config.qkv_bias);
     gguf_outputs_match(&gpu, "qwen2", &r);
+}
+
+/// `boha merge --gguf` writes the file `merge_to_gguf` writes (Q8_0 with `--dtype
+/// q8_0`), says so in one line, and refuses a dtype a GGUF merge does not write and an
+/// existing file with a one-line error each, leaving the file as it was.
+#[test]
+fn cli_merge_gguf() {
+    let Some(gpu) = common::gpu() else { return };
+    let r = reference(&gpu, "llama", spec(Method::Boha, 2, 2, 1.0));
+    let out = r.root.join("cli.gguf");
+    let run = |extra: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_boha"))
+            .arg("merge")
+            .arg("--model")
+            .arg(&r.tiny.dir)
+            .arg("--adapter")
+            .arg(&r.adapter)
+            .arg("--out")
+            .arg(&out)
+            .arg("--gguf")
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        (o.status.success(), text(&o.stdout), text(&o.stderr))
+    };
+    let (ok, stdout, stderr) = run(&["--dtype", "q8_0"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("linear weights Q8_0"), "{stdout}");
+    let file = GgufFile::open(&out).unwrap();
+    assert_eq!(
+        file.tensor("blk.0.attn_q.weight").unwrap().ggml_type,
+        GgmlType::Q8_0
+    );
+    let got = logits(&gpu, &load_checkpoint(&out).unwrap());
+    assert_close("CLI Q8_0 merge", &got, &r.logits, 4e-2);
+
+    let before = std::fs::read(&out).unwrap();
+    for (extra, says) in [
+        (&["--dtype", "bf16"][..], "f16 or q8_0"),
+        (&[][..], "exists"),
+    ] {
+        let (ok, _, stderr) = run(extra);
+        assert!(!ok && stderr.contains(says), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), before);
 }
 
 /// A GGUF source's key/values are all carried over (only `general.file_type` and

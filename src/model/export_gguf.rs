@@ -38,7 +38,7 @@ use crate::loaders::gguf::{
 };
 use crate::loaders::{self, tokenizer, Checkpoint};
 use crate::model::config::{Architecture, ModelConfig, RopeScaling};
-use crate::model::export::{first_difference, named_tensors};
+use crate::model::export::{first_difference, merged_values, named_tensors};
 use crate::model::transformer::{Adapters, Weights};
 
 /// The storage type of the written linear weights and embedding.
@@ -134,16 +134,12 @@ pub fn merge_to_gguf(
     dtype: GgufOutType,
 ) -> Result<GgufMergeSummary> {
     writer::check_destination(out)?;
-    let mut ck = loaders::load_checkpoint(model)?;
+    let ck = loaders::load_checkpoint(model)?;
     let plan = Plan::new(&ck, &ck.config, dtype, out)?;
-    let mut weights = Weights::upload(gpu, &ck)?;
-    // The GPU holds the weights now; the host copies are not needed any more.
-    ck.tensors.clear();
+    let weights = Weights::upload(gpu, &ck)?;
     let adapters = Adapters::load(gpu, &weights, adapter)?;
     let merged_matrices = adapters.iter().count();
-    weights.merge(gpu, &adapters)?;
-    drop(adapters);
-    let w = plan.write(gpu, &weights, out)?;
+    let w = plan.write(gpu, &weights, Some(&adapters), out)?;
     Ok(GgufMergeSummary {
         merged_matrices,
         tensors: w.tensors,
@@ -152,7 +148,8 @@ pub fn merge_to_gguf(
     })
 }
 
-/// Writes `weights` (e.g. after [`Weights::merge`]) as a GGUF file at `out`, linear
+/// Writes `weights`, with `adapters` merged into them when given (one projection at a
+/// time on the GPU, as [`crate::model::export`] does), as a GGUF file at `out`, linear
 /// weights in `dtype`, with the metadata of `ck`'s source (a GGUF source's key/values,
 /// or ones built from the config and tokenizer of a Hugging Face one; `ck`'s host
 /// tensors are not used and may have been dropped). Atomic; an existing `out` is
@@ -160,12 +157,13 @@ pub fn merge_to_gguf(
 pub fn write_gguf_model(
     gpu: &Gpu,
     weights: &Weights,
+    adapters: Option<&Adapters>,
     ck: &Checkpoint,
     out: &Path,
     dtype: GgufOutType,
 ) -> Result<GgufWritten> {
     writer::check_destination(out)?;
-    Plan::new(ck, &weights.config, dtype, out)?.write(gpu, weights, out)
+    Plan::new(ck, &weights.config, dtype, out)?.write(gpu, weights, adapters, out)
 }
 
 /// Where one tensor's bytes come from.
@@ -257,8 +255,15 @@ impl Plan {
         })
     }
 
-    /// Streams the tensors of `weights` from the GPU into the file at `out`.
-    fn write(&self, gpu: &Gpu, weights: &Weights, out: &Path) -> Result<GgufWritten> {
+    /// Streams the tensors of `weights` (merged with `adapters`) from the GPU into the
+    /// file at `out`.
+    fn write(
+        &self,
+        gpu: &Gpu,
+        weights: &Weights,
+        adapters: Option<&Adapters>,
+        out: &Path,
+    ) -> Result<GgufWritten> {
         let on_gpu: HashMap<String, _> = named_tensors(weights)?.into_iter().collect();
         let file_bytes = writer::write_gguf(out, &self.metadata, &self.tensors, |i, entry| {
             match &self.sources[i] {
@@ -267,7 +272,7 @@ impl Plan {
                     let t = on_gpu.get(name).ok_or_else(|| {
                         Error::Invalid(format!("the model has no tensor '{name}'"))
                     })?;
-                    let mut data = gpu.download(t)?;
+                    let mut data = merged_values(gpu, weights, adapters, name)?;
                     if let Some(n_head) = permute {
                         let rows = t.shape()[0];
                         let cols = data.len() / rows.max(1);

@@ -468,20 +468,26 @@ mod tests {
         }
         let a = f.tensor("a.f32").unwrap();
         assert_eq!((a.ne.clone(), a.ggml_type), (vec![4, 3], GgmlType::F32));
-        assert_eq!(f.read_f32(a).unwrap().data, f32s);
+        assert_eq!(f.read_f32(a).unwrap().to_f32().unwrap(), f32s);
         let b = f.tensor("b.f16").unwrap();
         assert_eq!(b.shape(), vec![3, 1, 5]);
         assert_eq!(b.ggml_type, GgmlType::F16);
-        assert_eq!(f.read_f32(b).unwrap().data, f16s);
+        assert_eq!(f.read_f32(b).unwrap().to_f32().unwrap(), f16s);
         let c = f.tensor("c.q8_0").unwrap();
         assert_eq!((c.shape(), c.ggml_type), (vec![2, 64], GgmlType::Q8_0));
         assert_eq!(f.read_bytes(c).unwrap(), q8_bytes);
-        let back = f.read_f32(c).unwrap().data;
+        let back = f.read_f32(c).unwrap().to_f32().unwrap();
         for (x, y) in q8.iter().zip(&back) {
             // Half a step of the block's grid (max |x| / 127), plus the f16 scale's rounding.
             assert!((x - y).abs() <= 0.6 * (50.0 / 9.0) / 127.0, "{x} → {y}");
         }
-        assert_eq!(f.read_f32(f.tensor("d.norm").unwrap()).unwrap().data, norm);
+        assert_eq!(
+            f.read_f32(f.tensor("d.norm").unwrap())
+                .unwrap()
+                .to_f32()
+                .unwrap(),
+            norm
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
