@@ -81,3 +81,59 @@ fn chunked_uploads_equal_whole_uploads() {
         .expect_err("short chunk refused");
     assert!(err.to_string().contains("take"), "{err}");
 }
+
+/// `boha bench load` measures one load per listed `--base-dtype`: bf16 weights take
+/// fewer device bytes than f32 ones, and a tiny model's load stays far inside the host
+/// target (the largest tensor + 64 MiB over the baseline).
+#[test]
+fn bench_load_reports_each_base_dtype() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let root = temp_dir("streamed-bench");
+    let dir = root.join("hf");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_tiny_hf(&dir, &TinySpec::llama());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args([
+            "bench",
+            "load",
+            "--json",
+            "--base-dtypes",
+            "f32,bf16",
+            "--model",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    let field = |i: usize, k: &str| runs[i][k].as_f64().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(
+        (
+            runs[0]["base_dtype"].as_str(),
+            runs[1]["base_dtype"].as_str()
+        ),
+        (Some("f32"), Some("bf16"))
+    );
+    assert!(field(1, "device_bytes") < field(0, "device_bytes"));
+    assert_eq!(
+        field(0, "largest_tensor_bytes"),
+        2.0 * field(1, "largest_tensor_bytes")
+    );
+    for i in 0..2 {
+        assert!(field(i, "host_over_target") <= 1.0, "{stdout}");
+        assert!(field(i, "peak_rss_bytes") >= field(i, "baseline_rss_bytes"));
+    }
+    assert!(v["record"]["command"]
+        .as_str()
+        .unwrap()
+        .contains("bench load"));
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{BaseDType, Gpu};
 use crate::loaders::load_checkpoint;
 use crate::model::transformer::Weights;
 
@@ -47,6 +47,31 @@ pub struct LoadReport {
     pub host_over_target: f64,
     /// Seconds from opening the checkpoint to the last upload.
     pub load_s: f64,
+}
+
+/// Every run of one `boha bench load`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadBench {
+    pub runs: Vec<LoadReport>,
+}
+
+/// Loads `model` once per `--base-dtype` in `dtypes` (the device's own when empty) and
+/// measures each load; the device's setting is restored afterwards.
+pub fn bench_loads(gpu: &Gpu, model: &std::path::Path, dtypes: &[BaseDType]) -> Result<LoadBench> {
+    let own = gpu.base_dtype();
+    let dtypes = if dtypes.is_empty() {
+        vec![own]
+    } else {
+        dtypes.to_vec()
+    };
+    let mut runs = Vec::new();
+    for d in dtypes {
+        gpu.set_base_dtype(d);
+        let r = bench_load(gpu, model);
+        gpu.set_base_dtype(own);
+        runs.push(r?);
+    }
+    Ok(LoadBench { runs })
 }
 
 /// Loads `model` on `gpu` once and measures it (Linux only: reads `/proc/self`).
@@ -87,7 +112,14 @@ pub fn bench_load(gpu: &Gpu, model: &std::path::Path) -> Result<LoadReport> {
     })
 }
 
-/// Prints the report as a short table.
+/// Prints every run as a short table.
+pub fn print_tables(b: &LoadBench) {
+    for r in &b.runs {
+        print_table(r);
+    }
+}
+
+/// Prints one run as a short table.
 pub fn print_table(r: &LoadReport) {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     println!("load {} (--base-dtype {})", r.model, r.base_dtype);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use boha::adapters::Method;
 use boha::bench::record::{self, Record};
 use boha::bench::{gemm, layer, load, step};
-use boha::gpu::DType;
+use boha::gpu::{BaseDType, DType};
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
@@ -37,6 +37,10 @@ pub enum BenchCommand {
         /// A Hugging Face directory or a .gguf file.
         #[arg(long)]
         model: PathBuf,
+        /// Load once per `--base-dtype` listed (comma-separated: keep, f32, f16, bf16,
+        /// q8_0, q4_0, q4_1); default: the global `--base-dtype`.
+        #[arg(long, value_delimiter = ',')]
+        base_dtypes: Vec<String>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -156,12 +160,24 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                 Ok(())
             }
         }
-        BenchCommand::Load { model, json } => {
-            let r = load::bench_load(&gpu, &model)?;
+        BenchCommand::Load {
+            model,
+            base_dtypes,
+            json,
+        } => {
+            let dtypes = base_dtypes
+                .iter()
+                .map(|d| {
+                    BaseDType::parse(d).ok_or_else(|| {
+                        Error::Invalid(format!("--base-dtypes: unknown dtype '{d}'"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let r = load::bench_loads(&gpu, &model, &dtypes)?;
             if json {
                 print_json(rec, &r)
             } else {
-                load::print_table(&r);
+                load::print_tables(&r);
                 Ok(())
             }
         }

@@ -18,6 +18,7 @@ pub mod anchor;
 pub mod bench;
 pub mod demo;
 pub mod generate;
+pub mod load;
 pub mod markdown;
 pub mod markers;
 pub mod records;
@@ -54,12 +55,13 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         "demo" => demo::demo,
         "anchor" => anchor::anchor,
         "generate" => generate::generate,
+        "load" => load::load,
         "study-single" => study::single,
         "study-continual" => study::continual,
         _ => {
             return Err(Error::Invalid(format!(
                 "{doc}: unknown report kind `{kind}` (gemm, layer, step, synthetic, \
-                 tune, step-vs, demo, generate, anchor, study-single, study-continual)"
+                 tune, step-vs, demo, generate, load, anchor, study-single, study-continual)"
             )))
         }
     };
