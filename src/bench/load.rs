@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::{BaseDType, Gpu};
@@ -24,7 +24,7 @@ use crate::model::transformer::Weights;
 pub const SLACK_BYTES: u64 = 64 << 20;
 
 /// One load of a checkpoint.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoadReport {
     pub model: String,
     /// `--base-dtype` of the run.
@@ -50,13 +50,16 @@ pub struct LoadReport {
 }
 
 /// Every run of one `boha bench load`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoadBench {
     pub runs: Vec<LoadReport>,
 }
 
 /// Loads `model` once per `--base-dtype` in `dtypes` (the device's own when empty) and
-/// measures each load; the device's setting is restored afterwards.
+/// measures each load; the device's setting is restored afterwards. Only the first load
+/// of a process measures host memory truly (memory freed after a load stays resident in
+/// the allocator and is reused by the next): `boha bench load` runs each listed dtype in
+/// its own process.
 pub fn bench_loads(gpu: &Gpu, model: &std::path::Path, dtypes: &[BaseDType]) -> Result<LoadBench> {
     let own = gpu.base_dtype();
     let dtypes = if dtypes.is_empty() {

@@ -173,7 +173,14 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let r = load::bench_loads(&gpu, &model, &dtypes)?;
+            // Each load needs a fresh process: memory freed after one load stays
+            // resident in the allocator, so a second load in the same process would
+            // reuse it and show no growth.
+            let r = if dtypes.len() > 1 {
+                load_in_children(&model, &base_dtypes)?
+            } else {
+                load::bench_loads(&gpu, &model, &dtypes)?
+            };
             if json {
                 print_json(rec, &r)
             } else {
@@ -191,4 +198,32 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
             }
         }
     }
+}
+
+/// `boha --base-dtype D bench load --model M --json` run as a child process per dtype,
+/// the runs gathered into one report.
+fn load_in_children(model: &std::path::Path, dtypes: &[String]) -> Result<load::LoadBench> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("the boha executable", e))?;
+    let mut runs = Vec::new();
+    for d in dtypes {
+        let out = std::process::Command::new(&exe)
+            .args(["--base-dtype", d, "bench", "load", "--json", "--model"])
+            .arg(model)
+            .output()
+            .map_err(|e| Error::io(&exe, e))?;
+        if !out.status.success() {
+            return Err(Error::Invalid(format!(
+                "bench load --base-dtype {d}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| Error::Invalid(format!("bench load --base-dtype {d}: {e}")))?;
+        let run = v["runs"][0].clone();
+        runs.push(
+            serde_json::from_value(run)
+                .map_err(|e| Error::Invalid(format!("bench load --base-dtype {d}: {e}")))?,
+        );
+    }
+    Ok(load::LoadBench { runs })
 }
