@@ -8,8 +8,8 @@
 //! Every kernel that reads a frozen weight (those templates, the GEMMs' B operand, the
 //! GEMV and the embedding gather) is also completed by a weights snippet in
 //! `shaders/weights/` ([`weights_snippet`]): the weight is stored as f32, f16, bf16 or
-//! ggml's Q8_0 / Q4_0 / Q4_1 blocks and widened to f32 where a tile loads it, so a
-//! low-precision weight never exists in f32.
+//! ggml's Q8_0 / Q4_0 / Q4_1 blocks or Q4_K / Q5_K / Q6_K super-blocks and widened to f32
+//! where a tile loads it, so a low-precision weight never exists in f32.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -68,6 +68,9 @@ shader!(WEIGHTS_BF16, "weights/bf16");
 shader!(WEIGHTS_Q8_0, "weights/q8_0");
 shader!(WEIGHTS_Q4_0, "weights/q4_0");
 shader!(WEIGHTS_Q4_1, "weights/q4_1");
+shader!(WEIGHTS_Q4_K, "weights/q4_k");
+shader!(WEIGHTS_Q5_K, "weights/q5_k");
+shader!(WEIGHTS_Q6_K, "weights/q6_k");
 
 /// The weights snippets: the f16 decoder they share ([`WEIGHTS_HALF`], prepended to
 /// each), then one per storage dtype.
@@ -79,6 +82,9 @@ pub const WEIGHT_SNIPPETS: &[Shader] = &[
     WEIGHTS_Q8_0,
     WEIGHTS_Q4_0,
     WEIGHTS_Q4_1,
+    WEIGHTS_Q4_K,
+    WEIGHTS_Q5_K,
+    WEIGHTS_Q6_K,
 ];
 
 /// The snippet for a frozen weight stored as `dtype`.
@@ -90,6 +96,9 @@ pub fn weights_snippet(dtype: DType) -> Shader {
         DType::Q8_0 => WEIGHTS_Q8_0,
         DType::Q4_0 => WEIGHTS_Q4_0,
         DType::Q4_1 => WEIGHTS_Q4_1,
+        DType::Q4_K => WEIGHTS_Q4_K,
+        DType::Q5_K => WEIGHTS_Q5_K,
+        DType::Q6_K => WEIGHTS_Q6_K,
     }
 }
 

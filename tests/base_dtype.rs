@@ -1,16 +1,20 @@
-//! Frozen weights stored as f16, bf16 and ggml's Q8_0 / Q4_0 / Q4_1 blocks
-//! (`--base-dtype`): every kernel that reads a frozen weight gives, with the weight
-//! stored low-precision, what it gives with the f32 weight holding the same (rounded or
-//! decoded) values; the decoding is the only difference, so the tolerance is rounding
-//! noise of the f32 sums (1e-5 of the largest output). Whole models of all four
-//! architectures give logits within 2e-3 of the f32 path.
+//! Frozen weights stored as f16, bf16, ggml's Q8_0 / Q4_0 / Q4_1 blocks (`--base-dtype`)
+//! and its Q4_K / Q5_K / Q6_K super-blocks (kept from GGUF files): every kernel that
+//! reads a frozen weight gives, with the weight stored low-precision, what it gives with
+//! the f32 weight holding the same (rounded, or decoded on the host from the same bytes)
+//! values; the decoding is the only difference, so the tolerance is rounding noise of
+//! the f32 sums (1e-5 of the largest output). Whole models of all four architectures
+//! give logits within 2e-3 of the f32 path.
 
 mod common;
 mod model_specs;
 
 use boha::adapters::layer::AdaptedLinear;
 use boha::adapters::{AdapterSpec, Method};
-use boha::gpu::{BaseDType, DType, Dispatch, GemmFamily, GemmTile, Gpu, GpuOptions, Recorder};
+use boha::gpu::{
+    BaseDType, DType, Dispatch, GemmFamily, GemmTile, Gpu, GpuOptions, Recorder, Tensor,
+};
+use boha::loaders::gguf::{dequantize, GgmlType};
 use boha::loaders::{load_checkpoint, HostTensor};
 use boha::model::kv_cache::{Model, Session};
 use boha::ops::gemm::{gemm_tile, gemv::GemvKernel, Gemm, Path};
@@ -25,6 +29,10 @@ const LOW: [DType; 5] = [
     DType::Q4_0,
     DType::Q4_1,
 ];
+
+/// The K-quants: no quantizer, so a test weight is random super-blocks, and rows (the
+/// last dimension) are whole 256-value super-blocks, which needs shapes of its own.
+const K_QUANTS: [DType; 3] = [DType::Q4_K, DType::Q5_K, DType::Q6_K];
 
 /// The dtypes a case runs in: all of [`LOW`] for the first case of a list (every kernel
 /// meets every decoder once), q4_1 (SmolLM2's) for the rest. Each dtype is a pipeline per
@@ -47,6 +55,83 @@ fn run(gpu: &Gpu, ds: &[Dispatch]) {
 /// What a kernel reads for a weight stored from `v` as `d`.
 fn rounded(d: DType, v: &[f32]) -> Vec<f32> {
     d.round_trip(v).unwrap()
+}
+
+fn ggml(d: DType) -> GgmlType {
+    match d {
+        DType::Q4_K => GgmlType::Q4_K,
+        DType::Q5_K => GgmlType::Q5_K,
+        DType::Q6_K => GgmlType::Q6_K,
+        _ => unreachable!("{d} is not a K-quant"),
+    }
+}
+
+/// `n` values (whole super-blocks) of K-quant `d` as a GGUF file holds them: random
+/// codes and sub-block scales (and mins) under f16 super-block scales near 1e-2.
+fn k_blocks(rng: &mut Rng, d: DType, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.bytes_for(n));
+    let f16 =
+        |rng: &mut Rng, lo: f64, hi: f64| half::f16::from_f64(rng.range(lo, hi)).to_le_bytes();
+    for _ in 0..n / 256 {
+        let random = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.next_u64() as u8).collect();
+        let b: Vec<u8> = match d {
+            // { d, dmin, scales[12], (qh[32],) qs[128] }
+            DType::Q4_K | DType::Q5_K => {
+                let mut b = [f16(rng, 0.005, 0.02), f16(rng, 0.001, 0.01)].concat();
+                let codes = if d == DType::Q5_K {
+                    12 + 32 + 128
+                } else {
+                    12 + 128
+                };
+                b.extend::<Vec<u8>>(random(rng, codes));
+                b
+            }
+            // { ql[128], qh[64], scales[16], d }
+            _ => {
+                let mut b: Vec<u8> = random(rng, 128 + 64 + 16);
+                b.extend(f16(rng, 0.002, 0.01));
+                b
+            }
+        };
+        out.extend(b);
+    }
+    assert_eq!(out.len(), d.bytes_for(n));
+    out
+}
+
+/// A frozen weight of `shape` stored as `d`, and the f32 tensor of what a kernel should
+/// read from it: `v` rounded or quantized by ggml's reference quantizers, or for a
+/// K-quant random super-blocks and the host's decoding of the same bytes.
+fn weight_pair(gpu: &Gpu, rng: &mut Rng, d: DType, shape: &[usize], v: &[f32]) -> (Tensor, Tensor) {
+    if K_QUANTS.contains(&d) {
+        let bytes = k_blocks(rng, d, v.len());
+        let decoded = dequantize(ggml(d), &bytes, v.len()).unwrap();
+        (
+            gpu.upload(shape, &decoded).unwrap(),
+            gpu.upload_bytes(shape, d, &bytes).unwrap(),
+        )
+    } else {
+        (
+            gpu.upload(shape, &rounded(d, v)).unwrap(),
+            gpu.upload_as(shape, v, d).unwrap(),
+        )
+    }
+}
+
+/// A GEMM case: (m, n, k, trans_b), the dtypes B is stored in, the tiles and the paths.
+type GemmCase<'a> = (
+    (usize, usize, usize, bool),
+    &'a [DType],
+    &'a [GemmTile],
+    Vec<Path>,
+);
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 fn family_gpu(family: GemmFamily, max_binding: Option<u64>) -> Option<Gpu> {
@@ -91,11 +176,33 @@ fn upload_rounds_to_nearest_and_download_widens() {
         // A view inside a block is refused too.
         assert!(t.view(16, 32).is_err());
     }
+    // K-quants: no quantizer, so only a file's bytes go up; the download is the host's
+    // decoder on those bytes.
+    let mut rng = Rng::new(3);
+    let x = rng.vec_f32(512, -1.0, 1.0);
+    for d in K_QUANTS {
+        let e = gpu.upload_as(&[2, 256], &x, d).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("no quantizer for {d}")) && !e.contains('\n'),
+            "{e}"
+        );
+        assert!(d.round_trip(&x).is_none());
+        let bytes = k_blocks(&mut rng, d, 512);
+        let t = gpu.upload_bytes(&[2, 256], d, &bytes).unwrap();
+        assert_eq!(t.bytes(), d.bytes_for(512) as u64);
+        let want = dequantize(ggml(d), &bytes, 512).unwrap();
+        assert_eq!(gpu.download(&t).unwrap(), want, "{d}");
+        assert!(t.view(32, 256).is_err());
+        assert!(gpu
+            .upload_bytes(&[2, 128], d, &bytes[..d.bytes_for(256)])
+            .is_err());
+    }
 }
 
 /// Every GEMM tile the device holds, NT (forward), NN (dX) and the decode GEMV, with B
 /// stored low-precision against B stored as f32 with the same values; a small binding
-/// limit makes the planner cut B into ranges at 2-byte element offsets.
+/// limit makes the planner cut B into ranges at 2-byte element offsets (and between
+/// super-blocks of 144, 176 and 210 bytes).
 #[test]
 fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
     // (m, n, k, trans_b): y = x·Wᵀ, dX = dY·W, an odd k, and a GEMV-shaped decode (block
@@ -106,13 +213,18 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
         (19, 20, 23, true),
         (3, 40, 64, true),
     ];
+    // The K-quants' rows are whole 256-value super-blocks: shapes of their own. Each
+    // meets the register tile NT, where the decode GEMV runs too (m ≤ 8), and one other
+    // tile NN, in turn (llvmpipe takes ~10 s to compile the register tile per decoder).
+    let k_nt = (5, 40, 256, true);
+    let k_nn = (7, 256, 40, false);
     // Every tile runs whatever the family; a 4 KiB binding limit cuts B into ranges.
-    for (limit, shapes) in [(None, &shapes[..]), (Some(4096), &shapes[..2])] {
+    for limit in [None, Some(4096)] {
         let Some(gpu) = family_gpu(GemmFamily::Register, limit) else {
             return;
         };
         // One tier shape stands for the three: they differ in override constants only.
-        let tiles = if limit.is_some() {
+        let tiles: Vec<GemmTile> = if limit.is_some() {
             vec![GemmTile::Register]
         } else {
             GemmTile::candidates()
@@ -120,8 +232,43 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
                 .filter(|t| !matches!(t, GemmTile::Tier { bm, bn } if (*bm, *bn) != (128, 128)))
                 .collect()
         };
+        let gemv = [GemvKernel::Rows, GemvKernel::Split].map(Path::Gemv);
+        let register = [GemmTile::Register];
+        let others: Vec<GemmTile> = tiles
+            .iter()
+            .copied()
+            .filter(|&t| t != GemmTile::Register)
+            .collect();
+        let mut cases: Vec<GemmCase> = Vec::new();
+        let n_shapes = if limit.is_some() { 2 } else { shapes.len() };
+        for (case, &s) in shapes[..n_shapes].iter().enumerate() {
+            let mut paths = vec![Path::Tiled];
+            if s.3 && s.0 <= 8 {
+                paths.extend(gemv);
+            }
+            cases.push((s, dtypes_for(case), &tiles, paths));
+        }
+        for (i, d) in K_QUANTS.iter().enumerate() {
+            let d = std::slice::from_ref(d);
+            if limit.is_some() {
+                // The cut between super-blocks, on the GEMV (the tile's pipeline would
+                // compile again for this device), where 4 KiB hold the rows of one
+                // aligned range start (Q6_K's 210-byte rows need 128 at a 256-byte
+                // alignment).
+                let (row, align) = (d[0].bytes_for(k_nt.2), gpu.binding_offset_align());
+                let step = align / gcd(align, row as u64);
+                if step.max(4) * row as u64 <= 4096 {
+                    cases.push((k_nt, d, &register, gemv.to_vec()));
+                }
+            } else {
+                let tiled_and_gemv = [&[Path::Tiled][..], &gemv].concat();
+                cases.push((k_nt, d, &register, tiled_and_gemv));
+                let other = std::slice::from_ref(&others[i % others.len()]);
+                cases.push((k_nn, d, other, vec![Path::Tiled]));
+            }
+        }
         let mut rng = Rng::new(5);
-        for (case, &(m, n, k, tb)) in shapes.iter().enumerate() {
+        for ((m, n, k, tb), dtypes, tiles, paths) in cases {
             let a = rng.vec_f32(m * k, -1.0, 1.0);
             let b = rng.vec_f32(k * n, -1.0, 1.0);
             let b_shape = if tb { [n, k] } else { [k, n] };
@@ -130,17 +277,12 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
                 trans_b: tb,
                 ..Gemm::new(m, n, k)
             };
-            for &d in dtypes_for(case) {
+            for &d in dtypes {
                 if !b_shape[1].is_multiple_of(d.block()) {
                     continue;
                 }
-                let b32 = gpu.upload(&b_shape, &rounded(d, &b)).unwrap();
-                let blow = gpu.upload_as(&b_shape, &b, d).unwrap();
-                let mut paths = vec![Path::Tiled];
-                if tb && m <= 8 {
-                    paths.extend([GemvKernel::Rows, GemvKernel::Split].map(Path::Gemv));
-                }
-                for &tile in &tiles {
+                let (b32, blow) = weight_pair(&gpu, &mut rng, d, &b_shape, &b);
+                for &tile in tiles {
                     for &path in &paths {
                         let want = gpu.zeros(&[m, n]).unwrap();
                         let got = gpu.zeros(&[m, n]).unwrap();
@@ -172,10 +314,6 @@ fn gemm_tiles_and_gemv_read_low_precision_b_like_f32() {
 /// families, with W0 stored low-precision against W0 stored as f32 with the same values.
 #[test]
 fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
-    // d_in whole 32-value blocks, so every dtype stores W0's rows.
-    const D_OUT: usize = 96;
-    const D_IN: usize = 64;
-    const T: usize = 37;
     // r_b = 2 and 12 take different register kernels (reg4c, reg4k); each kind snippet
     // once (LoRA and ABBA's Khatri–Rao path read W0 through the GEMM, tested above).
     let specs = [
@@ -190,47 +328,65 @@ fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
         let Some(gpu) = family_gpu(family, None) else {
             return;
         };
+        // d_in whole 32-value blocks, so every dtype of LOW stores W0's rows.
         for (n, s) in specs.iter().enumerate() {
-            let mut rng = Rng::new(40 + n as u64);
-            let a_len: usize = s.a_shape(D_IN).iter().product();
-            let b_len: usize = s.b_shape(D_OUT).iter().product();
-            let w0 = rng.vec_f32(D_OUT * D_IN, -1.0, 1.0);
-            let a = rng.vec_f32(a_len, -0.5, 0.5);
-            let b = rng.vec_f32(b_len, -0.5, 0.5);
-            let x = gpu
-                .upload(&[T, D_IN], &rng.vec_f32(T * D_IN, -1.0, 1.0))
-                .unwrap();
-            let dy = gpu
-                .upload(&[T, D_OUT], &rng.vec_f32(T * D_OUT, -1.0, 1.0))
-                .unwrap();
-            for &d in dtypes_for(n) {
-                let what = format!("{s:?} {} {d}", family.name());
-                // Each side: forward y, dX, grad A, grad B, merged W'.
-                let side = |w: &boha::gpu::Tensor| -> Vec<Vec<f32>> {
-                    let ad = AdaptedLinear::from_host(&gpu, *s, "t", D_OUT, D_IN, &a, &b).unwrap();
-                    let y = gpu.zeros(&[T, D_OUT]).unwrap();
-                    let dx = gpu.zeros(&[T, D_IN]).unwrap();
-                    let merged = gpu.zeros(&[D_OUT, D_IN]).unwrap();
-                    run(&gpu, &ad.forward(&gpu, w, &x, &y).unwrap());
-                    run(
-                        &gpu,
-                        &ad.backward(&gpu, w, &x, &dy, Some(&dx), None).unwrap(),
-                    );
-                    run(&gpu, &ad.merge(&gpu, w, &merged).unwrap());
-                    [&y, &dx, &ad.grad_a, &ad.grad_b, &merged]
-                        .iter()
-                        .map(|t| gpu.download(t).unwrap())
-                        .collect()
-                };
-                let want = side(&gpu.upload(&[D_OUT, D_IN], &rounded(d, &w0)).unwrap());
-                let got = side(&gpu.upload_as(&[D_OUT, D_IN], &w0, d).unwrap());
-                for (i, name) in ["forward", "dx", "grad A", "grad B", "merge"]
-                    .iter()
-                    .enumerate()
-                {
-                    assert_close(&format!("{name} {what}"), &got[i], &want[i], TOL);
-                }
-            }
+            fused_case(&gpu, family, s, (96, 64), 40 + n as u64, dtypes_for(n));
+        }
+        // The K-quants on the first spec, with rows of one 256-value super-block, on the
+        // shared family only: the register family's kernels read W0 through the same
+        // wload / wload4 and take llvmpipe ~15 s each to compile per decoder.
+        if family == GemmFamily::Shared {
+            fused_case(&gpu, family, &specs[0], (32, 256), 50, &K_QUANTS);
+        }
+    }
+}
+
+/// One adapter's forward y, dX, grad A, grad B and merged W' with a [d_out, d_in] W0
+/// stored in each of `dtypes`, against the same with W0 in f32.
+fn fused_case(
+    gpu: &Gpu,
+    family: GemmFamily,
+    s: &AdapterSpec,
+    (d_out, d_in): (usize, usize),
+    seed: u64,
+    dtypes: &[DType],
+) {
+    const T: usize = 37;
+    let mut rng = Rng::new(seed);
+    let a_len: usize = s.a_shape(d_in).iter().product();
+    let b_len: usize = s.b_shape(d_out).iter().product();
+    let w0 = rng.vec_f32(d_out * d_in, -1.0, 1.0);
+    let a = rng.vec_f32(a_len, -0.5, 0.5);
+    let b = rng.vec_f32(b_len, -0.5, 0.5);
+    let x = gpu
+        .upload(&[T, d_in], &rng.vec_f32(T * d_in, -1.0, 1.0))
+        .unwrap();
+    let dy = gpu
+        .upload(&[T, d_out], &rng.vec_f32(T * d_out, -1.0, 1.0))
+        .unwrap();
+    for &d in dtypes {
+        let what = format!("{s:?} {} {d}", family.name());
+        let side = |w: &Tensor| -> Vec<Vec<f32>> {
+            let ad = AdaptedLinear::from_host(gpu, *s, "t", d_out, d_in, &a, &b).unwrap();
+            let y = gpu.zeros(&[T, d_out]).unwrap();
+            let dx = gpu.zeros(&[T, d_in]).unwrap();
+            let merged = gpu.zeros(&[d_out, d_in]).unwrap();
+            run(gpu, &ad.forward(gpu, w, &x, &y).unwrap());
+            run(gpu, &ad.backward(gpu, w, &x, &dy, Some(&dx), None).unwrap());
+            run(gpu, &ad.merge(gpu, w, &merged).unwrap());
+            [&y, &dx, &ad.grad_a, &ad.grad_b, &merged]
+                .iter()
+                .map(|t| gpu.download(t).unwrap())
+                .collect()
+        };
+        let (w32, wlow) = weight_pair(gpu, &mut rng, d, &[d_out, d_in], &w0);
+        let want = side(&w32);
+        let got = side(&wlow);
+        for (i, name) in ["forward", "dx", "grad A", "grad B", "merge"]
+            .iter()
+            .enumerate()
+        {
+            assert_close(&format!("{name} {what}"), &got[i], &want[i], TOL);
         }
     }
 }
@@ -238,19 +394,24 @@ fn fused_adapter_kernels_read_low_precision_w0_like_f32() {
 #[test]
 fn embedding_gathers_low_precision_rows() {
     let Some(gpu) = common::gpu() else { return };
-    let (v, c) = (50, 64);
+    let v = 50;
     let mut rng = Rng::new(9);
-    let table = rng.vec_f32(v * c, -1.0, 1.0);
     let ids: Vec<u32> = vec![0, 49, 7, 7, 31, 60];
     let tid = gpu.upload_u32(&[ids.len()], &ids).unwrap();
-    for d in LOW {
-        let t = gpu.upload_as(&[v, c], &table, d).unwrap();
+    // Rows of 64 for LOW's dtypes, of one super-block for the K-quants.
+    let cases = LOW
+        .iter()
+        .map(|&d| (d, 64))
+        .chain(K_QUANTS.map(|d| (d, 256)));
+    for (d, c) in cases {
+        let table = rng.vec_f32(v * c, -1.0, 1.0);
+        let (t32, t) = weight_pair(&gpu, &mut rng, d, &[v, c], &table);
         let y = gpu.zeros(&[ids.len(), c]).unwrap();
         run(
             &gpu,
             &boha::ops::embedding::forward(&gpu, &t, &tid, &y, 2.0).unwrap(),
         );
-        let r = rounded(d, &table);
+        let r = gpu.download(&t32).unwrap();
         let want: Vec<f32> = ids
             .iter()
             .flat_map(|&id| {

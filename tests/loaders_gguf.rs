@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use boha::loaders::gguf::{permute_rows, unpermute_rows, GgmlType, GgufFile};
+use boha::loaders::gguf::{dequantize, permute_rows, unpermute_rows, GgmlType, GgufFile};
 use boha::loaders::load_checkpoint;
 use boha::rng::Rng;
 use common::tiny_checkpoint::{
@@ -283,6 +283,9 @@ fn every_type_dequantizes_exactly() {
         let info = g.tensor(t.name()).unwrap();
         assert_eq!(info.ggml_type, *t);
         let got = g.read_f32(info).unwrap();
+        // The dtype `--base-dtype keep` stores it in (tests/streamed_load.rs checks that
+        // the bytes uploaded are the file's).
+        assert_eq!(got.stored, t.kept(), "{}", t.name());
         let shape: Vec<usize> = ne.iter().rev().map(|&d| d as usize).collect();
         assert_eq!(
             got.shape,
@@ -317,6 +320,28 @@ fn qk_permutation_round_trip() {
     assert!(unpermute_rows(&w, 18, 7, 4).is_none());
     assert!(unpermute_rows(&w, 18, 7, 0).is_none());
     assert!(unpermute_rows(&w[1..], 18, 7, 3).is_none());
+}
+
+/// The loader moves a kept block tensor's bytes with Llama's q/k un-permutation as rows
+/// of whole blocks; for the K-quants a row is whole super-blocks (the reader refuses
+/// others), so the moved bytes decode to the moved values.
+#[test]
+fn qk_unpermutation_moves_k_quant_rows_as_whole_super_blocks() {
+    let cases = quantized_cases();
+    for t in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        let (_, _, bytes, _) = cases.iter().find(|c| c.0 == t).unwrap();
+        // Four rows of one super-block (the case's two, twice): one head of size 4.
+        let stored = [&bytes[..], &bytes[..]].concat();
+        let moved = unpermute_rows(&stored, 4, stored.len() / 4, 1).unwrap();
+        assert_ne!(moved, stored);
+        let values = dequantize(t, &stored, 1024).unwrap();
+        assert_eq!(
+            dequantize(t, &moved, 1024).unwrap(),
+            unpermute_rows(&values, 4, 256, 1).unwrap(),
+            "{}",
+            t.name()
+        );
+    }
 }
 
 #[test]

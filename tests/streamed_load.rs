@@ -41,6 +41,29 @@ fn row_ranges_read_what_the_whole_tensor_holds() {
     }
 }
 
+/// A tensor kept in the file's dtype is uploaded from the file's own bytes: `Rows::raw`
+/// of a GGUF's F16 q projection (rows un-permuted) is exactly the f16 encoding of its
+/// values, and the tensor on the device downloads to them.
+#[test]
+fn kept_tensors_upload_the_files_bytes() {
+    let root = temp_dir("streamed-raw");
+    let hf_dir = root.join("hf");
+    std::fs::create_dir_all(&hf_dir).unwrap();
+    let tiny = write_tiny_hf(&hf_dir, &TinySpec::llama());
+    let gguf = root.join("tiny.gguf");
+    gguf_from_tiny(&tiny, true).write(&gguf);
+    let ck = load_checkpoint(&gguf).unwrap();
+    let q = ck.tensor("layers.0.q").unwrap();
+    assert!(q.file_holds(DType::F16) && !q.file_holds(DType::BF16));
+    let values = q.to_f32().unwrap();
+    let raw = q.rows().unwrap().raw(0, q.row_count()).unwrap();
+    assert_eq!(raw, DType::F16.encode(&values).unwrap());
+    let Some(gpu) = common::gpu() else { return };
+    let w = boha::model::transformer::Weights::upload(&gpu, &ck).unwrap();
+    assert_eq!(w.layers[0].q.dtype(), DType::F16);
+    assert_eq!(gpu.download(&w.layers[0].q).unwrap(), values);
+}
+
 /// `upload_rows` in chunks of 8 rows gives the tensor `upload_as` gives at once, for
 /// every dtype it can encode, with a last chunk shorter than the rest and (Q4_0's
 /// 18-byte blocks, an odd count) not ending on a 4-byte word.

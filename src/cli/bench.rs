@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use boha::adapters::Method;
 use boha::bench::record::{self, Record};
 use boha::bench::{gemm, layer, load, step};
-use boha::gpu::{BaseDType, DType};
+use boha::gpu::BaseDType;
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
@@ -129,7 +129,12 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
         } => {
             let dtypes = base_dtypes
                 .iter()
-                .map(|d| d.parse::<DType>().map_err(Error::Invalid))
+                .map(|d| match BaseDType::parse(d) {
+                    Some(BaseDType::Fixed(d)) => Ok(d),
+                    _ => Err(Error::Invalid(format!(
+                        "--base-dtypes: '{d}' is not f32, f16, bf16, q8_0, q4_0 or q4_1"
+                    ))),
+                })
                 .collect::<Result<Vec<_>>>()?;
             let methods = if methods.is_empty() {
                 Method::ALL.to_vec()

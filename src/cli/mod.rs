@@ -53,16 +53,19 @@ pub struct DeviceArgs {
     #[arg(long, global = true)]
     pub no_tune: bool,
     /// How a loaded model's frozen weights (linear layers, embedding, LM head) are stored
-    /// on the device: `keep` (what the file holds; F16 for GGUF block types other than
-    /// Q8_0, Q4_0 and Q4_1), `f32`, `f16`, `bf16`, `q8_0`, `q4_0` or `q4_1`. Kernels
-    /// decode them to f32 as they load them.
+    /// on the device: `keep` (what the file holds, GGUF's Q4_K, Q5_K and Q6_K too; F16
+    /// for Q2_K, Q3_K, Q5_0 and Q5_1), `f32`, `f16`, `bf16`, `q8_0`, `q4_0` or `q4_1`.
+    /// Kernels decode them to f32 as they load them.
     #[arg(long, global = true, default_value = "keep", value_parser = parse_base_dtype)]
     pub base_dtype: BaseDType,
 }
 
 fn parse_base_dtype(s: &str) -> std::result::Result<BaseDType, String> {
-    BaseDType::parse(s).ok_or_else(|| {
-        format!("unknown base dtype '{s}' (keep, f32, f16, bf16, q8_0, q4_0 or q4_1)")
+    BaseDType::parse(s).ok_or_else(|| match s.parse::<boha::gpu::DType>() {
+        Ok(d) => format!(
+            "no quantizer for {d}; K-quant weights come from a GGUF file as they are (keep)"
+        ),
+        Err(_) => format!("unknown base dtype '{s}' (keep, f32, f16, bf16, q8_0, q4_0 or q4_1)"),
     })
 }
 

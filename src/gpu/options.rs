@@ -11,9 +11,9 @@ use super::DType;
 /// model), and so do adapters, activations, gradients and optimizer state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum BaseDType {
-    /// What the file holds: F32, F16, BF16 and GGUF's Q8_0, Q4_0 and Q4_1 blocks as they
-    /// are; GGUF's other block types (Q6_K, Q4_K, …) as F16, the nearest dtype the
-    /// kernels read.
+    /// What the file holds: F32, F16, BF16 and GGUF's Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and
+    /// Q6_K blocks as they are; GGUF's other block types (Q2_K, Q3_K, Q5_0, Q5_1) as F16,
+    /// the nearest dtype the kernels read.
     #[default]
     Keep,
     /// Every frozen weight in this dtype.
@@ -21,12 +21,17 @@ pub enum BaseDType {
 }
 
 impl BaseDType {
-    /// Parses `keep` or a [`DType`] name (`f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`).
+    /// Parses `keep` or the name of a dtype any weight can be stored in
+    /// ([`DType::ENCODED`]: `f32`, `f16`, `bf16`, `q8_0`, `q4_0`, `q4_1`). The K-quants are
+    /// not offered: only `keep` keeps them.
     pub fn parse(s: &str) -> Option<BaseDType> {
         if s == "keep" {
             return Some(BaseDType::Keep);
         }
-        s.parse().ok().map(BaseDType::Fixed)
+        s.parse()
+            .ok()
+            .filter(|d| DType::ENCODED.contains(d))
+            .map(BaseDType::Fixed)
     }
 
     /// The dtype a frozen weight that the file stores as `stored` gets on the device.
@@ -105,5 +110,29 @@ impl Default for GpuOptions {
             untuned: false,
             base_dtype: BaseDType::Keep,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_dtype_offers_only_the_dtypes_with_a_quantizer() {
+        for &d in DType::ALL {
+            let offered = BaseDType::parse(d.name()) == Some(BaseDType::Fixed(d));
+            assert_eq!(offered, DType::ENCODED.contains(&d), "{d}");
+            assert_eq!(d.name().parse::<DType>(), Ok(d));
+        }
+        for d in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+            assert_eq!(BaseDType::parse(d.name()), None);
+            assert_eq!(BaseDType::Keep.resolve(d), d);
+            assert!(d.round_trip(&[0.5; 256]).is_none());
+            assert_eq!(d.block(), 256);
+        }
+        assert_eq!(
+            [DType::Q4_K, DType::Q5_K, DType::Q6_K].map(|d| d.bytes_for(512)),
+            [288, 352, 420]
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Tensors: a GPU buffer with a shape, and views of contiguous sub-ranges of it.
 //!
-//! Storage is f32, except frozen weights, which may be stored as f16 or bf16 ([`DType`]):
+//! Storage is f32, except frozen weights, which may be stored as f16, bf16 or ggml's
+//! blocks ([`DType`]):
 //! only the kernels that read a frozen weight accept those (through the weights snippets
 //! of [`crate::shaders`]), and [`Gpu::prepare`] refuses a low-precision tensor anywhere
 //! else. A view is what a kernel binds: ops that handle tensors larger than the
@@ -18,6 +19,7 @@ use crate::loaders::gguf::GgmlType;
 /// Element type of a tensor's storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[allow(non_camel_case_types)]
 pub enum DType {
     F32,
     /// IEEE 754 half, two to a u32 (element 2j in the low 16 bits).
@@ -33,6 +35,18 @@ pub enum DType {
     /// ggml's 4-bit blocks with a minimum: 32 values in 20 bytes (f16 scale and minimum).
     #[serde(rename = "q4_1")]
     Q4_1,
+    /// ggml's 4-bit super-blocks: 256 values in 144 bytes (f16 d and dmin, eight 6-bit
+    /// scales and mins, 128 bytes of nibbles). Kept from a GGUF file only: no quantizer.
+    #[serde(rename = "q4_k")]
+    Q4_K,
+    /// ggml's 5-bit super-blocks: 256 values in 176 bytes (Q4_K's plus 32 bytes of fifth
+    /// bits). Kept from a GGUF file only.
+    #[serde(rename = "q5_k")]
+    Q5_K,
+    /// ggml's 6-bit super-blocks: 256 values in 210 bytes (low nibbles, high bit pairs,
+    /// sixteen i8 scales, f16 d). Kept from a GGUF file only.
+    #[serde(rename = "q6_k")]
+    Q6_K,
 }
 
 impl DType {
@@ -44,14 +58,30 @@ impl DType {
         DType::Q8_0,
         DType::Q4_0,
         DType::Q4_1,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
     ];
 
-    /// Elements per block: 32 for the ggml block types, else 1. A tensor of a block type
-    /// holds whole blocks, and its views start and end on block boundaries.
+    /// The dtypes any f32 weight can be stored in (`--base-dtype`): all but the K-quants,
+    /// which have no quantizer here and only come from a GGUF file as they are.
+    pub const ENCODED: &'static [DType] = &[
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::Q8_0,
+        DType::Q4_0,
+        DType::Q4_1,
+    ];
+
+    /// Elements per block: 32 for ggml's Q8_0 / Q4_0 / Q4_1, 256 for its K-quant
+    /// super-blocks, else 1. A tensor of a block type holds whole blocks, and its views
+    /// start and end on block boundaries.
     pub fn block(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q8_0 | DType::Q4_0 | DType::Q4_1 => 32,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
@@ -63,6 +93,9 @@ impl DType {
             DType::Q8_0 => 34,
             DType::Q4_0 => 18,
             DType::Q4_1 => 20,
+            DType::Q4_K => 144,
+            DType::Q5_K => 176,
+            DType::Q6_K => 210,
         }
     }
 
@@ -81,6 +114,9 @@ impl DType {
             DType::Q8_0 => GgmlType::Q8_0,
             DType::Q4_0 => GgmlType::Q4_0,
             DType::Q4_1 => GgmlType::Q4_1,
+            DType::Q4_K => GgmlType::Q4_K,
+            DType::Q5_K => GgmlType::Q5_K,
+            DType::Q6_K => GgmlType::Q6_K,
         }
     }
 
@@ -93,20 +129,27 @@ impl DType {
             DType::Q8_0 => "q8_0",
             DType::Q4_0 => "q4_0",
             DType::Q4_1 => "q4_1",
+            DType::Q4_K => "q4_k",
+            DType::Q5_K => "q5_k",
+            DType::Q6_K => "q6_k",
         }
     }
 
     /// What a kernel reads for a weight stored from `data` in this dtype: each value
     /// rounded to nearest even (f16, bf16), or quantized and decoded block by block
-    /// (ggml's reference quantizers). `None` when `data` is not whole blocks.
+    /// (ggml's reference quantizers). `None` when `data` is not whole blocks, or for a
+    /// K-quant (no quantizer).
     pub fn round_trip(self, data: &[f32]) -> Option<Vec<f32>> {
         let bytes = self.encode(data)?;
         self.decode(&bytes, data.len())
     }
 
     /// The storage bytes of `data` in this dtype (padded to 4 bytes); `None` when `data`
-    /// is not whole blocks.
+    /// is not whole blocks, or for a K-quant (not in [`DType::ENCODED`]).
     pub fn encode(self, data: &[f32]) -> Option<Vec<u8>> {
+        if !DType::ENCODED.contains(&self) {
+            return None;
+        }
         let mut out: Vec<u8> = match self {
             DType::F32 => bytemuck::cast_slice(data).to_vec(),
             DType::F16 => data
@@ -147,7 +190,10 @@ impl std::str::FromStr for DType {
             .iter()
             .copied()
             .find(|d| d.name() == s)
-            .ok_or_else(|| format!("unknown dtype '{s}' (f32, f16, bf16, q8_0, q4_0 or q4_1)"))
+            .ok_or_else(|| {
+                let names: Vec<&str> = DType::ALL.iter().map(|d| d.name()).collect();
+                format!("unknown dtype '{s}' ({})", names.join(", "))
+            })
     }
 }
 
@@ -391,7 +437,8 @@ impl Gpu {
 
     /// Uploads `data` as a tensor of `shape` stored as `dtype` (rounded or quantized, see
     /// [`DType::round_trip`]): how a frozen weight goes to the GPU. A block dtype needs
-    /// rows (the last dimension) of whole blocks.
+    /// rows (the last dimension) of whole blocks; a K-quant is refused (no quantizer:
+    /// [`Gpu::upload_bytes`] takes a file's blocks).
     pub fn upload_as(&self, shape: &[usize], data: &[f32], dtype: DType) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != data.len() {
@@ -401,6 +448,11 @@ impl Gpu {
             ));
         }
         check_blocks(shape, dtype)?;
+        if !DType::ENCODED.contains(&dtype) {
+            return Err(Error::Invalid(format!(
+                "no quantizer for {dtype}; K-quant weights come from a GGUF file as they are"
+            )));
+        }
         let bytes = dtype
             .encode(data)
             .ok_or_else(|| Error::shape("upload", format!("{shape:?} as {dtype}")))?;

@@ -36,9 +36,10 @@ const QK_K: usize = 256;
 
 impl GgmlType {
     /// The device dtype `--base-dtype keep` stores a tensor of this type in: F32, F16,
-    /// BF16, Q8_0, Q4_0 and Q4_1 as they are (the blocks uploaded as the file holds
-    /// them), F16 for the other block types, whose kernels do not exist yet (the codes
-    /// of 2- to 6-bit blocks widen to F16 with at most its rounding).
+    /// BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K as they are (the blocks uploaded as the
+    /// file holds them), F16 for the other block types (Q2_K, Q3_K, Q5_0, Q5_1), whose
+    /// kernels do not exist yet (the codes of 2- to 5-bit blocks widen to F16 with at
+    /// most its rounding).
     pub fn kept(self) -> crate::gpu::DType {
         use crate::gpu::DType;
         match self {
@@ -47,6 +48,9 @@ impl GgmlType {
             GgmlType::Q8_0 => DType::Q8_0,
             GgmlType::Q4_0 => DType::Q4_0,
             GgmlType::Q4_1 => DType::Q4_1,
+            GgmlType::Q4_K => DType::Q4_K,
+            GgmlType::Q5_K => DType::Q5_K,
+            GgmlType::Q6_K => DType::Q6_K,
             _ => DType::F16,
         }
     }
@@ -402,5 +406,88 @@ fn q6_k(b: &[u8], y: &mut Vec<f32>) {
             out[l + 96] = d * s(6) * q4 as f32;
         }
         y.extend_from_slice(&out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Q4_K block built byte by byte, decoded to values worked out by hand from
+    /// llama.cpp's dequantize_row_q4_K: x = d·sc·q − dmin·m.
+    #[test]
+    fn q4_k_reference_values() {
+        let mut b = [0u8; 144];
+        b[0..4].copy_from_slice(&[0x00, 0x38, 0x00, 0x34]); // d = 0.5, dmin = 0.25
+        let sc = &mut b[4..16];
+        // Sub-block 0: sc 2, m 4. Sub-block 1: sc 3, m 0. Sub-block 5: sc 21 = 0b01_0101,
+        // m 38 = 0b10_0110: low nibbles in scales[9], top bits in bits 6-7 of scales[1]
+        // and scales[5]. The others: 0.
+        sc[0] = 2;
+        sc[4] = 4;
+        sc[1] = 3 | (1 << 6);
+        sc[5] = 2 << 6;
+        sc[9] = 5 | (6 << 4);
+        let qs = &mut b[16..144];
+        qs[0] = 0x7a; // value 0: q 10 (sub-block 0); value 32: q 7 (sub-block 1)
+        qs[31] = 0x0f; // value 31: q 15; value 63: q 0
+        qs[69] = 0xc0; // value 133: q 0 (sub-block 4); value 165: q 12 (sub-block 5)
+        let mut want = [0f32; 256];
+        want[..32].fill(-1.0); // 0.5·2·0 − 0.25·4
+        want[160..192].fill(-9.5); // 0.5·21·0 − 0.25·38
+        want[0] = 9.0; // 0.5·2·10 − 1
+        want[31] = 14.0; // 0.5·2·15 − 1
+        want[32] = 10.5; // 0.5·3·7
+        want[165] = 116.5; // 0.5·21·12 − 0.25·38
+        assert_eq!(dequantize(GgmlType::Q4_K, &b, 256).unwrap(), want);
+    }
+
+    /// A Q6_K block built byte by byte, decoded to values worked out by hand from
+    /// llama.cpp's dequantize_row_q6_K: x = d·sc·(q − 32), q's low nibble in ql and top
+    /// two bits in qh.
+    #[test]
+    fn q6_k_reference_values() {
+        let mut b = [0u8; 210];
+        b[208..210].copy_from_slice(&[0x00, 0x34]); // d = 0.25
+        b[192] = 2; // scale of values 0..16
+        b[192 + 2] = (-3i8) as u8; // values 32..48
+        b[192 + 13] = 5; // values 208..224
+        b[0] = 0x05; // ql[0]: low nibble of value 0
+        b[128] = 0x02; // qh[0], bits 0-1: value 0's top bits, q = 5 + 32
+        b[40] = 0x01; // ql[40]: low nibble of value 40 (k = 1, l = 8)
+        b[128 + 8] = 0x0c; // qh[8], bits 2-3: value 40, q = 1 + 48
+        b[88] = 0xf0; // ql[88], high nibble: value 216 (h = 1, k = 2, l = 24)
+        b[128 + 56] = 0x10; // qh[56], bits 4-5: value 216, q = 15 + 16
+        let mut want = [0f32; 256];
+        want[..16].fill(-16.0); // 0.25·2·(0 − 32)
+        want[32..48].fill(24.0); // 0.25·(−3)·(0 − 32)
+        want[208..224].fill(-40.0); // 0.25·5·(0 − 32)
+        want[0] = 2.5; // 0.25·2·(37 − 32)
+        want[40] = -12.75; // 0.25·(−3)·(49 − 32)
+        want[216] = -1.25; // 0.25·5·(31 − 32)
+        assert_eq!(dequantize(GgmlType::Q6_K, &b, 256).unwrap(), want);
+    }
+
+    #[test]
+    fn k_quants_are_kept_and_the_other_blocks_widen_to_f16() {
+        use crate::gpu::DType;
+        assert_eq!(GgmlType::Q4_K.kept(), DType::Q4_K);
+        assert_eq!(GgmlType::Q5_K.kept(), DType::Q5_K);
+        assert_eq!(GgmlType::Q6_K.kept(), DType::Q6_K);
+        for t in [
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+        ] {
+            assert_eq!(t.kept(), DType::F16, "{}", t.name());
+        }
+        for t in [GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+            let d = t.kept();
+            assert_eq!(
+                (d.block(), d.bytes_for(512)),
+                (t.block_size(), 2 * t.type_size())
+            );
+        }
     }
 }
