@@ -27,7 +27,7 @@ cargo build --release --quiet
 # adapter kinds' fused kernels, whole tiny models' gradients, every frozen-weight dtype.
 cargo test --release --quiet --test gemm --test gemm_tier --test gemm_subgroup \
   --test adapters_gpu --test adapters_grad --test khatri_rao --test ops_transformer \
-  --test model_train --test merge --test base_dtype 2>&1 |
+  --test model_train --test merge --test merge_gguf --test base_dtype --test streamed_load 2>&1 |
   tee "$OUT/numerics.txt" | grep -E "test result|FAILED|panicked" || true
 if grep -q "FAILED\|panicked" "$OUT/numerics.txt"; then
   echo "numerics failed on this device; benchmarks not run" >&2

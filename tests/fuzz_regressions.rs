@@ -373,7 +373,8 @@ fn split2(data: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// `fuzz_targets/gguf.rs`: the GGUF reader (open, a few tensors), then the whole
-/// checkpoint loader, whose result is the outcome.
+/// checkpoint loader and a read of every tensor's values (loading reads headers only),
+/// whose result is the outcome.
 fn run_gguf(cx: &mut Ctx, data: &[u8]) -> Outcome {
     let path = cx.write("input.gguf", data);
     if let Some(f) = cx.other(boha::loaders::gguf::GgufFile::open(&path)) {
@@ -381,7 +382,7 @@ fn run_gguf(cx: &mut Ctx, data: &[u8]) -> Outcome {
             cx.other(f.read_f32(t));
         }
     }
-    cx.outcome(boha::loaders::load_checkpoint(&path))
+    cx.outcome(boha::loaders::load_checkpoint(&path).and_then(|ck| ck.check_values()))
 }
 
 /// `fuzz_targets/hf_dir.rs`: safetensors and config.json alone, then the directory
@@ -392,7 +393,10 @@ fn run_hf_dir(cx: &mut Ctx, data: &[u8]) -> Outcome {
     };
     let config = cx.write("config.json", config);
     let weights = cx.write("model.safetensors", weights);
-    cx.other(boha::loaders::safetensors::read_file(&weights));
+    cx.other(
+        boha::loaders::safetensors::read_file(&weights)
+            .and_then(|ts| ts.iter().try_for_each(|(_, t)| t.to_f32().map(drop))),
+    );
     cx.other(boha::loaders::hf::config_from_json_file(&config));
     cx.outcome(boha::loaders::load_checkpoint(&cx.dir.clone()))
 }

@@ -88,6 +88,24 @@ impl Checkpoint {
         }
     }
 
+    /// Reads every tensor's values once, a chunk of rows at a time, as an upload does:
+    /// loading reads headers only, so this is where a file's NaN, Inf or unreadable range
+    /// shows before any GPU work, as a one-line error naming the file and the tensor.
+    pub fn check_values(&self) -> Result<()> {
+        for t in self.tensors.values() {
+            let rows = t.rows()?;
+            let n = t.row_count();
+            let step = ((1usize << 20) / (t.len() / n.max(1)).max(1)).max(1);
+            let mut start = 0;
+            while start < n {
+                let k = step.min(n - start);
+                rows.get(start, k)?;
+                start += k;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes and returns the tensor named `name` (to move it to the GPU and free it).
     pub fn take(&mut self, name: &str) -> Result<HostTensor> {
         match self.tensors.remove(name) {
