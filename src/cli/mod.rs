@@ -123,7 +123,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Mean next-token NLL and perplexity of a text.
     Score(score::ScoreArgs),
-    /// Write a generated task (arith or choice) as JSONL; `boha data --help` gives the rules.
+    /// Write a generated task (arith, choice, find) or a real benchmark (boolq … gsm8k) as
+    /// JSONL; `boha data --help` gives the rules.
     #[command(long_about = data::LONG_ABOUT)]
     Data(data::DataArgs),
     /// Fine-tune adapters (BoHA, HiRA, LoRA, the additive control, ABBA or LoHa) on a JSONL dataset.

@@ -1,9 +1,11 @@
 //! Training and evaluation data on the CPU side: JSONL records ([`jsonl`]), their prompt
 //! text ([`template`]), tokenized examples and batches with a resumable order
-//! ([`batch`]), generated tasks ([`tasks`]) and answer scoring ([`answer`]).
+//! ([`batch`]), generated tasks ([`tasks`]), the real benchmarks ([`benchmarks`]) and
+//! answer scoring ([`answer`]).
 
 pub mod answer;
 pub mod batch;
+pub mod benchmarks;
 pub mod jsonl;
 pub mod tasks;
 pub mod template;

