@@ -6,6 +6,7 @@ pub mod adapter_io;
 pub mod config;
 pub mod export;
 pub mod export_gguf;
+mod gguf_metadata;
 pub mod kv_cache;
 pub mod reference;
 pub mod transformer;
