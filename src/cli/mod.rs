@@ -14,6 +14,7 @@ mod merge;
 mod report;
 mod score;
 mod setup;
+mod study;
 mod synthetic;
 mod tune;
 
@@ -136,6 +137,10 @@ pub enum Command {
     /// The continual-learning diagnostic: task one, then task two, for each method at a
     /// matched budget; retention and plasticity.
     Continual(continual::ContinualArgs),
+    /// The benchmark study: BoHA, LoRA, HiRA, ABBA and the additive control on the
+    /// commonsense tasks and GSM8K, with a rate sweep, seeds, the continual diagnostic
+    /// and a report; resumable (each unit's result is a JSON file).
+    Study(study::StudyArgs),
     /// The op graph a command compiles: nodes with shapes and dtypes, the planned
     /// buffers and their sizes (`--dot` writes Graphviz, `--measure` runs a step).
     Graph(graph::GraphArgs),
@@ -160,6 +165,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(&cli.device, &args),
         Command::Merge(args) => merge::run(&cli.device, &args),
         Command::Continual(args) => continual::run(&cli.device, &args),
+        Command::Study(args) => study::run(&cli.device, &args),
         Command::Report(args) => report::run(&args),
         Command::Graph(args) => graph::run(&cli.device, &args),
     }

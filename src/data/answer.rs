@@ -57,7 +57,8 @@ impl AnswerFormat {
         })
     }
 
-    fn labels(self) -> &'static [&'static str] {
+    /// The labels of a label format, in order (none for `Number`).
+    pub fn labels(self) -> &'static [&'static str] {
         match self {
             AnswerFormat::BoolQ => &["true", "false"],
             AnswerFormat::Piqa => &["solution1", "solution2"],

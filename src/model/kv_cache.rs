@@ -185,6 +185,26 @@ impl<'m> Session<'m> {
         gpu.download(&plan.logits)
     }
 
+    /// Runs `tokens` in pieces of at most `chunk` and returns the last position's logits.
+    /// Each piece length has its own prepared plan, so prompts of many lengths (an
+    /// evaluation set) share at most `chunk` plans instead of one per length, and the
+    /// cost of creating pipelines and bind groups is paid once.
+    pub fn prefill(&mut self, gpu: &Gpu, tokens: &[u32], chunk: usize) -> Result<Vec<f32>> {
+        if tokens.is_empty() {
+            return Err(Error::Invalid("no tokens to run".into()));
+        }
+        let mut last = Vec::new();
+        for piece in tokens.chunks(chunk.max(1)) {
+            last = self.forward(gpu, piece, false)?;
+        }
+        Ok(last)
+    }
+
+    /// The vocabulary size (the width of a logits row).
+    pub fn vocab(&self) -> usize {
+        self.model.weights.config.vocab_size
+    }
+
     /// Forgets the cached positions (the caches are overwritten from position 0).
     pub fn reset(&mut self) {
         self.cache.len = 0;

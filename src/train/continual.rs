@@ -101,6 +101,7 @@ fn accuracy(
         max_new_tokens,
         task: None,
         source: Some(data.to_path_buf()),
+        ..Default::default()
     };
     Ok(evaluate(gpu, &model, ck, &samples, &opts, &mut |_| {})?.0)
 }

@@ -25,15 +25,42 @@ fn register_font() {
 /// Draws the training loss (and the eval loss, when there is one) against the step into
 /// `path` (PNG, 960×540), written through a temporary file and a rename.
 pub fn plot_loss(path: &Path, curves: &Curves, title: &str) -> Result<()> {
+    plot_series(
+        path,
+        title,
+        &[
+            ("train".to_string(), curves.train.clone()),
+            ("eval".to_string(), curves.eval.clone()),
+        ],
+    )
+}
+
+/// Colours of the series, in order.
+const COLOURS: [RGBColor; 6] = [
+    BLUE,
+    RED,
+    RGBColor(0, 150, 0),
+    RGBColor(200, 120, 0),
+    MAGENTA,
+    BLACK,
+];
+
+/// Series of (step, loss) points with fewer than this many get a dot on each point
+/// (an eval loss measured a few times).
+const DOTTED_BELOW: usize = 30;
+
+/// Draws named loss series against the step into `path` (PNG, 960×540), one colour
+/// each, written through a temporary file and a rename. Empty series are left out.
+pub fn plot_series(path: &Path, title: &str, series: &[(String, Vec<(u32, f32)>)]) -> Result<()> {
     register_font();
-    if curves.train.is_empty() && curves.eval.is_empty() {
+    if series.iter().all(|(_, s)| s.is_empty()) {
         return Err(Error::Invalid(format!(
             "{}: no losses to plot",
             path.display()
         )));
     }
     let tmp = path.with_file_name(format!(".loss-{}.tmp.png", std::process::id()));
-    let result = draw(&tmp, curves, title)
+    let result = draw(&tmp, series, title)
         .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -41,9 +68,9 @@ pub fn plot_loss(path: &Path, curves: &Curves, title: &str) -> Result<()> {
     result
 }
 
-fn draw(path: &Path, c: &Curves, title: &str) -> Result<()> {
+fn draw(path: &Path, series: &[(String, Vec<(u32, f32)>)], title: &str) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| Error::Invalid(format!("{}: {e}", path.display()));
-    let all = c.train.iter().chain(&c.eval);
+    let all = series.iter().flat_map(|(_, s)| s.iter());
     let max_step = all.clone().map(|p| p.0).max().unwrap_or(1).max(1);
     let (lo, hi) = all
         .map(|p| p.1)
@@ -68,25 +95,24 @@ fn draw(path: &Path, c: &Curves, title: &str) -> Result<()> {
         .y_desc("loss")
         .draw()
         .map_err(|e| err(&e))?;
-    if !c.train.is_empty() {
+    for (i, (name, points)) in series.iter().enumerate() {
+        if points.is_empty() {
+            continue;
+        }
+        let colour = COLOURS[i % COLOURS.len()];
         chart
             .draw_series(LineSeries::new(
-                c.train.iter().copied(),
-                BLUE.stroke_width(2),
+                points.iter().copied(),
+                colour.stroke_width(2),
             ))
             .map_err(|e| err(&e))?
-            .label("train")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-    }
-    if !c.eval.is_empty() {
-        chart
-            .draw_series(LineSeries::new(c.eval.iter().copied(), RED.stroke_width(2)))
-            .map_err(|e| err(&e))?
-            .label("eval")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
-        chart
-            .draw_series(c.eval.iter().map(|&p| Circle::new(p, 3, RED.filled())))
-            .map_err(|e| err(&e))?;
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
+        if points.len() < DOTTED_BELOW {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+                .map_err(|e| err(&e))?;
+        }
     }
     chart
         .configure_series_labels()

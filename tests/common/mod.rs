@@ -3,6 +3,7 @@
 
 use boha::gpu::{Gpu, GpuOptions};
 
+pub mod olmo_samples;
 pub mod tiny_checkpoint;
 
 /// Runs before the test harness's `main`, while the process has one thread: the same

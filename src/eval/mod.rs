@@ -1,5 +1,6 @@
 //! Evaluation: greedy answers to a dataset's prompts, scored as LLM-Adapters scores its
-//! benchmarks ([`crate::data::answer`]).
+//! benchmarks ([`crate::data::answer`]), or with [`Scoring::Loglik`] the answer choice
+//! the model finds most likely ([`loglik`]).
 //!
 //! Each [`Sample`] is rendered exactly as training renders it ([`render`]) and tokenized
 //! by the same code ([`tokenize`]: BOS in front of raw-text prompts when the model wants
@@ -33,6 +34,8 @@
 //! hold activations sized by their length, so once their total exceeds
 //! [`PLAN_ROWS_BUDGET`] rows the session is replaced by a fresh one.
 
+pub mod loglik;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -58,6 +61,37 @@ pub const ALPACA_STOP: &str = "### Response:";
 /// before it is replaced (each list holds activations for its length).
 pub const PLAN_ROWS_BUDGET: usize = 4096;
 
+/// How a record's answer is found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scoring {
+    /// Greedy generation and answer extraction (LLM-Adapters; comparable with its
+    /// papers).
+    #[default]
+    Generate,
+    /// The answer choice with the highest log-likelihood per continuation token
+    /// ([`loglik`]); number tasks, which have no choices, are still generated.
+    Loglik,
+}
+
+impl Scoring {
+    pub fn parse(s: &str) -> Result<Scoring> {
+        match s {
+            "generate" => Ok(Scoring::Generate),
+            "loglik" => Ok(Scoring::Loglik),
+            _ => Err(Error::Invalid(format!(
+                "unknown scoring '{s}' (expected generate or loglik)"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Generate => "generate",
+            Scoring::Loglik => "loglik",
+        }
+    }
+}
+
 /// What to evaluate and how.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
@@ -67,6 +101,7 @@ pub struct EvalOptions {
     pub task: Option<String>,
     /// The file the samples came from, named in per-record errors (`file:line: …`).
     pub source: Option<PathBuf>,
+    pub scoring: Scoring,
 }
 
 impl Default for EvalOptions {
@@ -75,6 +110,7 @@ impl Default for EvalOptions {
             max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             task: None,
             source: None,
+            scoring: Scoring::Generate,
         }
     }
 }
@@ -92,6 +128,8 @@ pub enum EvalStop {
     MaxTokens,
     /// The cache length `generate` would have had.
     CacheFull,
+    /// Nothing was generated: the answer choices were scored ([`Scoring::Loglik`]).
+    Scored,
 }
 
 impl EvalStop {
@@ -103,6 +141,7 @@ impl EvalStop {
             EvalStop::Answer => "answer",
             EvalStop::MaxTokens => "max_tokens",
             EvalStop::CacheFull => "cache_full",
+            EvalStop::Scored => "scored",
         }
     }
 }
@@ -118,7 +157,8 @@ pub struct RecordResult {
     pub task: String,
     /// The rendered prompt text.
     pub prompt: String,
-    /// The generated text (without EOS, cut before a stop string).
+    /// The generated text (without EOS, cut before a stop string); with loglik
+    /// scoring, the chosen label.
     pub generated: String,
     /// The gold answer ([`Sample::gold`]).
     pub gold: String,
@@ -132,20 +172,32 @@ pub struct RecordResult {
     pub stop: EvalStop,
     /// Wall-clock seconds for this record (prefill and decode).
     pub seconds: f64,
+    /// With loglik scoring, each offered label and its score (log-likelihood per
+    /// continuation token); empty when the answer was generated.
+    pub choices: Vec<(String, f64)>,
 }
 
 impl RecordResult {
     /// The record as one `--out` JSONL line: `{line, task, prompt, generated, gold,
     /// correct}`.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "line": self.line,
             "task": self.task,
             "prompt": self.prompt,
             "generated": self.generated,
             "gold": self.gold,
             "correct": self.correct,
-        })
+        });
+        if !self.choices.is_empty() {
+            v["scores"] = self
+                .choices
+                .iter()
+                .map(|(l, s)| (l.clone(), json!(s)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        v
     }
 }
 
@@ -214,6 +266,8 @@ struct Prepared {
     stops: Vec<String>,
     /// The cache length `generate` would allocate for this prompt.
     capacity: usize,
+    /// The answer choices, when they are scored instead of generated.
+    candidates: Option<loglik::Candidates>,
 }
 
 fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepared> {
@@ -232,7 +286,16 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
         return Err(err("the prompt encodes to no tokens".into()));
     }
     let n = ids.len();
-    let capacity = (n + opts.max_new_tokens).min(ck.config.max_position_embeddings.max(n + 1));
+    let candidates = match (opts.scoring, format) {
+        (Scoring::Loglik, f) if f != AnswerFormat::Number => {
+            Some(loglik::candidates(ck, f, sample).map_err(|e| err(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let capacity = match &candidates {
+        Some(c) => n + c.continuations.iter().map(Vec::len).max().unwrap_or(0),
+        None => (n + opts.max_new_tokens).min(ck.config.max_position_embeddings.max(n + 1)),
+    };
     Ok(Prepared {
         task,
         format,
@@ -240,6 +303,7 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
         ids,
         stops: stop_strings(&sample.record),
         capacity,
+        candidates,
     })
 }
 
@@ -287,6 +351,27 @@ pub fn evaluate(
         };
         s.reset();
         let t0 = Instant::now();
+        if let Some(c) = &p.candidates {
+            let scores = loglik::score_candidates(gpu, s, &p.ids, &c.continuations)?;
+            let (chosen, correct) = loglik::judge(&mut scorer, &p.task, c, &scores);
+            let r = RecordResult {
+                index,
+                line: sample.line,
+                task: p.task.clone(),
+                prompt: p.prompt.clone(),
+                generated: chosen.to_string(),
+                gold: c.gold.to_string(),
+                correct,
+                prompt_tokens: n,
+                new_tokens: 0,
+                stop: EvalStop::Scored,
+                seconds: t0.elapsed().as_secs_f64(),
+                choices: c.labels.iter().map(|l| l.to_string()).zip(scores).collect(),
+            };
+            on_record(&r);
+            results.push(r);
+            continue;
+        }
         let mut logits = s.forward(gpu, &p.ids, false)?;
         let mut tokens = Vec::new();
         let mut text = String::new();
@@ -336,6 +421,7 @@ pub fn evaluate(
             new_tokens: tokens.len(),
             stop,
             seconds: t0.elapsed().as_secs_f64(),
+            choices: Vec::new(),
         };
         on_record(&r);
         results.push(r);

@@ -1,0 +1,445 @@
+//! Running a study: every piece of work is a unit whose result is one JSON file under
+//! `OUT/results/`, and a unit whose file exists is never run again. A study can thus be
+//! stopped anywhere (`--max-minutes`, Ctrl-C, a lost machine) and continued by running
+//! the same command again, in the same session or a later one.
+//!
+//! Units, in order:
+//!
+//! 1. the data files (`results/data.json`, files in `OUT/work/data/`);
+//! 2. per suite (commonsense, then GSM8K), whole before the next:
+//!    - the base model on its test sets (`results/eval/base/TASK.json`);
+//!    - the sweep: each method at each rate of its grid with the first seed
+//!      (`results/train/SUITE/METHOD/lrLR_sSEED.json`, holding the final validation
+//!      loss);
+//!    - each method at its chosen rate (lowest validation loss) with every seed, and its
+//!      test accuracy on each of the suite's tasks (`results/eval/SUITE/METHOD/
+//!      lrLR_sSEED/TASK.json`); the first seed's run is the sweep's;
+//! 3. the continual diagnostic: each commonsense run at the chosen rate (stage 1) goes
+//!    on training on GSM8K at the method's GSM8K rate (stage 2, `continual/…`), and is
+//!    tested on every task; with the first seed, stage 2 also runs at each other rate of
+//!    the method's grid, which traces retention against plasticity for the comparison
+//!    at matched plasticity.
+//!
+//! Adapters and checkpoints live in `OUT/work/` (not meant to be committed). Training
+//! is deterministic, so a unit that needs an adapter another session made and did not
+//! keep trains it again from the same settings. A training run checkpoints every
+//! `save_every` steps and is resumed from there when it was cut short.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::data::{prepare, test_file, train_file, val_file};
+use super::preset::{Preset, Suite};
+use crate::adapters::files::CONFIG_FILE;
+use crate::adapters::Method;
+use crate::bench::record::Record;
+use crate::data::benchmarks::Benchmark;
+use crate::data::jsonl::{read_jsonl, write_atomic};
+use crate::eval::{evaluate, EvalOptions};
+use crate::gpu::Gpu;
+use crate::loaders::Checkpoint;
+use crate::model::kv_cache::Model;
+use crate::model::transformer::Adapters;
+use crate::train::continual::matched_spec;
+use crate::train::metrics::read_curves;
+use crate::train::run::{CHECKPOINT_FILE, METRICS_FILE};
+use crate::train::{finetune, Control, FinetuneConfig};
+use crate::{Error, Result};
+
+/// The suite name of the continual diagnostic's second stage.
+pub const CONTINUAL: &str = "continual";
+
+/// One training run: `SUITE/METHOD/lrLR_sSEED`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunKey {
+    pub suite: String,
+    pub method: Method,
+    pub lr: f32,
+    pub seed: u64,
+}
+
+/// A learning rate as a short, exact-enough name: 3e-3, 1.5e-2.
+pub fn lr_name(lr: f32) -> String {
+    let s = format!("{lr:.2e}");
+    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+    let m = m.trim_end_matches('0').trim_end_matches('.');
+    format!("{m}e{e}")
+}
+
+impl RunKey {
+    pub fn rel(&self) -> String {
+        format!(
+            "{}/{}/lr{}_s{}",
+            self.suite,
+            self.method.name(),
+            lr_name(self.lr),
+            self.seed
+        )
+    }
+}
+
+/// Where a study lives.
+pub struct Layout {
+    pub out: PathBuf,
+}
+
+impl Layout {
+    pub fn results(&self) -> PathBuf {
+        self.out.join("results")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.out.join("work").join("data")
+    }
+    pub fn run_dir(&self, k: &RunKey) -> PathBuf {
+        self.out.join("work").join("runs").join(k.rel())
+    }
+    pub fn train_result(&self, k: &RunKey) -> PathBuf {
+        self.results()
+            .join("train")
+            .join(format!("{}.json", k.rel()))
+    }
+    /// `results/eval/base/TASK.json` or `results/eval/RUN/TASK.json`.
+    pub fn eval_result(&self, run: Option<&RunKey>, task: Benchmark) -> PathBuf {
+        let d = match run {
+            Some(k) => self.results().join("eval").join(k.rel()),
+            None => self.results().join("eval").join("base"),
+        };
+        d.join(format!("{}.json", task.name()))
+    }
+}
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every unit has its result.
+    Complete,
+    /// The time limit came first; running the same command again continues.
+    Stopped,
+}
+
+/// Reads a JSON result.
+pub fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::BadFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn write_json(path: &Path, v: &Value) -> Result<()> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Invalid(e.to_string()))?;
+    write_atomic(path, (text + "\n").as_bytes())
+}
+
+/// The chosen rate of `method` on `suite`: the grid's rate with the lowest final
+/// validation loss (a diverged run's loss counts as infinite); None until every sweep
+/// run has its result.
+pub fn chosen_lr(layout: &Layout, p: &Preset, suite: &str, method: Method) -> Result<Option<f32>> {
+    let mut best: Option<(f64, f32)> = None;
+    for &lr in p.lrs_of(method) {
+        let k = RunKey {
+            suite: suite.into(),
+            method,
+            lr,
+            seed: p.seeds[0],
+        };
+        let path = layout.train_result(&k);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let loss = read_json(&path)?
+            .get("val_loss")
+            .and_then(Value::as_f64)
+            .filter(|l| l.is_finite())
+            .unwrap_or(f64::INFINITY);
+        if best.is_none_or(|(b, _)| loss < b) {
+            best = Some((loss, lr));
+        }
+    }
+    Ok(best.map(|(_, lr)| lr))
+}
+
+/// A study in progress on one device and model.
+pub struct Study<'a> {
+    pub gpu: &'a Gpu,
+    pub ck: &'a Checkpoint,
+    pub preset: &'a Preset,
+    pub layout: Layout,
+    /// Where the benchmark package is unpacked.
+    pub package: PathBuf,
+    /// Units are not started after this instant.
+    pub deadline: Option<Instant>,
+    pub say: &'a mut dyn FnMut(&str),
+}
+
+impl Study<'_> {
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The result fields every file carries: the envelope (device, driver, commit,
+    /// date, command) and the preset.
+    fn envelope(&self) -> Value {
+        json!({
+            "record": Record::now(self.gpu),
+            "preset": self.preset.name,
+            "model": self.ck_name(),
+        })
+    }
+
+    fn ck_name(&self) -> String {
+        self.ck
+            .source
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Runs every unit not yet done, in order, until the deadline.
+    pub fn run(&mut self) -> Result<Outcome> {
+        let p = self.preset;
+        let data_result = self.layout.results().join("data.json");
+        if !data_result.exists() || !self.layout.data().join(".complete").exists() {
+            (self.say)("preparing the data files");
+            let sizes = prepare(p, &self.package, &self.layout.data())?;
+            let mut v = self.envelope();
+            v["files"] = sizes;
+            write_json(&data_result, &v)?;
+            write_atomic(&self.layout.data().join(".complete"), b"")?;
+        }
+        // Each suite whole before the next, so that a study cut short has finished
+        // results for its first suite.
+        for suite in &p.suites {
+            if !self.eval_run(None, &suite.tests)? {
+                return Ok(Outcome::Stopped);
+            }
+            // The sweep: every rate with the first seed.
+            for &m in &p.methods {
+                for &lr in p.lrs_of(m) {
+                    let k = RunKey {
+                        suite: suite.name.into(),
+                        method: m,
+                        lr,
+                        seed: p.seeds[0],
+                    };
+                    if self.train(&k, suite, None)?.is_none() {
+                        return Ok(Outcome::Stopped);
+                    }
+                }
+            }
+            // Every seed at the chosen rate, tested.
+            for &m in &p.methods {
+                let lr = chosen_lr(&self.layout, p, suite.name, m)?
+                    .ok_or_else(|| Error::Invalid("the sweep has no result".into()))?;
+                for &seed in &p.seeds {
+                    let k = RunKey {
+                        suite: suite.name.into(),
+                        method: m,
+                        lr,
+                        seed,
+                    };
+                    if !self.eval_run(Some((&k, suite, None)), &suite.tests)? {
+                        return Ok(Outcome::Stopped);
+                    }
+                }
+            }
+        }
+        // The continual diagnostic.
+        let (Some(first), Some(second)) = (p.suite("commonsense"), p.suite("gsm8k")) else {
+            return Ok(Outcome::Complete);
+        };
+        let tests: Vec<Benchmark> = first.tests.iter().chain(&second.tests).copied().collect();
+        for &m in &p.methods {
+            let lr1 = chosen_lr(&self.layout, p, first.name, m)?.expect("chosen above");
+            let lr2 = chosen_lr(&self.layout, p, second.name, m)?.expect("chosen above");
+            for (i, &seed) in p.seeds.iter().enumerate() {
+                let mut rates = vec![lr2];
+                if i == 0 {
+                    rates.extend(p.lrs_of(m).iter().filter(|&&l| l != lr2));
+                }
+                let stage1 = RunKey {
+                    suite: first.name.into(),
+                    method: m,
+                    lr: lr1,
+                    seed,
+                };
+                for lr in rates {
+                    let k = RunKey {
+                        suite: CONTINUAL.into(),
+                        method: m,
+                        lr,
+                        seed,
+                    };
+                    let stage2 = (&k, second, Some((&stage1, first)));
+                    if !self.eval_run(Some(stage2), &tests)? {
+                        return Ok(Outcome::Stopped);
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Complete)
+    }
+
+    /// Trains run `k` on `suite`'s training set (continuing `init`'s adapter, trained
+    /// first when needed) unless its adapter is there; returns the adapter directory,
+    /// or None when the deadline stopped it.
+    fn train(
+        &mut self,
+        k: &RunKey,
+        suite: &Suite,
+        init: Option<(&RunKey, &Suite)>,
+    ) -> Result<Option<PathBuf>> {
+        let dir = self.layout.run_dir(k);
+        let result = self.layout.train_result(k);
+        if dir.join(CONFIG_FILE).exists() {
+            if !result.exists() {
+                self.write_train_result(k, &dir, 0.0)?;
+            }
+            return Ok(Some(dir));
+        }
+        let init_dir = match init {
+            Some((ik, isuite)) => match self.train(ik, isuite, None)? {
+                Some(d) => Some(d),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        if self.out_of_time() {
+            return Ok(None);
+        }
+        let p = self.preset;
+        (self.say)(&format!("training {}", k.rel()));
+        let cfg = FinetuneConfig {
+            data: train_file(&self.layout.data(), suite),
+            out: dir.clone(),
+            spec: matched_spec(k.method, p.rank, p.blocks)?,
+            targets: vec![p.targets.to_string()],
+            init_adapter: init_dir,
+            lr: k.lr,
+            warmup: p.warmup,
+            steps: Some(p.steps),
+            batch: p.batch,
+            max_len: suite.max_len,
+            seed: k.seed,
+            eval_data: Some(val_file(&self.layout.data(), suite)),
+            save_every: Some(p.save_every),
+            resume: dir.join(CHECKPOINT_FILE).exists(),
+            ..FinetuneConfig::default()
+        };
+        let deadline = self.deadline;
+        let t0 = Instant::now();
+        let summary = finetune(self.gpu, self.ck, &cfg, &mut |_| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                Control::Stop
+            } else {
+                Control::Continue
+            }
+        })?;
+        if !summary.finished {
+            return Ok(None);
+        }
+        self.write_train_result(k, &dir, t0.elapsed().as_secs_f64())?;
+        Ok(Some(dir))
+    }
+
+    fn write_train_result(&self, k: &RunKey, dir: &Path, seconds: f64) -> Result<()> {
+        let curves = read_curves(&dir.join(METRICS_FILE))?;
+        let mut v = self.envelope();
+        v["suite"] = json!(k.suite);
+        v["method"] = json!(k.method.name());
+        v["lr"] = json!(k.lr);
+        v["seed"] = json!(k.seed);
+        v["steps"] = json!(self.preset.steps);
+        v["val_loss"] = json!(curves.eval.last().map(|e| e.1));
+        v["train_loss"] = json!(curves.train);
+        v["seconds"] = json!(seconds);
+        write_json(&self.layout.train_result(k), &v)
+    }
+
+    /// Tests run `run` (None: the base model) on each of `tasks` whose result is not
+    /// there, training the run first when its adapter is missing. False when the
+    /// deadline stopped it.
+    #[allow(clippy::type_complexity)]
+    fn eval_run(
+        &mut self,
+        run: Option<(&RunKey, &Suite, Option<(&RunKey, &Suite)>)>,
+        tasks: &[Benchmark],
+    ) -> Result<bool> {
+        let key = run.map(|r| r.0);
+        let todo: Vec<Benchmark> = tasks
+            .iter()
+            .copied()
+            .filter(|&t| !self.layout.eval_result(key, t).exists())
+            .collect();
+        let adapter = match run {
+            Some((k, suite, init)) => match self.train(k, suite, init)? {
+                Some(d) => Some(d),
+                None => return Ok(false),
+            },
+            None => None,
+        };
+        if todo.is_empty() {
+            return Ok(true);
+        }
+        let mut model = Model::load(self.gpu, self.ck)?;
+        if let Some(dir) = &adapter {
+            let a = Adapters::load(self.gpu, &model.weights, dir)?;
+            model.attach(self.gpu, a, true)?;
+        }
+        let name = key.map_or("base".to_string(), RunKey::rel);
+        for task in todo {
+            if self.out_of_time() {
+                return Ok(false);
+            }
+            (self.say)(&format!("testing {name} on {}", task.name()));
+            let path = test_file(&self.layout.data(), task);
+            let samples = read_jsonl(&path)?;
+            let opts = EvalOptions {
+                max_new_tokens: self.preset.max_new_tokens,
+                source: Some(path.clone()),
+                scoring: self.preset.scoring,
+                ..EvalOptions::default()
+            };
+            let t0 = Instant::now();
+            let (report, results) =
+                evaluate(self.gpu, &model, self.ck, &samples, &opts, &mut |_| {})?;
+            let correct: String = results
+                .iter()
+                .map(|r| if r.correct { '1' } else { '0' })
+                .collect();
+            let mut v = self.envelope();
+            v["run"] = json!(name);
+            v["task"] = json!(task.name());
+            v["n"] = json!(report.n);
+            v["accuracy"] = json!(report.accuracy);
+            v["correct"] = json!(correct);
+            v["scoring"] = json!(if task == Benchmark::Gsm8k {
+                "generate"
+            } else {
+                self.preset.scoring.name()
+            });
+            v["max_new_tokens"] = json!(self.preset.max_new_tokens);
+            v["seconds"] = json!(t0.elapsed().as_secs_f64());
+            write_json(&self.layout.eval_result(key, task), &v)?;
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_names_are_short_and_distinct() {
+        assert_eq!(lr_name(3e-3), "3e-3");
+        assert_eq!(lr_name(1e-3 * 3.0), "3e-3");
+        assert_eq!(lr_name(1.5e-2), "1.5e-2");
+        assert_eq!(lr_name(1e-2), "1e-2");
+    }
+}

