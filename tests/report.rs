@@ -30,6 +30,23 @@ fn published_tables_match_their_records() {
     }
 }
 
+/// docs/RESULTS.md is the lavapipe study's report, rebuilt from its committed results.
+#[test]
+fn results_md_is_the_study_report() {
+    let preset = boha::study::Preset::named("lavapipe").unwrap();
+    let layout = boha::study::Layout {
+        out: repo().join("docs/study/lavapipe"),
+    };
+    let figures = common::tiny_checkpoint::temp_dir("study-figures");
+    let want = boha::study::report::report(&preset, &layout, &figures, "results").unwrap();
+    let have = std::fs::read_to_string(repo().join("docs/RESULTS.md")).unwrap();
+    assert!(
+        have == want,
+        "docs/RESULTS.md differs from the study's results; run `cargo run --release -- study \
+         --preset lavapipe --out docs/study/lavapipe --report docs/RESULTS.md --report-only`"
+    );
+}
+
 #[test]
 fn layer_table_shows_every_ratio_beside_its_target() {
     let out = render_block(&samples(), "README.md", "layer sample_layer.json").unwrap();

@@ -1,5 +1,6 @@
-//! `boha report`: every figure table of README.md and docs/RESULTS.md rebuilt from the
-//! records under docs/benchmarks/, in place, between markers:
+//! `boha report`: every figure table of README.md rebuilt from the records under
+//! docs/benchmarks/, in place, between markers (docs/RESULTS.md is the benchmark study's
+//! report, rebuilt from its own result files by `boha study --report-only`):
 //!
 //! ```text
 //! <!-- report:KIND FILE [FILE…] -->
@@ -8,8 +9,8 @@
 //! <!-- /report -->
 //! ```
 //!
-//! KIND is `gemm`, `layer`, `step`, `synthetic`, `demo`, `generate`, `anchor`,
-//! `study-single` or `study-continual`; each FILE is a name in docs/benchmarks/, where
+//! KIND is `gemm`, `layer`, `step`, `synthetic`, `tune`, `step-vs`, `demo`, `generate`,
+//! `load` or `anchor`; each FILE is a name in docs/benchmarks/, where
 //! `*` matches any run of characters (each match gets its own table, in name order).
 //! `--check` rewrites nothing and names the first block that differs, so a figure edited
 //! by hand, or a record changed without regenerating, fails the tests (tests/report.rs).
@@ -22,7 +23,6 @@ pub mod load;
 pub mod markdown;
 pub mod markers;
 pub mod records;
-pub mod study;
 
 use std::path::Path;
 
@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use records::Loaded;
 
 /// The documents that hold generated tables, relative to the repository root.
-pub const DOCUMENTS: [&str; 2] = ["README.md", "docs/RESULTS.md"];
+pub const DOCUMENTS: [&str; 1] = ["README.md"];
 /// Where the records live, relative to the repository root.
 pub const RECORDS: &str = "docs/benchmarks";
 
@@ -56,12 +56,10 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         "anchor" => anchor::anchor,
         "generate" => generate::generate,
         "load" => load::load,
-        "study-single" => study::single,
-        "study-continual" => study::continual,
         _ => {
             return Err(Error::Invalid(format!(
                 "{doc}: unknown report kind `{kind}` (gemm, layer, step, synthetic, \
-                 tune, step-vs, demo, generate, load, anchor, study-single, study-continual)"
+                 tune, step-vs, demo, generate, load, anchor)"
             )))
         }
     };
