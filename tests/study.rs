@@ -102,6 +102,16 @@ fn smoke_study_runs_resumes_and_reports() {
     );
 
     let report = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
+    let want = boha::study::report::expected_units(&boha::study::Preset::named("smoke").unwrap());
+    assert_eq!(
+        files.len(),
+        want + 2,
+        "the two figures besides the units' results"
+    );
+    assert!(
+        report.contains(&format!("Progress: {want} of the {want} units")),
+        "{report}"
+    );
     for want in [
         "## Accuracy (%)",
         "| BoHA − LoRA | commonsense |",

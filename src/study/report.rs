@@ -170,6 +170,56 @@ pub fn report(p: &Preset, layout: &Layout, figures: &Path, figures_rel: &str) ->
     Ok(md)
 }
 
+/// How many result files a complete study has: the data, the base model's tests, every
+/// training run and every test of a trained run.
+pub fn expected_units(p: &Preset) -> usize {
+    let mut tasks: Vec<Benchmark> = Vec::new();
+    for s in &p.suites {
+        for &t in &s.tests {
+            if !tasks.contains(&t) {
+                tasks.push(t);
+            }
+        }
+    }
+    let seeds = p.seeds.len();
+    let mut n = 1 + tasks.len();
+    for s in &p.suites {
+        for &m in &p.methods {
+            // The sweep's rates, then the other seeds at the chosen one.
+            n += p.lrs_of(m).len() + seeds - 1;
+            n += seeds * s.tests.len();
+        }
+    }
+    if p.suite("commonsense").is_some() && p.suite("gsm8k").is_some() {
+        for &m in &p.methods {
+            let runs = seeds + p.lrs_of(m).len() - 1;
+            n += runs * (1 + tasks.len());
+        }
+    }
+    n
+}
+
+/// The result files there are.
+fn result_files(layout: &Layout) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![layout.results()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 fn header(c: &Collected, md: &mut String) -> Result<()> {
     let p = c.p;
     let data = c.layout.results().join("data.json");
@@ -199,7 +249,7 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
          validation slice of {} records of the training part, tests of at most {} items per task.\n\
          - Scoring: multiple choice by {}; GSM8K by the exact final number of a greedy \
          answer (at most {} tokens).\n\
-         - Seeds: {:?} at each method's chosen rate.\n\n",
+         - Seeds: {:?} at each method's chosen rate.\n         - Progress: {} of the {} units have their result.\n\n",
         p.name,
         p.name,
         p.methods
@@ -222,7 +272,9 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
             crate::eval::Scoring::Generate => "greedy answers, extracted as LLM-Adapters does",
         },
         p.max_new_tokens,
-        p.seeds
+        p.seeds,
+        result_files(c.layout).len(),
+        expected_units(p)
     ));
     Ok(())
 }
@@ -551,34 +603,21 @@ fn provenance(c: &Collected, md: &mut String) -> Result<()> {
     let mut devices = BTreeSet::new();
     let mut dates = BTreeSet::new();
     let mut commands = BTreeSet::new();
-    let (mut train_s, mut eval_s, mut files) = (0.0, 0.0, 0usize);
-    let mut stack = vec![c.layout.results()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let v = read_json(&p)?;
-            files += 1;
-            let r = &v["record"];
-            commits.extend(r["commit"].as_str().map(String::from));
-            devices.extend(r["device"]["name"].as_str().map(String::from));
-            dates.extend(r["date"].as_str().map(|d| d[..10.min(d.len())].to_string()));
-            commands.extend(r["command"].as_str().map(String::from));
-            let secs = v["seconds"].as_f64().unwrap_or(0.0);
-            if v.get("task").is_some() {
-                eval_s += secs;
-            } else {
-                train_s += secs;
-            }
+    let (mut train_s, mut eval_s) = (0.0, 0.0);
+    let paths = result_files(c.layout);
+    let files = paths.len();
+    for p in &paths {
+        let v = read_json(p)?;
+        let r = &v["record"];
+        commits.extend(r["commit"].as_str().map(String::from));
+        devices.extend(r["device"]["name"].as_str().map(String::from));
+        dates.extend(r["date"].as_str().map(|d| d[..10.min(d.len())].to_string()));
+        commands.extend(r["command"].as_str().map(String::from));
+        let secs = v["seconds"].as_f64().unwrap_or(0.0);
+        if v.get("task").is_some() {
+            eval_s += secs;
+        } else {
+            train_s += secs;
         }
     }
     let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
