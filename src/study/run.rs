@@ -48,6 +48,9 @@ use crate::train::run::{CHECKPOINT_FILE, METRICS_FILE};
 use crate::train::{finetune, Control, FinetuneConfig};
 use crate::{Error, Result};
 
+/// A test unit reports its progress every this many items.
+const PROGRESS_EVERY: usize = 50;
+
 /// The suite name of the continual diagnostic's second stage.
 pub const CONTINUAL: &str = "continual";
 
@@ -406,8 +409,16 @@ impl Study<'_> {
                 ..EvalOptions::default()
             };
             let t0 = Instant::now();
+            let total = samples.len();
+            let say = &mut *self.say;
+            let mut done = 0usize;
             let (report, results) =
-                evaluate(self.gpu, &model, self.ck, &samples, &opts, &mut |_| {})?;
+                evaluate(self.gpu, &model, self.ck, &samples, &opts, &mut |_| {
+                    done += 1;
+                    if done.is_multiple_of(PROGRESS_EVERY) && done < total {
+                        say(&format!("  {done}/{total} items"));
+                    }
+                })?;
             let correct: String = results
                 .iter()
                 .map(|r| if r.correct { '1' } else { '0' })
