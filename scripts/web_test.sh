@@ -7,6 +7,11 @@
 # chromedriver, and wasm-bindgen-cli at the version Cargo.lock pins (built once into
 # .ci/cache/ and reused).
 #
+# Then the page itself (examples/web/, scripts/web.sh): built, served on 127.0.0.1 and
+# driven headless through chromedriver on a random tiny model: a few training steps whose
+# loss falls, both chats answered, a screenshot that is not blank
+# (target/wasm/web-check.png).
+#
 # Usage: scripts/web_test.sh [extra cargo test arguments, e.g. -- a test name filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,3 +74,12 @@ PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   /usr/bin/cargo test --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
   --no-default-features --no-fail-fast \
   --target-dir "$root/target/wasm" "${tests[@]}" "$@"
+
+scripts/web.sh --build-only
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 -m http.server "$port" --bind 127.0.0.1 --directory "$root/target/wasm/site" \
+  >/dev/null 2>&1 &
+server=$!
+trap 'kill "$server" 2>/dev/null || true' EXIT
+python3 scripts/web_page_check.py "http://127.0.0.1:$port/" tiny 5 \
+  "$root/target/wasm/web-check.png" 32 0.05
