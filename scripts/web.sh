@@ -16,9 +16,11 @@ if [ ! -x "$bindgen" ] || ! command -v /usr/bin/rustc >/dev/null; then
   exit 1
 fi
 
+# The test profile (dev's settings): the same dependency builds as scripts/web_test.sh's
+# tests, where a plain dev build would compile them all a second time.
 PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   /usr/bin/cargo build --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
-  --no-default-features --target-dir "$root/target/wasm" --example web
+  --no-default-features --profile test --target-dir "$root/target/wasm" --example web
 site="$root/target/wasm/site"
 mkdir -p "$site"
 "$bindgen" --target web --out-dir "$site/pkg" --out-name boha_web \

@@ -40,6 +40,7 @@ def wait_for(what, check, timeout):
     raise SystemExit(f"timed out waiting for {what}: status {text('status')!r}")
 
 
+s = None
 try:
     for _ in range(50):
         try:
@@ -103,6 +104,10 @@ try:
     if len(png) < 20000:
         raise SystemExit(f"screenshot {shot} looks blank ({len(png)} bytes)")
     print(f"screenshot {shot} ({len(png)} bytes)")
-    call("DELETE", s)
 finally:
+    # Close the browser even after a failure, so no Chromium outlives the check.
+    try:
+        call("DELETE", s)
+    except Exception:
+        pass
     driver.terminate()

@@ -81,5 +81,6 @@ python3 -m http.server "$port" --bind 127.0.0.1 --directory "$root/target/wasm/s
   >/dev/null 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true' EXIT
-python3 scripts/web_page_check.py "http://127.0.0.1:$port/" tiny 5 \
+# Bounded: one run in development hung before the page loaded (cause not found).
+timeout 300 python3 scripts/web_page_check.py "http://127.0.0.1:$port/" tiny 5 \
   "$root/target/wasm/web-check.png" 32 0.05
