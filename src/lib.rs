@@ -5,6 +5,7 @@
 //! host side: shape checks, dispatch, CPU reference), then adapters and models.
 
 pub mod adapters;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod data;
 pub mod error;
@@ -13,12 +14,14 @@ pub mod experiments;
 pub mod generate;
 pub mod gpu;
 pub mod graph;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod host;
 pub mod linalg;
 pub mod loaders;
 pub mod model;
 pub mod ops;
 pub mod panic_guard;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod report;
 pub mod rng;
 pub mod shaders;

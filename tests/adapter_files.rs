@@ -453,3 +453,18 @@ fn bad_adapters_give_clear_errors() {
     std::fs::write(d.join(CONFIG_FILE), c.to_string()).unwrap();
     assert!(err(&d).contains("target_modules does not list"));
 }
+
+/// The files a web page offers for download are the files `save_adapter` writes.
+#[test]
+fn in_memory_files_equal_the_saved_ones() {
+    let s = spec(Method::Boha, 3, 2, 0.75);
+    let f = factors(&s, 77);
+    let dir = temp_dir("adapter-mem").join("out");
+    save_adapter(&dir, &s, "base", &as_refs(&f)).unwrap();
+    let (weights, config) = boha::adapters::files::adapter_files(&s, "base", &as_refs(&f)).unwrap();
+    assert_eq!(weights, std::fs::read(dir.join(WEIGHTS_FILE)).unwrap());
+    assert_eq!(
+        config,
+        std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap()
+    );
+}

@@ -764,3 +764,44 @@ fn llama3_rope_from_rope_freqs() {
         "{e}"
     );
 }
+
+/// A GGUF handed over as bytes (a file a web page got from the File API) loads as the
+/// same file read from disk: config, every tensor's values, tokenizer.
+#[test]
+fn gguf_from_bytes_equals_gguf_from_path() {
+    let dir = temp_dir("gguf-bytes");
+    let ck = write_tiny_hf(&dir, &TinySpec::llama());
+    let path = dir.join("tiny.gguf");
+    gguf_from_tiny(&ck, true).write(&path);
+    let from_path = load_checkpoint(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let from_bytes = boha::loaders::gguf::load_gguf_bytes(Path::new("tiny.gguf"), bytes).unwrap();
+    assert_eq!(from_path.config, from_bytes.config);
+    assert_eq!(
+        from_path.tensors.keys().collect::<Vec<_>>(),
+        from_bytes.tensors.keys().collect::<Vec<_>>()
+    );
+    for (name, t) in &from_path.tensors {
+        let u = from_bytes.tensor(name).unwrap();
+        assert_eq!(t.shape, u.shape, "{name}");
+        assert!(
+            t.to_f32().unwrap() == u.to_f32().unwrap(),
+            "{name}: values differ"
+        );
+    }
+    let text = "What is the capital of France?";
+    assert_eq!(
+        from_path.encode(text).unwrap(),
+        from_bytes.encode(text).unwrap()
+    );
+    // A truncated buffer is the same clear error a truncated file is.
+    let short = std::fs::read(&path).unwrap()[..100].to_vec();
+    let err = boha::loaders::gguf::load_gguf_bytes(Path::new("short.gguf"), short)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("short.gguf") && err.contains("76 bytes left"),
+        "{err}"
+    );
+}

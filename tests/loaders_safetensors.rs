@@ -388,3 +388,23 @@ fn bad_files_fail_cleanly() {
     assert!(e.contains("no model.safetensors"), "{e}");
     assert!(load_checkpoint(&empty.join("nope")).is_err());
 }
+
+/// A safetensors file handed over as bytes reads as the same file on disk does.
+#[test]
+fn safetensors_from_bytes_equals_from_path() {
+    use boha::loaders::safetensors::{read_bytes, read_file};
+    let dir = temp_dir("st-bytes");
+    write_tiny_hf(&dir, &TinySpec::llama());
+    let path = dir.join("model.safetensors");
+    let from_path = read_file(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let from_bytes = read_bytes(std::path::Path::new("model.safetensors"), bytes).unwrap();
+    assert_eq!(from_path.len(), from_bytes.len());
+    for ((n, t), (m, u)) in from_path.iter().zip(&from_bytes) {
+        assert_eq!((n, &t.shape), (m, &u.shape));
+        assert!(
+            t.to_f32().unwrap() == u.to_f32().unwrap(),
+            "{n}: values differ"
+        );
+    }
+}

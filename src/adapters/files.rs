@@ -150,7 +150,33 @@ pub fn save_adapter(
     base_model: &str,
     layers: &[LayerFactors<'_>],
 ) -> Result<()> {
-    let bad = |m: String| Error::Invalid(format!("cannot save adapter to {}: {m}", dir.display()));
+    let (weights, config) =
+        encode_adapter(&format!("to {}", dir.display()), spec, base_model, layers)?;
+    write_dir_atomic(dir, &weights, config.as_bytes())
+}
+
+/// The two files [`save_adapter`] writes, in memory: the safetensors bytes of
+/// [`WEIGHTS_FILE`] and the JSON text of [`CONFIG_FILE`] (what a web page offers as
+/// downloads).
+pub fn adapter_files(
+    spec: &AdapterSpec,
+    base_model: &str,
+    layers: &[LayerFactors<'_>],
+) -> Result<(Vec<u8>, String)> {
+    encode_adapter("", spec, base_model, layers)
+}
+
+/// Validates and encodes an adapter; `dest` ends "cannot save adapter" messages.
+fn encode_adapter(
+    dest: &str,
+    spec: &AdapterSpec,
+    base_model: &str,
+    layers: &[LayerFactors<'_>],
+) -> Result<(Vec<u8>, String)> {
+    let bad = |m: String| {
+        let sep = if dest.is_empty() { "" } else { " " };
+        Error::Invalid(format!("cannot save adapter{sep}{dest}: {m}"))
+    };
     let kind = spec.method.kind();
     if !kind.has_grid() && spec.blocks != 1 {
         return Err(bad(format!(
@@ -220,7 +246,7 @@ pub fn save_adapter(
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
     let weights =
         safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))?;
-    write_dir_atomic(dir, &weights, config.as_bytes())
+    Ok((weights, config))
 }
 
 fn temp_sibling(dir: &Path) -> Result<PathBuf> {

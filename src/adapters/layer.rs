@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::gpu::{Dispatch, Gpu, Tensor};
 
 /// A frozen d_out × d_in linear layer's adapter: its factors and their gradients.
-/// W0 itself is owned by the model and passed to each call.
+/// W0 itself is owned by the model and passed to each call. A clone shares the tensors.
+#[derive(Clone)]
 pub struct AdaptedLinear {
     pub spec: AdapterSpec,
     pub d_out: usize,

@@ -5,7 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::devices::{self, DeviceInfo};
+#[cfg(not(target_arch = "wasm32"))]
+use super::devices;
+use super::devices::DeviceInfo;
 use super::options::{GemmFamily, GpuOptions};
 use super::profile::{GemmTile, Profile};
 use super::tuning::{GemmKey, PairKey, Tuning};
@@ -57,11 +59,13 @@ impl std::fmt::Debug for Gpu {
 
 impl Gpu {
     /// Opens the adapter chosen by `opts` (see [`GpuOptions::device`]) and `WGPU_BACKEND`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
         Self::from_adapter(Self::pick(devices::enumerate(), opts)?, opts)
     }
 
     /// The adapter `opts` (or `WGPU_ADAPTER_NAME`) asks for among `adapters`.
+    #[cfg(not(target_arch = "wasm32"))]
     fn pick(adapters: Vec<wgpu::Adapter>, opts: &GpuOptions) -> Result<wgpu::Adapter> {
         if adapters.is_empty() {
             return Err(Error::no_adapter_found());
@@ -76,6 +80,7 @@ impl Gpu {
     /// Opens a device like [`Gpu::new`] and keeps the wgpu instance that found the
     /// adapter, so that a window (e.g. eframe/egui-wgpu) can create its surface on that
     /// instance and render with this very device and queue ([`Gpu::wgpu_handles`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new_shareable(opts: &GpuOptions) -> Result<Gpu> {
         // The same backends `Gpu::new` searches (WGPU_BACKEND, else Vulkan, Metal, DX12).
         let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY);
@@ -135,7 +140,14 @@ impl Gpu {
 
     /// Opens a device on `adapter`, requesting its own limits and the optional features
     /// boha can use.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::from_adapter_async(adapter, opts))
+    }
+
+    /// [`Gpu::from_adapter`] for callers that cannot block (the browser, where the
+    /// device request is a promise).
+    pub async fn from_adapter_async(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Gpu> {
         let info = DeviceInfo::from_adapter(0, &adapter);
         // Subgroups serve the CPU profile's subgroup GEMM (8-lane llvmpipe).
         let wanted =
@@ -143,18 +155,20 @@ impl Gpu {
         let features = adapter.features() & wanted;
         let limits = adapter.limits();
         let kept = adapter.clone();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("boha"),
-            required_features: features,
-            required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
-            memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
-        }))
-        .map_err(|e| Error::DeviceRequest {
-            adapter: info.name.clone(),
-            reason: e.to_string(),
-        })?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("boha"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::DeviceRequest {
+                adapter: info.name.clone(),
+                reason: e.to_string(),
+            })?;
         let fault = Arc::new(Mutex::new(None::<String>));
         {
             let fault = fault.clone();
@@ -344,6 +358,7 @@ impl Gpu {
 
     /// Runs `f` inside validation and out-of-memory error scopes and turns whatever they
     /// caught into [`Error::Gpu`] naming `context`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -359,8 +374,21 @@ impl Gpu {
         Ok(out)
     }
 
+    /// In the browser an error scope's result is a promise that only the event loop
+    /// settles, so nothing here can wait for it: `f` runs unscoped, and what it does wrong
+    /// reaches the uncaptured-error handler, which [`Gpu::check_fault`] reports at the
+    /// next awaited read-back ([`Gpu::download_async`]).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn scoped<T>(&self, _context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let out = f();
+        self.check_fault()?;
+        Ok(out)
+    }
+
     /// Waits for `submission` (or everything submitted) with the poll timeout. A timeout,
-    /// a lost device or an uncaptured error becomes an error.
+    /// a lost device or an uncaptured error becomes an error. In the browser the poll
+    /// returns at once (the queue runs on its own; ordering still holds, since every
+    /// later submit and read-back queues behind it), so only the fault check remains.
     pub(crate) fn wait_for(&self, submission: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let r = self.device.poll(wgpu::PollType::Wait {
             submission_index: submission,

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+#[cfg(not(target_arch = "wasm32"))]
 use crate::error::{Error, Result};
 
 /// What `boha devices` prints about one adapter.
@@ -60,6 +61,7 @@ impl DeviceInfo {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The backends to search: `WGPU_BACKEND` (e.g. `vulkan`, `metal`, `dx12`, `gl`), else
 /// Vulkan, Metal and DX12.
 fn backends() -> wgpu::Backends {
@@ -68,6 +70,7 @@ fn backends() -> wgpu::Backends {
     wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Every adapter wgpu finds on the chosen backends, in a stable order.
 pub(crate) fn enumerate() -> Vec<wgpu::Adapter> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
@@ -77,6 +80,7 @@ pub(crate) fn enumerate() -> Vec<wgpu::Adapter> {
     pollster::block_on(instance.enumerate_adapters(backends()))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Lists every adapter (for `boha devices`).
 pub fn list() -> Vec<DeviceInfo> {
     enumerate()
@@ -86,6 +90,7 @@ pub fn list() -> Vec<DeviceInfo> {
         .collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Ranks adapters so that the default is the fastest kind present.
 fn rank(t: wgpu::DeviceType) -> u8 {
     match t {
@@ -97,6 +102,7 @@ fn rank(t: wgpu::DeviceType) -> u8 {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Picks an adapter by index or name substring, or the best-ranked one (Vulkan first
 /// among equals, since it is the backend tested most).
 pub(crate) fn choose(adapters: Vec<wgpu::Adapter>, wanted: Option<&str>) -> Result<wgpu::Adapter> {

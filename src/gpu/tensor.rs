@@ -606,25 +606,18 @@ impl Gpu {
 
     /// Copies a tensor back to the host as f32 (widening f16 and bf16), waiting at most the
     /// poll timeout.
+    /// In the browser this cannot block: it refuses, naming [`Gpu::download_async`].
     pub fn download(&self, t: &Tensor) -> Result<Vec<f32>> {
-        let n = t.len();
-        if n == 0 {
-            return Ok(Vec::new());
+        #[cfg(target_arch = "wasm32")]
+        if !t.is_empty() {
+            return Err(Error::Invalid(
+                "a blocking read-back in the browser; use Gpu::download_async".into(),
+            ));
         }
-        // Copies are whole u32 words: a 2-byte dtype's odd tail word is read whole.
-        let bytes = t.bytes().div_ceil(4) * 4;
-        let staging = self.metered(bytes, "allocating a download buffer", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("download"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
+        let Some((staging, idx)) = self.start_download(t)? else {
+            return Ok(Vec::new());
+        };
         let staging = &staging.buffer;
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&t.storage.buffer, t.byte_offset(), staging, 0, bytes);
-        let idx = self.scoped("downloading a tensor", || self.queue.submit([enc.finish()]))?;
         let (tx, rx) = std::sync::mpsc::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
@@ -640,6 +633,45 @@ impl Gpu {
             }
             Err(_) => return Err(Error::DeviceTimeout(self.timeout)),
         }
+        self.finish_download(staging, t)
+    }
+
+    /// Copies `t` into a new mappable staging buffer and submits the copy (`None` for an
+    /// empty tensor): the first half of a read-back, shared by [`Gpu::download`] and
+    /// [`Gpu::download_async`].
+    pub(crate) fn start_download(
+        &self,
+        t: &Tensor,
+    ) -> Result<Option<(Arc<Storage>, wgpu::SubmissionIndex)>> {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        // Copies are whole u32 words: a 2-byte dtype's odd tail word is read whole.
+        let bytes = t.bytes().div_ceil(4) * 4;
+        let staging = self.metered(bytes, "allocating a download buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(
+            &t.storage.buffer,
+            t.byte_offset(),
+            &staging.buffer,
+            0,
+            bytes,
+        );
+        let idx = self.scoped("downloading a tensor", || self.queue.submit([enc.finish()]))?;
+        Ok(Some((staging, idx)))
+    }
+
+    /// Decodes a mapped staging buffer of `t` and unmaps it: the second half of a
+    /// read-back.
+    pub(crate) fn finish_download(&self, staging: &wgpu::Buffer, t: &Tensor) -> Result<Vec<f32>> {
+        let n = t.len();
         let out = {
             let view = staging
                 .slice(..)

@@ -287,7 +287,12 @@ pub fn file_for(info: &DeviceInfo) -> Option<PathBuf> {
         clean(&info.driver_info),
         env!("CARGO_PKG_VERSION")
     );
-    crate::loaders::fetch::cache_dir().map(|c| c.join("tune").join(name))
+    // A browser tab has no cache directory: the web build runs untuned.
+    #[cfg(target_arch = "wasm32")]
+    let cache: Option<PathBuf> = None;
+    #[cfg(not(target_arch = "wasm32"))]
+    let cache = crate::loaders::fetch::cache_dir();
+    cache.map(|c| c.join("tune").join(name))
 }
 
 /// Reads and parses a tuning file; errors name the file.

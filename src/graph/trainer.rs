@@ -293,6 +293,20 @@ impl Trainer {
         }
     }
 
+    /// [`Trainer::step`] for callers that cannot block (the browser): the same submit,
+    /// then the mean loss (before the update) read back through an awaited mapping.
+    /// Between two calls the caller's event loop runs, which keeps a page responsive.
+    pub async fn step_async(
+        &mut self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        targets: &[u32],
+        lr: f32,
+    ) -> Result<f32> {
+        self.step(gpu, tokens, targets, lr, false)?;
+        Ok(gpu.download_async(&self.loss).await?[0])
+    }
+
     /// Forward and backward only: the loss, with every adapter's grad_a / grad_b holding
     /// its gradient (no update).
     pub fn gradients(&mut self, gpu: &Gpu, tokens: &[u32], targets: &[u32]) -> Result<f32> {

@@ -12,7 +12,6 @@ mod reader;
 pub mod writer;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 
 pub use dequant::{dequantize, GgmlType};
@@ -24,19 +23,30 @@ pub use reader::{GgufFile, MetaValue, Metadata, TensorInfo};
 
 use super::{
     bad_file, check_tensors, tokenizer, Checkpoint, FileLayout, FileTensor, GenerationDefaults,
-    HostTensor,
+    HostTensor, SharedBytes,
 };
 use crate::model::Architecture;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Loads a GGUF file into a [`Checkpoint`]: the header is read and checked, every
 /// tensor is named in boha's terms and left in the file until used ([`HostTensor`]:
 /// dequantized or uploaded as its blocks then, Llama q/k rows put back in Hugging Face
 /// order), the tokenizer is built from the metadata.
 pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
-    let file = GgufFile::open(path)?;
+    load(path, None)
+}
+
+/// [`load_gguf`] for a GGUF file held in memory (a file chosen in a web page); `name`
+/// names it in messages and becomes the checkpoint's source. The tensors read their
+/// values from `bytes` when used, so the file is never copied.
+pub fn load_gguf_bytes(name: &Path, bytes: impl Into<SharedBytes>) -> Result<Checkpoint> {
+    load(name, Some(bytes.into()))
+}
+
+fn load(path: &Path, memory: Option<SharedBytes>) -> Result<Checkpoint> {
+    let file = GgufFile::open_in(path, memory)?;
     let mut config = config_from_metadata(&file.metadata)?;
-    let mut handle = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut handle = file.reader()?;
 
     let mut tensors = BTreeMap::new();
     for info in &file.tensors {
@@ -84,6 +94,7 @@ pub fn load_gguf(path: &Path) -> Result<Checkpoint> {
             info.ggml_type.kept(),
             FileTensor {
                 path: path.to_path_buf(),
+                memory: file.memory.clone(),
                 name: info.name.clone(),
                 offset: file.data_start + info.offset,
                 len: info.n_bytes as usize,

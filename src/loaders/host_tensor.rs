@@ -4,12 +4,12 @@
 //! f32 for a reference), so a checkpoint never exists in host memory as a whole, nor
 //! does its largest tensor.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use super::bad_file;
 use super::gguf::{dequantize, GgmlType};
+use super::source::{self, SharedBytes};
 use crate::gpu::DType;
 use crate::{Error, Result};
 
@@ -36,6 +36,9 @@ enum Payload {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct FileTensor {
     pub path: PathBuf,
+    /// The file's bytes when it was given in memory (see [`SharedBytes`]), else `None`:
+    /// read from `path`.
+    pub memory: Option<SharedBytes>,
     /// The file's own name of the tensor, for messages.
     pub name: String,
     /// Absolute byte offset and length in the file.
@@ -247,7 +250,7 @@ impl Rows<'_> {
         let io = |e| Error::io(&file.path, e);
         // The loader checked that the range lies inside the file; a file that shrank
         // since gives an I/O error here, not a panic.
-        let mut handle = File::open(&file.path).map_err(io)?;
+        let (mut handle, _) = source::open(&file.path, file.memory.as_ref())?;
         let mut out = vec![0u8; n * row_bytes];
         let Some(heads) = file.unpermute_heads else {
             let at = file.offset + (start * row_bytes) as u64;

@@ -8,12 +8,14 @@
 //! layout; `ModelConfig::expected_tensors` lists names and shapes, and every loader
 //! checks its result against that list.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
 pub mod gguf;
 pub mod hf;
 mod host_tensor;
 pub mod random;
 pub mod safetensors;
+mod source;
 pub mod tokenizer;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use crate::{Error, Result};
 
 pub(crate) use host_tensor::{FileLayout, FileTensor};
 pub use host_tensor::{HostTensor, Rows};
+pub use source::{ReadSeek, SharedBytes};
 pub use tokenizer::ChatMessage;
 
 /// Sampling defaults a checkpoint suggests (Hugging Face `generation_config.json`).

@@ -6,14 +6,13 @@
 //! sizes matching shapes) before any tensor is touched.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
 use safetensors::tensor::Metadata;
 use safetensors::Dtype;
 
-use super::{bad_file, read_text, FileLayout, FileTensor, HostTensor};
+use super::{bad_file, read_text, FileLayout, FileTensor, HostTensor, SharedBytes};
 use crate::gpu::DType;
 use crate::{Error, Result};
 
@@ -22,9 +21,18 @@ use crate::{Error, Result};
 /// contiguous and inside the file, sizes matching shapes and dtypes); the values are
 /// read when the tensor is used ([`HostTensor`]).
 pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
+    read(path, None)
+}
+
+/// [`read_file`] for a safetensors file held in memory (a file chosen in a web page);
+/// `name` names it in messages. Tensors read their values from `bytes` when used.
+pub fn read_bytes(name: &Path, bytes: impl Into<SharedBytes>) -> Result<Vec<(String, HostTensor)>> {
+    read(name, Some(bytes.into()))
+}
+
+fn read(path: &Path, memory: Option<SharedBytes>) -> Result<Vec<(String, HostTensor)>> {
     let io = |e| Error::io(path, e);
-    let mut file = File::open(path).map_err(io)?;
-    let file_len = file.metadata().map_err(io)?.len();
+    let (mut file, file_len) = super::source::open(path, memory.as_ref())?;
     let invalid = |m: String| bad_file(path, format!("not a valid safetensors file: {m}"));
     let mut n = [0u8; 8];
     file.read_exact(&mut n)
@@ -68,6 +76,7 @@ pub fn read_file(path: &Path) -> Result<Vec<(String, HostTensor)>> {
         let (start, end) = info.data_offsets;
         let file_tensor = FileTensor {
             path: path.to_path_buf(),
+            memory: memory.clone(),
             name: name.clone(),
             offset: data_start + start as u64,
             len: end - start,

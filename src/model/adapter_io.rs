@@ -97,6 +97,32 @@ impl Adapters {
         Ok(out)
     }
 
+    /// [`Adapters::download`] without blocking (the browser).
+    pub async fn download_async(&self, gpu: &Gpu) -> Result<Vec<HostFactors>> {
+        let mut out = Vec::new();
+        for (l, map) in self.layers.iter().enumerate() {
+            for t in &self.targets {
+                if let Some(ad) = map.get(t) {
+                    let a = gpu.download_async(&ad.a).await?;
+                    let b = gpu.download_async(&ad.b).await?;
+                    out.push((l, t.clone(), a, b, ad.d_out, ad.d_in));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The adapter files [`Adapters::save`] writes, in memory: the safetensors bytes and
+    /// the config JSON (see [`crate::adapters::files::adapter_files`]).
+    pub async fn files_async(&self, gpu: &Gpu, base_model: &str) -> Result<(Vec<u8>, String)> {
+        let host = self.download_async(gpu).await?;
+        let factors: Vec<LayerFactors<'_>> = host
+            .iter()
+            .map(|(l, t, a, b, o, i)| (*l, t.as_str(), a.as_slice(), b.as_slice(), *o, *i))
+            .collect();
+        crate::adapters::files::adapter_files(&self.spec, base_model, &factors)
+    }
+
     /// Saves the adapters to `dir` (atomically; see [`crate::adapters::files`]), with
     /// `base_model` recorded as `base_model_name_or_path`.
     pub fn save(&self, gpu: &Gpu, dir: &Path, base_model: &str) -> Result<()> {

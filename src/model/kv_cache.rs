@@ -158,6 +158,24 @@ impl<'m> Session<'m> {
     /// Runs `tokens` at the next positions and returns their logits: [T, V] with
     /// `all_logits`, else the last row's [V]. Plans are prepared once per (T, all_logits).
     pub fn forward(&mut self, gpu: &Gpu, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
+        let logits = self.submit(gpu, tokens, all_logits)?;
+        gpu.download(&logits)
+    }
+
+    /// [`Session::forward`] for callers that cannot block (the browser): the same
+    /// submit, then the logits read back through an awaited mapping.
+    pub async fn forward_async(
+        &mut self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        all_logits: bool,
+    ) -> Result<Vec<f32>> {
+        let logits = self.submit(gpu, tokens, all_logits)?;
+        gpu.download_async(&logits).await
+    }
+
+    /// Writes `tokens`, submits their plan and returns the tensor its logits land in.
+    fn submit(&mut self, gpu: &Gpu, tokens: &[u32], all_logits: bool) -> Result<Tensor> {
         let t = tokens.len();
         if t == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
@@ -182,7 +200,7 @@ impl<'m> Session<'m> {
         rec.run_all(&plan.dispatches);
         gpu.run(&rec)?;
         self.cache.len += t;
-        gpu.download(&plan.logits)
+        Ok(plan.logits.clone())
     }
 
     /// Runs `tokens` in pieces of at most `chunk` and returns the last position's logits.

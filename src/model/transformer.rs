@@ -22,6 +22,7 @@ const UPLOAD_CHUNK_VALUES: usize = 1 << 22;
 pub const PROJECTIONS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
 
 /// One layer's frozen weights (linear weights [out, in]).
+#[derive(Clone)]
 pub struct LayerWeights {
     pub attn_norm: Tensor,
     pub q: Tensor,
@@ -89,6 +90,23 @@ pub struct Weights {
     pub inv_freq: Tensor,
     /// Ones [rows, 1] for the bias add (a K = 1 GEMM), grown on demand.
     ones: std::sync::Mutex<Option<Tensor>>,
+}
+
+/// A clone shares the GPU tensors (a [`Tensor`] is a view of shared storage): a second
+/// user of the same model, such as a chat session beside a trainer, costs no upload.
+impl Clone for Weights {
+    fn clone(&self) -> Weights {
+        let ones = self.ones.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Weights {
+            config: self.config.clone(),
+            embed: self.embed.clone(),
+            layers: self.layers.clone(),
+            final_norm: self.final_norm.clone(),
+            lm_head: self.lm_head.clone(),
+            inv_freq: self.inv_freq.clone(),
+            ones: std::sync::Mutex::new(ones),
+        }
+    }
 }
 
 impl Weights {
@@ -284,7 +302,9 @@ impl Weights {
     }
 }
 
-/// Adapters on a chosen set of projections of every layer.
+/// Adapters on a chosen set of projections of every layer. A clone shares the factors'
+/// GPU storage: a chat session built on a trainer's clone sees every update.
+#[derive(Clone)]
 pub struct Adapters {
     pub spec: AdapterSpec,
     /// Projection names, in [`PROJECTIONS`] order.

@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod continual;
 pub mod metrics;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 pub mod run;
 pub mod schedule;

@@ -25,6 +25,7 @@ use serde_json::{json, Value};
 
 use super::checkpoint::{self, TrainState};
 use super::metrics::MetricsLog;
+#[cfg(not(target_arch = "wasm32"))]
 use super::plot::plot_loss;
 use super::schedule::Schedule;
 use crate::adapters::files::{load_adapter, CONFIG_FILE, WEIGHTS_FILE};
@@ -465,6 +466,7 @@ pub fn finetune_inspect(
         return Ok(summary(c, &state, total, None, None, 0.0));
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     let title = format!(
         "{} (b={}, r_b={}) on {}",
         spec.method.name(),
@@ -475,11 +477,16 @@ pub fn finetune_inspect(
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default()
     );
+    #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
     let save = |trainer: &Trainer, state: &TrainState, log: &MetricsLog| -> Result<()> {
         checkpoint::save(gpu, trainer, state, &ckpt_path)?;
-        let curves = log.curves()?;
-        if !curves.train.is_empty() {
-            plot_loss(&c.out.join(PLOT_FILE), &curves, &title)?;
+        // The loss-curve PNG is native only; a web page draws its own curve.
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let curves = log.curves()?;
+            if !curves.train.is_empty() {
+                plot_loss(&c.out.join(PLOT_FILE), &curves, &title)?;
+            }
         }
         Ok(())
     };

@@ -9,11 +9,11 @@
 //! `general.alignment` (default 32), then the tensor data.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::dequant::{dequantize, GgmlType};
+use crate::loaders::source::{self, ReadSeek, SharedBytes};
 use crate::loaders::{bad_file, HostTensor};
 use crate::{Error, Result};
 
@@ -256,6 +256,8 @@ pub struct GgufFile {
     /// Absolute offset of the data section.
     pub data_start: u64,
     pub file_len: u64,
+    /// The file's bytes when it was opened from memory ([`GgufFile::from_bytes`]).
+    pub memory: Option<SharedBytes>,
 }
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -267,8 +269,18 @@ const MAX_DIMS: u32 = 4;
 impl GgufFile {
     /// Opens `path` and parses and checks the whole header.
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        Self::open_in(path, None)
+    }
+
+    /// Parses and checks the header of a GGUF file held in memory; `name` names it in
+    /// messages.
+    pub fn from_bytes(name: &Path, bytes: SharedBytes) -> Result<GgufFile> {
+        Self::open_in(name, Some(bytes))
+    }
+
+    /// Parses `memory`, else the file at `path`.
+    pub(crate) fn open_in(path: &Path, memory: Option<SharedBytes>) -> Result<GgufFile> {
+        let (file, file_len) = source::open(path, memory.as_ref())?;
         let mut c = Cursor {
             r: BufReader::new(file),
             pos: 0,
@@ -395,6 +407,7 @@ impl GgufFile {
             alignment,
             data_start,
             file_len,
+            memory,
         })
     }
 
@@ -405,11 +418,16 @@ impl GgufFile {
 
     /// The raw bytes of one tensor.
     pub fn read_bytes(&self, t: &TensorInfo) -> Result<Vec<u8>> {
-        let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut f = self.reader()?;
         self.read_bytes_from(&mut f, t)
     }
 
-    fn read_bytes_from(&self, f: &mut File, t: &TensorInfo) -> Result<Vec<u8>> {
+    /// A reader over the file (or its bytes in memory), for [`GgufFile::read_f32_from`].
+    pub fn reader(&self) -> Result<Box<dyn ReadSeek>> {
+        Ok(source::open(&self.path, self.memory.as_ref())?.0)
+    }
+
+    fn read_bytes_from<R: Read + Seek>(&self, f: &mut R, t: &TensorInfo) -> Result<Vec<u8>> {
         // `open` checked that the range lies inside the file; a file that shrank since
         // then gives an I/O error here, not a panic.
         let io = |e| Error::io(&self.path, e);
@@ -423,12 +441,12 @@ impl GgufFile {
     /// One tensor dequantized to f32, in PyTorch shape order, marked with the dtype
     /// `--base-dtype keep` gives it ([`GgmlType::kept`]).
     pub fn read_f32(&self, t: &TensorInfo) -> Result<HostTensor> {
-        let mut f = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut f = self.reader()?;
         self.read_f32_from(&mut f, t)
     }
 
-    /// Like [`GgufFile::read_f32`], reusing an open handle.
-    pub fn read_f32_from(&self, f: &mut File, t: &TensorInfo) -> Result<HostTensor> {
+    /// Like [`GgufFile::read_f32`], reusing an open reader ([`GgufFile::reader`]).
+    pub fn read_f32_from<R: Read + Seek>(&self, f: &mut R, t: &TensorInfo) -> Result<HostTensor> {
         let bytes = self.read_bytes_from(f, t)?;
         let data = dequantize(t.ggml_type, &bytes, t.n_elements as usize)
             .map_err(|m| bad_file(&self.path, format!("tensor '{}': {m}", t.name)))?;
@@ -438,7 +456,7 @@ impl GgufFile {
 
 /// A bounds-checked little-endian reader over the header.
 struct Cursor<'a> {
-    r: BufReader<File>,
+    r: BufReader<Box<dyn ReadSeek>>,
     pos: u64,
     len: u64,
     path: &'a Path,
