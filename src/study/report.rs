@@ -249,7 +249,8 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
          validation slice of {} records of the training part, tests of at most {} items per task.\n\
          - Scoring: multiple choice by {}; GSM8K by the exact final number of a greedy \
          answer (at most {} tokens).\n\
-         - Seeds: {:?} at each method's chosen rate.\n         - Progress: {} of the {} units have their result.\n\n",
+         - Seeds: {:?} at each method's chosen rate.\n\
+         - Progress: {} of the {} units have their result.\n\n",
         p.name,
         p.name,
         p.methods
