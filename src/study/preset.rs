@@ -22,16 +22,7 @@ pub struct Suite {
 
 /// The commonsense suite (the eight tasks, mixed as commonsense_170k) and GSM8K.
 pub fn suites(commonsense_len: usize, gsm8k_len: usize) -> Vec<Suite> {
-    let cs = vec![
-        Benchmark::BoolQ,
-        Benchmark::Piqa,
-        Benchmark::Siqa,
-        Benchmark::HellaSwag,
-        Benchmark::WinoGrande,
-        Benchmark::ArcEasy,
-        Benchmark::ArcChallenge,
-        Benchmark::Obqa,
-    ];
+    let cs = Benchmark::COMMONSENSE.to_vec();
     vec![
         Suite {
             name: "commonsense",
