@@ -4,7 +4,9 @@
 # adapted model, download the adapter. Needs a browser with WebGPU (Chromium without a
 # GPU: --enable-unsafe-webgpu). The toolchain is the one scripts/web_test.sh installs.
 #
-# Usage: scripts/web.sh [--build-only]
+# Usage: scripts/web.sh [--build-only] [--profile NAME]
+#   --profile: the cargo profile (default release; scripts/web_test.sh builds with `web`,
+#   the profile of its tests, so that the dependencies compile once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -16,18 +18,27 @@ if [ ! -x "$bindgen" ] || ! command -v /usr/bin/rustc >/dev/null; then
   exit 1
 fi
 
-# The test profile (dev's settings): the same dependency builds as scripts/web_test.sh's
-# tests, where a plain dev build would compile them all a second time.
+build_only=0
+profile=release
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-only) build_only=1 ;;
+    --profile) profile=$2; shift ;;
+    *) echo "scripts/web.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+  shift
+done
+
 PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
   /usr/bin/cargo build --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort \
-  --no-default-features --profile test --target-dir "$root/target/wasm" --example web
+  --no-default-features --profile "$profile" --target-dir "$root/target/wasm" --example web
 site="$root/target/wasm/site"
 mkdir -p "$site"
 "$bindgen" --target web --out-dir "$site/pkg" --out-name boha_web \
-  "$root/target/wasm/wasm32-unknown-unknown/debug/examples/web.wasm"
+  "$root/target/wasm/wasm32-unknown-unknown/$profile/examples/web.wasm"
 cp examples/web/index.html examples/web/app.js "$site/"
 echo "built $site"
-[ "${1:-}" = "--build-only" ] && exit 0
+[ "$build_only" = 1 ] && exit 0
 
 port=${PORT:-8000}
 echo "serving http://127.0.0.1:$port/ (Ctrl-C stops)"

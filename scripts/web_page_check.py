@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Drives the web page (examples/web/, served by scripts/web.sh) in headless Chromium
 through chromedriver's WebDriver protocol: loads MODEL (a GGUF, or "tiny" for the
-page's random tiny model), trains STEPS steps on
-the built-in task, asks both models one question, and saves a screenshot. Fails when a
-step fails, the loss curve stays empty, or the screenshot is blank.
+page's random tiny model), trains STEPS steps on the built-in task, asks both models one
+question, and saves a screenshot. Fails when a step fails, the loss does not fall, the
+block-norm heatmap holds no norms, or the screenshot is blank.
 
 Usage: web_page_check.py URL MODEL STEPS SCREENSHOT.png [SEQ [LR]]
 """
@@ -95,6 +95,11 @@ try:
     print(f"losses: {[round(x, 4) for x in losses]}")
     if len(losses) != steps or not losses[-1] < losses[0]:
         raise SystemExit("the loss did not fall")
+    # The heatmap: one finite norm per block, not all zero once B has moved.
+    heat = call("POST", f"{s}/execute/sync", {"script": "return window.bohaHeat", "args": []})
+    print(f"heatmap ({text('heatinfo')}): {[f'{x:.3g}' for x in heat or []]}")
+    if not heat or int(len(heat) ** 0.5) ** 2 != len(heat) or not any(x > 0 for x in heat):
+        raise SystemExit(f"the heatmap holds no block norms: {heat}")
     click("ask")
     wait_for("the answers", lambda: text("adapted") not in ("", "…") or "failed" in text("status"), 600)
     print(f"base: {text('base')!r}\nadapted: {text('adapted')!r}")

@@ -23,13 +23,29 @@ struct Params {
 @group(0) @binding(2) var<storage, read> starts: array<u32>;    // [B] first position of each sequence
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;   // [B·T, heads·HS]
 
-// cos and sin of a after reducing a to [−π, π]: GPU sin/cos are only accurate there, and
-// angles reach 10⁵ rad at long positions. 2π = C1 + C2 with C1 = 6.28125 exact in 8 bits,
-// so k·C1 is exact for k < 2¹⁶ (Cody–Waite).
+// cos and sin of a to about 1e-7 (absolute, for |a| < 1.1·10⁵ rad), from + and × alone.
+// WGSL promises its sin/cos only within 2⁻¹¹ on [−π, π], and some implementations are that
+// coarse (SwiftShader's put RoPE 2·10⁻⁴ off), so the built-ins would make the same model
+// give different numbers on different devices.
+// Reduction: j = round(a · 2/π), r = a − j·π/2 ∈ [−π/4, π/4], with π/2 = P1 + P2 + P3 + P4
+// (Cody–Waite): P1..P3 carry 8 significant bits each, so j·Pk is exact for j < 2¹⁶ (angles
+// up to 10⁵ rad at long positions) and a − j·P1 is exact. Then Cephes' single-precision
+// minimax polynomials for sin and cos on [−π/4, π/4], and the quadrant j mod 4 picks
+// (cos a, sin a) from (cos r, sin r).
 fn cos_sin(a: f32) -> vec2<f32> {
-    let k = round(a * 0.15915494309189535);
-    let r = (a - k * 6.28125) - k * 0.0019353071795864769;
-    return vec2<f32>(cos(r), sin(r));
+    let j = round(a * 0.6366197723675814);
+    let r = (((a - j * 1.5703125) - j * 0.000484466552734375) - j * -6.407499313354492e-7)
+        - j * 9.920935184482005e-10;
+    let z = r * r;
+    let s = r + r * z * (-1.6666654611e-1 + z * (8.3321608736e-3 + z * -1.9515295891e-4));
+    let c = 1.0 - 0.5 * z
+        + z * z * (4.166664568298827e-2 + z * (-1.388731625493765e-3 + z * 2.443315711809948e-5));
+    switch (i32(j) & 3) {
+        case 0: { return vec2<f32>(c, s); }
+        case 1: { return vec2<f32>(-s, c); }
+        case 2: { return vec2<f32>(-c, -s); }
+        default: { return vec2<f32>(s, -c); }
+    }
 }
 
 fn rotate(id: u32, sign: f32) {

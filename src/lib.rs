@@ -25,6 +25,8 @@ pub mod panic_guard;
 pub mod report;
 pub mod rng;
 pub mod shaders;
+// Runs commands, writes files and plots: the command line's, not the browser's.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod study;
 pub mod train;
 

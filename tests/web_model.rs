@@ -2,6 +2,12 @@
 //! (see tests/web/common.rs): its logits through the KV-cache session against the f64
 //! CPU reference, and BoHA training steps through the async step, whose first loss is
 //! the reference's and whose loss then falls.
+//!
+//! Both also compare with what the native build computed: tests/web/native_tiny.json
+//! holds the native logits, losses and trained adapter. The native run of these tests
+//! checks that file against itself within the same tolerance, so the file cannot go
+//! stale unnoticed; `BOHA_BLESS=1 cargo test --test web_model` rewrites it after a
+//! change that moves the numbers on purpose.
 
 #[path = "web/common.rs"]
 mod common;
@@ -13,6 +19,7 @@ use boha::model::kv_cache::{Model, Session};
 use boha::model::reference::Reference;
 use boha::rng::Rng;
 use common::{assert_close, f32s};
+use std::collections::BTreeMap;
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
@@ -32,6 +39,68 @@ fn tiny() -> Checkpoint {
     random::checkpoint(cfg, "tiny").unwrap()
 }
 
+/// How far the browser's numbers may stray from the native build's: the same kernels in
+/// f32 on two WebGPU implementations differ only in the order of their sums.
+const NATIVE_TOL: f32 = 1e-5;
+
+/// What the native build computed on the tiny model (tests/web/native_tiny.json).
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Native {
+    /// The logits of every position, prefill then decode, row after row.
+    logits: Vec<f32>,
+    /// The training loss of each step.
+    losses: Vec<f32>,
+    /// Each adapter factor by its name (`layers.0.q.A`, …) after [`COMPARED_STEPS`] steps.
+    adapter: BTreeMap<String, Vec<f32>>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+const NATIVE_FILE: &str = "tests/web/native_tiny.json";
+
+/// The steps after which the adapter is compared with the native one. AdamW divides each
+/// gradient by its own running scale, so an element whose gradient is nearly zero takes a
+/// full step in a direction that rounding can decide: the two builds drift apart a little
+/// with every step, and the comparison is made while that drift is still rounding's.
+const COMPARED_STEPS: usize = 4;
+
+fn native() -> Native {
+    serde_json::from_str(include_str!("web/native_tiny.json")).expect("tests/web/native_tiny.json")
+}
+
+/// Compares one part of the run with the native file, or, natively with
+/// `BOHA_BLESS=1`, writes it there.
+fn check_native(what: &str, got: &[f32], pick: fn(&mut Native) -> &mut Vec<f32>) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var_os("BOHA_BLESS").is_some() {
+        bless(|n| *pick(n) = got.to_vec());
+        return;
+    }
+    let mut n = native();
+    let want = pick(&mut n);
+    assert_close(
+        &format!("{what} against the native build"),
+        got,
+        want,
+        NATIVE_TOL,
+    );
+}
+
+/// Rewrites one part of tests/web/native_tiny.json (the tests run in parallel, so each
+/// reads the file afresh and replaces only its own part under a lock).
+#[cfg(not(target_arch = "wasm32"))]
+fn bless(set: impl FnOnce(&mut Native)) {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(NATIVE_FILE);
+    let mut n: Native = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    set(&mut n);
+    std::fs::write(&path, serde_json::to_string_pretty(&n).unwrap() + "\n").unwrap();
+    common::web_log(&format!("wrote {NATIVE_FILE}"));
+}
+
 web_test!(tiny_model_logits_match_reference, {
     let Some(gpu) = common::gpu().await else {
         return;
@@ -49,6 +118,7 @@ web_test!(tiny_model_logits_match_reference, {
         .await
         .unwrap();
     assert_close("prefill logits", &got, &f32s(&want[..prefill * v]), 2e-4);
+    let mut all = got;
     for t in prefill..tokens.len() {
         let got = s
             .forward_async(&gpu, &tokens[t..t + 1], false)
@@ -56,7 +126,9 @@ web_test!(tiny_model_logits_match_reference, {
             .unwrap();
         let what = format!("decode logits at {t}");
         assert_close(&what, &got, &f32s(&want[t * v..(t + 1) * v]), 2e-4);
+        all.extend(got);
     }
+    check_native("logits", &all, |n| &mut n.logits);
 });
 
 web_test!(boha_training_steps_lower_the_loss, {
@@ -86,8 +158,14 @@ web_test!(boha_training_steps_lower_the_loss, {
         .loss(&tokens, &tgt, batch)
         .unwrap() as f32;
     let mut losses = Vec::new();
-    for _ in 0..12 {
+    let mut adapter = BTreeMap::new();
+    for step in 0..12 {
         losses.push(tr.step_async(&gpu, &tokens, &tgt, 3e-2).await.unwrap());
+        if step + 1 == COMPARED_STEPS {
+            for (name, t) in tr.parameters() {
+                adapter.insert(name, gpu.download_async(t).await.unwrap());
+            }
+        }
     }
     common::web_log(&format!("losses: {losses:?}"));
     let first = losses[0];
@@ -97,10 +175,36 @@ web_test!(boha_training_steps_lower_the_loss, {
     );
     let last = *losses.last().unwrap();
     assert!(last < 0.95 * first, "loss {first} → {last}");
+    check_native("losses", &losses, |n| &mut n.losses);
     // The factors moved: A (random) and B (from zero) both hold finite, non-zero values.
     for (name, t) in tr.parameters() {
         let values = gpu.download_async(t).await.unwrap();
         assert!(values.iter().all(|x| x.is_finite()), "{name} is not finite");
         assert!(values.iter().any(|&x| x != 0.0), "{name} is all zero");
     }
+    // The adapter after the first steps is the one the native build trained.
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var_os("BOHA_BLESS").is_some() {
+        bless(|n| n.adapter = adapter);
+        return;
+    }
+    let want = native().adapter;
+    let names = |m: &BTreeMap<String, Vec<f32>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&adapter),
+        names(&want),
+        "adapter factors against the native build"
+    );
+    let mut worst = 0f32;
+    for (name, got) in &adapter {
+        let what = format!("{name} against the native build");
+        assert_close(&what, got, &want[name], NATIVE_TOL);
+        worst = got
+            .iter()
+            .zip(&want[name])
+            .fold(worst, |m, (g, w)| m.max((g - w).abs()));
+    }
+    common::web_log(&format!(
+        "adapter after {COMPARED_STEPS} steps: max |browser − native| = {worst:e}"
+    ));
 });

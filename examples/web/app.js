@@ -28,6 +28,32 @@ function drawCurve() {
   g.stroke();
 }
 
+// The block-grid heatmap: one cell per block (i, j) of the chosen matrix, shaded by
+// ‖B_ij A_ij‖_F relative to the largest block (white: 0, blue: the largest).
+async function drawHeat() {
+  const c = $("heat"), g = c.getContext("2d");
+  let grid, norms;
+  try {
+    [grid, norms] = await app.block_norms(+$("hlayer").value, $("hproj").value);
+  } catch (e) {
+    $("heatinfo").textContent = `${e}`;
+    return;
+  }
+  const max = Math.max(...norms) || 1;
+  const w = c.width / grid, h = c.height / grid;
+  g.clearRect(0, 0, c.width, c.height);
+  for (let i = 0; i < grid; i++) {
+    for (let j = 0; j < grid; j++) {
+      const t = norms[i * grid + j] / max;
+      g.fillStyle = `rgb(${Math.round(255 - 234 * t)}, ${Math.round(255 - 154 * t)}, ${Math.round(255 - 63 * t)})`;
+      g.fillRect(j * w, i * h, w - 1, h - 1);
+    }
+  }
+  window.bohaHeat = Array.from(norms);  // for the headless page check
+  $("heatinfo").textContent =
+    `||B_ij A_ij||_F, ${grid} × ${grid} blocks, largest ${max.toExponential(2)}`;
+}
+
 function save(name, data, type) {
   const a = document.createElement("a");
   a.href = URL.createObjectURL(new Blob([data], { type }));
@@ -44,6 +70,7 @@ $("load").onclick = async () => {
     const bytes = new Uint8Array(await file.arrayBuffer());
     app = new App();
     status(await app.load(file.name, bytes));
+    $("hlayer").max = app.num_layers() - 1;
     $("train").disabled = false;
   } catch (e) {
     status(`load failed: ${e}`);
@@ -54,6 +81,7 @@ $("tiny").onclick = async () => {
   try {
     app = new App();
     status(await app.load_tiny());
+    $("hlayer").max = app.num_layers() - 1;
     $("train").disabled = false;
   } catch (e) {
     status(`load failed: ${e}`);
@@ -89,6 +117,7 @@ $("train").onclick = async () => {
     $("stepinfo").textContent =
       `step ${i + 1}/${steps}, loss ${losses[i].toFixed(4)}, ${per.toFixed(2)} s/step`;
     drawCurve();
+    await drawHeat();
   }
   status(`trained ${losses.length} steps`);
   document.title = `boha: trained ${losses.length} steps`;
@@ -99,6 +128,10 @@ $("train").onclick = async () => {
 };
 
 $("stop").onclick = () => { stopping = true; };
+// Between runs only: during one, the next step redraws it with the new choice.
+$("hlayer").onchange = $("hproj").onchange = () => {
+  if (losses.length && $("stop").disabled) drawHeat();
+};
 
 $("ask").onclick = async () => {
   const p = $("prompt").value;

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
+use boha::adapters::block_norms::block_norms;
 use boha::adapters::{AdapterSpec, Method};
 use boha::generate::sampling::greedy;
 use boha::gpu::{Gpu, GpuOptions};
@@ -214,6 +215,42 @@ impl App {
             }
             Ok(JsValue::from_str(&s.ck.decode(&out).map_err(js_err)?))
         })
+    }
+
+    /// The block-grid heatmap's values for `proj` (q or v) of layer `layer`: resolves to
+    /// [b, Float32Array of b × b norms ‖B_ij A_ij‖_F, row-major] (see
+    /// `boha::adapters::block_norms`). Only that matrix's factors are read back.
+    pub fn block_norms(&self, layer: usize, proj: String) -> js_sys::Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            let guard = state.try_borrow().map_err(js_err)?;
+            let s = guard.as_ref().ok_or_else(|| js_err("no model loaded"))?;
+            let tr = s
+                .trainer
+                .as_ref()
+                .ok_or_else(|| js_err("start training first"))?;
+            let ads = &tr.adapters;
+            let ad = ads
+                .layers
+                .get(layer)
+                .and_then(|m| m.get(&proj))
+                .ok_or_else(|| js_err(format!("no adapter on layers.{layer}.{proj}")))?;
+            let a = s.gpu.download_async(&ad.a).await.map_err(js_err)?;
+            let b = s.gpu.download_async(&ad.b).await.map_err(js_err)?;
+            let grid = ads.spec.blocks;
+            let norms = block_norms(&ads.spec, &a, &b, ad.d_out, ad.d_in, grid).map_err(js_err)?;
+            let out = js_sys::Array::new();
+            out.push(&JsValue::from_f64(grid as f64));
+            out.push(&js_sys::Float32Array::from(norms.as_slice()));
+            Ok(out.into())
+        })
+    }
+
+    /// The number of layers of the loaded model (the heatmap's layer choice).
+    pub fn num_layers(&self) -> Result<usize, JsValue> {
+        let guard = self.state.try_borrow().map_err(js_err)?;
+        let s = guard.as_ref().ok_or_else(|| js_err("no model loaded"))?;
+        Ok(s.ck.config.num_layers)
     }
 
     /// The adapter's files as the CLI writes them (PEFT layout): resolves to
