@@ -83,22 +83,15 @@ impl App {
         })
     }
 
-    /// Loads a random tiny Llama instead of a file (2 layers, width 32, a word-level
-    /// tokenizer): what the headless page check in CI trains.
+    /// Loads `random:tiny` instead of a file (SmolLM2's architecture with 2 layers of
+    /// width 32, a word-level tokenizer): what the headless page check in CI trains.
     pub fn load_tiny(&self) -> js_sys::Promise {
         let state = self.state.clone();
         future_to_promise(async move {
             let gpu = Gpu::new_async(&GpuOptions::default())
                 .await
                 .map_err(js_err)?;
-            let mut cfg = random::preset("smollm2-135m").ok_or_else(|| js_err("no preset"))?;
-            cfg.vocab_size = 97;
-            cfg.hidden_size = 32;
-            cfg.intermediate_size = 48;
-            cfg.num_layers = 2;
-            cfg.num_heads = 4;
-            cfg.num_kv_heads = 2;
-            cfg.head_dim = 8;
+            let cfg = random::preset("tiny").ok_or_else(|| js_err("no preset"))?;
             let ck = random::checkpoint(cfg, "random:tiny").map_err(js_err)?;
             let line = format!(
                 "random:tiny: 2 layers, width 32, vocabulary 97 on '{}' ({})",

@@ -2,7 +2,8 @@
 //! shapes matter: `--model random:smollm2-135m` (SmolLM2-135M's shapes) or
 //! `--model random:llama-3.2-1b` (Llama-3.2-1B's) wherever a model path is taken. Speed
 //! and memory depend on the shapes, never on the values, so a machine without the real
-//! file (a GPU machine that reaches no network) measures the same step.
+//! file (a GPU machine that reaches no network) measures the same step. `random:tiny` is
+//! SmolLM2's architecture at toy sizes, for tests and the web page's quick start.
 //!
 //! Weights are uniform in ±√(3/fan_in)·0.5 (about the scale a trained model's are), norm
 //! weights 1, biases 0; the tokenizer is a word-level one whose vocabulary is `t0`,
@@ -20,13 +21,16 @@ use crate::rng::Rng;
 pub const PREFIX: &str = "random:";
 
 /// The shapes a random model can take, by name.
-pub const PRESETS: [&str; 2] = ["smollm2-135m", "llama-3.2-1b"];
+pub const PRESETS: [&str; 3] = ["smollm2-135m", "llama-3.2-1b", "tiny"];
 
 /// The config of preset `name` (one of [`PRESETS`]).
 pub fn preset(name: &str) -> Option<ModelConfig> {
     let (vocab, c, f, layers, heads, kv, theta) = match name {
         "smollm2-135m" => (49152, 576, 1536, 30, 9, 3, 100_000.0),
         "llama-3.2-1b" => (128_256, 2048, 8192, 16, 32, 8, 500_000.0),
+        // Width 32 as 4 heads of 8 with 2 key-value heads (GQA), MLP 48, 2 layers, 97
+        // tokens: no dimension a multiple of a GEMM tile.
+        "tiny" => (97, 32, 48, 2, 4, 2, 100_000.0),
         _ => return None,
     };
     Some(ModelConfig {
