@@ -5,18 +5,28 @@ page's random tiny model), trains STEPS steps on the built-in task, asks both mo
 question, and saves a screenshot. Fails when a step fails, the loss does not fall, the
 block-norm heatmap holds no norms, or the screenshot is blank.
 
-Usage: web_page_check.py URL MODEL STEPS SCREENSHOT.png [SEQ [LR]]
+With --record FILE it also writes the run as a JSON record (the benchmarks' envelope:
+device, browser, commit, date, command; then load time, seconds per step, losses, block
+norms and both answers), the source of the figures the README gives for the page.
+
+Usage: web_page_check.py [--record FILE] URL MODEL STEPS SCREENSHOT.png [SEQ [LR]]
 """
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
 import urllib.request
 
-url, model, steps, shot = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-seq = sys.argv[5] if len(sys.argv) > 5 else "48"
-lr = sys.argv[6] if len(sys.argv) > 6 else "0.01"
+argv = sys.argv[1:]
+record = None
+if argv[:1] == ["--record"]:
+    record, argv = argv[1], argv[2:]
+url, model, steps, shot = argv[0], argv[1], int(argv[2]), argv[3]
+seq = argv[4] if len(argv) > 4 else "48"
+lr = argv[5] if len(argv) > 5 else "0.01"
+command = " ".join(["scripts/web_page_check.py"] + sys.argv[1:])
 port = 9517
 driver = subprocess.Popen(["/usr/bin/chromedriver", f"--port={port}"],
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +79,8 @@ try:
         call("POST", f"{s}/element/{el(id_)}/clear", {})
         call("POST", f"{s}/element/{el(id_)}/value", {"text": str(value)})
 
+    date = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load_1m = round(os.getloadavg()[0], 2)
     call("POST", f"{s}/url", {"url": url})
     wait_for("the page", lambda: "Choose" in text("status") or "no WebGPU" in text("status"), 60)
     if model == "tiny":
@@ -78,7 +90,9 @@ try:
         click("load")
     t0 = time.time()
     wait_for("the model", lambda: "layers" in text("status") or "failed" in text("status"), 600)
-    print(f"load: {text('status')} ({time.time() - t0:.1f} s)")
+    load_s = time.time() - t0
+    loaded = text("status")
+    print(f"load: {loaded} ({load_s:.1f} s)")
     if "failed" in text("status"):
         raise SystemExit(1)
     typed("steps", steps)
@@ -88,7 +102,8 @@ try:
     t0 = time.time()
     wait_for("training", lambda: "trained" in text("status") or "failed" in text("status"),
              1800)
-    print(f"train: {text('status')}; {text('stepinfo')} ({time.time() - t0:.1f} s)")
+    train_s = time.time() - t0
+    print(f"train: {text('status')}; {text('stepinfo')} ({train_s:.1f} s)")
     if "failed" in text("status") or "trained 0" in text("status"):
         raise SystemExit(1)
     losses = call("POST", f"{s}/execute/sync", {"script": "return window.bohaLosses", "args": []})
@@ -109,6 +124,44 @@ try:
     if len(png) < 20000:
         raise SystemExit(f"screenshot {shot} looks blank ({len(png)} bytes)")
     print(f"screenshot {shot} ({len(png)} bytes)")
+    if record:
+        def out(cmd):
+            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        dirty = "-dirty" if out(["git", "status", "--porcelain", "--untracked-files=no"]) else ""
+        adapter = json.loads(call("POST", f"{s}/execute/sync", {
+            "script": "return app_adapter_info()", "args": []}))
+        browser = out(["/usr/bin/chromium", "--version"])
+        rec = {
+            # The benchmarks' envelope (src/bench/record.rs), read by `boha report`.
+            "record": {
+                "command": command,
+                "date": date,
+                "commit": out(["git", "rev-parse", "--short", "HEAD"]) + dirty,
+                "device": {
+                    "name": adapter["name"] or "unnamed by the browser",
+                    "backend": adapter["backend"],
+                    "device_type": adapter["device_type"],
+                },
+                "driver": {
+                    "name": adapter["driver"] or browser,
+                    "info": adapter["driver_info"] or "headless, --enable-unsafe-webgpu",
+                },
+                "host_load": {"load_1m": load_1m, "cpus": os.cpu_count()},
+            },
+            "model": loaded.split(":", 1)[0],
+            "steps": steps,
+            "tokens_per_row": int(seq),
+            "lr": float(lr),
+            "load_s": round(load_s, 2),
+            "train_s": round(train_s, 2),
+            "losses": losses,
+            "block_norms_layer0_q": heat,
+            "answers": {"base": text("base"), "adapted": text("adapted")},
+        }
+        with open(record, "w") as f:
+            json.dump(rec, f, indent=2)
+            f.write("\n")
+        print(f"record {record}")
 finally:
     # Close the browser even after a failure, so no Chromium outlives the check.
     try:

@@ -47,6 +47,13 @@ async function drawHeat() {
       const t = norms[i * grid + j] / max;
       g.fillStyle = `rgb(${Math.round(255 - 234 * t)}, ${Math.round(255 - 154 * t)}, ${Math.round(255 - 63 * t)})`;
       g.fillRect(j * w, i * h, w - 1, h - 1);
+      // Up to 8 × 8 the cells are wide enough for their value.
+      if (grid <= 8) {
+        g.fillStyle = t > 0.5 ? "#fff" : "#222";
+        g.textAlign = "center";
+        g.textBaseline = "middle";
+        g.fillText(norms[i * grid + j].toPrecision(3), (j + 0.5) * w, (i + 0.5) * h);
+      }
     }
   }
   window.bohaHeat = Array.from(norms);  // for the headless page check
@@ -128,6 +135,8 @@ $("train").onclick = async () => {
 };
 
 $("stop").onclick = () => { stopping = true; };
+// The adapter's description, for the headless page check's record.
+window.app_adapter_info = () => app.adapter_info();
 // Between runs only: during one, the next step redraws it with the new choice.
 $("hlayer").onchange = $("hproj").onchange = () => {
   if (losses.length && $("stop").disabled) drawHeat();

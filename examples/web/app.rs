@@ -239,6 +239,22 @@ impl App {
         })
     }
 
+    /// The WebGPU adapter as wgpu describes it, as JSON {name, backend, device_type,
+    /// driver, driver_info} (browsers often leave the name and driver empty).
+    pub fn adapter_info(&self) -> Result<String, JsValue> {
+        let guard = self.state.try_borrow().map_err(js_err)?;
+        let s = guard.as_ref().ok_or_else(|| js_err("no model loaded"))?;
+        let i = s.gpu.info();
+        Ok(serde_json::json!({
+            "name": i.name,
+            "backend": i.backend,
+            "device_type": i.device_type,
+            "driver": i.driver,
+            "driver_info": i.driver_info,
+        })
+        .to_string())
+    }
+
     /// The number of layers of the loaded model (the heatmap's layer choice).
     pub fn num_layers(&self) -> Result<usize, JsValue> {
         let guard = self.state.try_borrow().map_err(js_err)?;

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! KIND is `gemm`, `layer`, `step`, `synthetic`, `tune`, `step-vs`, `demo`, `generate`,
-//! `load` or `anchor`; each FILE is a name in docs/benchmarks/, where
+//! `load`, `anchor` or `web`; each FILE is a name in docs/benchmarks/, where
 //! `*` matches any run of characters (each match gets its own table, in name order).
 //! `--check` rewrites nothing and names the first block that differs, so a figure edited
 //! by hand, or a record changed without regenerating, fails the tests (tests/report.rs).
@@ -23,6 +23,7 @@ pub mod load;
 pub mod markdown;
 pub mod markers;
 pub mod records;
+pub mod web;
 
 use std::path::Path;
 
@@ -56,10 +57,11 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         "anchor" => anchor::anchor,
         "generate" => generate::generate,
         "load" => load::load,
+        "web" => web::web,
         _ => {
             return Err(Error::Invalid(format!(
                 "{doc}: unknown report kind `{kind}` (gemm, layer, step, synthetic, \
-                 tune, step-vs, demo, generate, load, anchor)"
+                 tune, step-vs, demo, generate, load, anchor, web)"
             )))
         }
     };
