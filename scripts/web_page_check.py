@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Drives the web page (examples/web/, served by scripts/web.sh) in headless Chromium
-through chromedriver's WebDriver protocol: loads MODEL (a GGUF, or "tiny" for the
-page's random tiny model), trains STEPS steps on the built-in task, asks both models one
+through chromedriver's WebDriver protocol: loads MODEL (a GGUF, a Hugging Face
+checkpoint's directory, or "tiny" for the page's random tiny model), trains STEPS steps on the built-in task, asks both models one
 question, and saves a screenshot. Fails when a step fails, the loss does not fall, the
 block-norm heatmap holds no norms, or the screenshot is blank.
 
@@ -86,7 +86,10 @@ try:
     if model == "tiny":
         click("tiny")
     else:
-        call("POST", f"{s}/element/{el('model')}/value", {"text": model})
+        # A directory is a Hugging Face checkpoint: all its files go to the one input.
+        paths = ([os.path.join(model, f) for f in sorted(os.listdir(model))]
+                 if os.path.isdir(model) else [model])
+        call("POST", f"{s}/element/{el('model')}/value", {"text": "\n".join(paths)})
         click("load")
     t0 = time.time()
     wait_for("the model", lambda: "layers" in text("status") or "failed" in text("status"), 600)

@@ -4,8 +4,10 @@
 
 mod common;
 
+use boha::loaders::hf::load_hf_files;
 use boha::loaders::{load_checkpoint, ChatMessage};
 use boha::model::{Activation, Architecture, ModelConfig, RopeScaling};
+use common::same_model_metadata;
 use common::tiny_checkpoint::{
     temp_dir, write_json, write_tiny_hf, TinyCheckpoint, TinySpec, TinyTokenizer,
 };
@@ -407,4 +409,89 @@ fn safetensors_from_bytes_equals_from_path() {
             "{n}: values differ"
         );
     }
+}
+
+/// A directory's files, read into memory by name (what a web page gets from the File
+/// API).
+fn files_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().into_string().unwrap();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `load_hf_files` on a checkpoint's files in memory gives what `load_checkpoint` gives
+/// on its directory: the same config, tensors, tokenizer, template and special tokens,
+/// single-file and sharded.
+#[test]
+fn files_in_memory_load_as_the_directory_does() {
+    let sharded = TinySpec {
+        arch: "Qwen2ForCausalLM".into(),
+        shards: 3,
+        dtype: Dtype::BF16,
+        tie: true,
+        seed: 9,
+        ..TinySpec::llama()
+    };
+    for (tag, spec) in [("mem-llama", TinySpec::llama()), ("mem-qwen", sharded)] {
+        let dir = temp_dir(tag);
+        let ck = write_tiny_hf(&dir, &spec);
+        let on_disk = load_checkpoint(&dir).unwrap();
+        let name = std::path::Path::new("chosen");
+        let in_memory = load_hf_files(name, files_of(&dir)).unwrap();
+        same_model_metadata(tag, &on_disk, &in_memory);
+        check_all_tensors(&ck, &in_memory);
+        assert_eq!(in_memory.source, name);
+    }
+}
+
+/// Files in memory that do not make a checkpoint fail with one line naming the file:
+/// no tokenizer.json, a shard the index names but nobody gave, a name with a path in it,
+/// a name given twice.
+#[test]
+fn files_in_memory_name_what_is_missing() {
+    let dir = temp_dir("mem-bad");
+    write_tiny_hf(
+        &dir,
+        &TinySpec {
+            shards: 2,
+            ..TinySpec::llama()
+        },
+    );
+    let name = std::path::Path::new("chosen");
+    let all = files_of(&dir);
+    let without = |file: &str| -> Vec<(String, Vec<u8>)> {
+        all.iter().filter(|(n, _)| n != file).cloned().collect()
+    };
+    let err = |files| load_hf_files(name, files).err().unwrap().to_string();
+
+    let e = err(without("tokenizer.json"));
+    assert!(
+        e.contains("chosen") && e.contains("no tokenizer.json"),
+        "{e}"
+    );
+    let e = err(without("model-00002-of-00002.safetensors"));
+    assert!(
+        e.contains("model-00002-of-00002.safetensors") && e.contains("no such file"),
+        "{e}"
+    );
+    let e = err(without("config.json"));
+    assert!(
+        e.contains("config.json") && e.contains("no such file"),
+        "{e}"
+    );
+    let mut bad = all.clone();
+    bad.push(("../config.json".into(), vec![]));
+    let e = err(bad);
+    assert!(e.contains("not a plain file name"), "{e}");
+    let mut twice = all.clone();
+    twice.push(all[0].clone());
+    let e = err(twice);
+    assert!(e.contains("given twice"), "{e}");
 }

@@ -21,11 +21,11 @@ use boha::model::export_gguf::{merge_to_gguf, GgufOutType};
 use boha::model::kv_cache::Model;
 use boha::model::transformer::{Adapters, Weights};
 use boha::rng::Rng;
-use common::assert_close;
 use common::tiny_checkpoint::{
     gguf_from_tiny, llama_cpp_permute, temp_dir, write_safetensors, write_tiny_hf, TinyCheckpoint,
     TinySpec, CHATML_TEMPLATE,
 };
+use common::{assert_close, same_model_metadata};
 
 const TOKENS: [u32; 9] = [5, 77, 140, 9, 200, 33, 281, 12, 64];
 
@@ -180,21 +180,6 @@ fn tensors_within_rounding(what: &str, file: &GgufFile, want: &Checkpoint, got: 
             other => panic!("{what}: {gguf} is {other:?}"),
         }
     }
-}
-
-/// The tokenizer, chat template, BOS/EOS and config of `got` are `want`'s.
-fn same_model_metadata(what: &str, want: &Checkpoint, got: &Checkpoint) {
-    assert_eq!(want.config, got.config, "{what}");
-    assert_eq!(want.chat_template, got.chat_template, "{what}");
-    assert_eq!(want.bos_token, got.bos_token, "{what}");
-    assert_eq!(want.eos_tokens, got.eos_tokens, "{what}");
-    assert_eq!(want.add_bos, got.add_bos, "{what}");
-    let text = "<|im_start|>user\nWhat is the capital of France? 42 cats<|im_end|>";
-    assert_eq!(
-        want.encode(text).unwrap(),
-        got.encode(text).unwrap(),
-        "{what}"
-    );
 }
 
 /// Logit tolerances, relative to the largest |logit|. F16 rounds a weight by about

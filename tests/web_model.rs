@@ -3,10 +3,13 @@
 //! CPU reference, and BoHA training steps through the async step, whose first loss is
 //! the reference's and whose loss then falls.
 //!
-//! Both also compare with what the native build computed: tests/web/native_tiny.json
-//! holds the native logits, losses and trained adapter. The native run of these tests
-//! checks that file against itself within the same tolerance, so the file cannot go
-//! stale unnoticed; `BOHA_BLESS=1 cargo test --test web_model` rewrites it after a
+//! A Hugging Face checkpoint's files made in memory load from bytes as a page would load
+//! them, and give the same logits.
+//!
+//! The logits and training tests also compare with what the native build computed:
+//! tests/web/native_tiny.json holds the native logits, losses and trained adapter. The
+//! native run of these tests checks that file against itself within the same tolerance,
+//! so the file cannot go stale unnoticed; `BOHA_BLESS=1 cargo test --test web_model` rewrites it after a
 //! change that moves the numbers on purpose.
 
 #[path = "web/common.rs"]
@@ -14,7 +17,9 @@ mod common;
 
 use boha::adapters::{AdapterSpec, Method};
 use boha::graph::{TrainOptions, Trainer, IGNORE};
+use boha::loaders::hf::load_hf_files;
 use boha::loaders::{random, Checkpoint};
+use boha::model::export;
 use boha::model::kv_cache::{Model, Session};
 use boha::model::reference::Reference;
 use boha::rng::Rng;
@@ -122,6 +127,58 @@ web_test!(tiny_model_logits_match_reference, {
         all.extend(got);
     }
     check_native("logits", &all, |n| &mut n.logits);
+});
+
+/// `ck` as a Hugging Face checkpoint's files, made in memory as a page would be handed
+/// them: config.json, model.safetensors (f32) and tokenizer.json.
+fn hf_files(ck: &Checkpoint) -> Vec<(String, Vec<u8>)> {
+    let config = export::hf_config(&ck.config).unwrap().to_string();
+    let tokenizer = ck.tokenizer.to_string(false).unwrap();
+    let stored: Vec<(String, Vec<usize>, Vec<u8>)> = ck
+        .tensors
+        .iter()
+        .map(|(name, t)| {
+            let hf = export::hf_tensor_name(name, ck.config.architecture).unwrap();
+            let values = t.to_f32().unwrap();
+            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (hf, t.shape.clone(), bytes)
+        })
+        .collect();
+    let views = stored.iter().map(|(name, shape, bytes)| {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes);
+        (name.clone(), view.unwrap())
+    });
+    let weights = safetensors::tensor::serialize(views, None).unwrap();
+    vec![
+        ("config.json".into(), config.into_bytes()),
+        ("model.safetensors".into(), weights),
+        ("tokenizer.json".into(), tokenizer.into_bytes()),
+    ]
+}
+
+/// The logits of every position of `tokens` through a fresh session.
+async fn all_logits(gpu: &boha::gpu::Gpu, ck: &Checkpoint, tokens: &[u32]) -> Vec<f32> {
+    let model = Model::load(gpu, ck).unwrap();
+    let mut s = Session::new(gpu, &model, tokens.len()).unwrap();
+    s.forward_async(gpu, tokens, true).await.unwrap()
+}
+
+web_test!(hugging_face_files_from_bytes_load_the_same_model, {
+    let Some(gpu) = common::gpu().await else {
+        return;
+    };
+    let ck = tiny();
+    let loaded = load_hf_files(std::path::Path::new("tiny-hf"), hf_files(&ck)).unwrap();
+    assert_eq!(loaded.config.num_layers, ck.config.num_layers);
+    assert_eq!(loaded.tensors.len(), ck.tensors.len());
+    let text = "t1 t5 t40 t96";
+    let tokens = ck.encode(text).unwrap();
+    assert_eq!(loaded.encode(text).unwrap(), tokens, "the tokenizer");
+    // The same f32 weights through the same kernels: the same logits.
+    let want = all_logits(&gpu, &ck, &tokens).await;
+    let got = all_logits(&gpu, &loaded, &tokens).await;
+    assert_close("logits of the files loaded from bytes", &got, &want, 1e-6);
 });
 
 web_test!(boha_training_steps_lower_the_loss, {

@@ -69,14 +69,20 @@ function save(name, data, type) {
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
+// One .gguf file, or a Hugging Face checkpoint's files (config.json, the safetensors,
+// tokenizer.json, …) chosen together.
 $("load").onclick = async () => {
-  const file = $("model").files[0];
-  if (!file) return status("choose a GGUF file first");
-  status(`reading ${file.name} …`);
+  const files = [...$("model").files];
+  if (files.length === 0) return status("choose a GGUF file or a checkpoint's files first");
+  status(`reading ${files.map((f) => f.name).join(", ")} …`);
   try {
-    const bytes = new Uint8Array(await file.arrayBuffer());
+    const blobs = await Promise.all(files.map(async (f) => new Uint8Array(await f.arrayBuffer())));
     app = new App();
-    status(await app.load(file.name, bytes));
+    if (files.length === 1 && files[0].name.endsWith(".gguf")) {
+      status(await app.load(files[0].name, blobs[0]));
+    } else {
+      status(await app.load_hf(files.map((f) => f.name), blobs));
+    }
     $("hlayer").max = app.num_layers() - 1;
     $("train").disabled = false;
   } catch (e) {
@@ -165,5 +171,5 @@ $("download").onclick = async () => {
 };
 
 await init();
-status(navigator.gpu ? "Choose a GGUF file (SmolLM2-135M-Instruct's works)."
+status(navigator.gpu ? "Choose a GGUF file (SmolLM2-135M-Instruct's works) or a checkpoint's files."
                      : "This browser offers no WebGPU (navigator.gpu is missing).");

@@ -1,5 +1,5 @@
 //! The web page's Rust side (`examples/web/`, served by `scripts/web.sh`): a model chosen
-//! with the File API (a GGUF's bytes), BoHA fine-tuning one awaited step at a time so
+//! with the File API (a GGUF's bytes, or a Hugging Face checkpoint's files), BoHA fine-tuning one awaited step at a time so
 //! the page stays responsive, chat with the base and the adapted model, and the adapter
 //! files for download. The page (index.html, app.js) calls the `App` methods; each
 //! returns a promise.
@@ -16,7 +16,7 @@ use boha::adapters::{AdapterSpec, Method};
 use boha::generate::sampling::greedy;
 use boha::gpu::{Gpu, GpuOptions};
 use boha::graph::{TrainOptions, Trainer};
-use boha::loaders::{gguf, random, ChatMessage, Checkpoint};
+use boha::loaders::{gguf, hf, random, ChatMessage, Checkpoint};
 use boha::model::kv_cache::{Model, Session};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, js_sys};
@@ -53,33 +53,34 @@ impl App {
         }
     }
 
-    /// Opens the browser's WebGPU device and loads a GGUF file's bytes. Resolves to a
+    /// Loads a GGUF file's bytes and opens the browser's WebGPU device. Resolves to a
     /// one-line description of the model and the adapter.
     pub fn load(&self, name: String, bytes: Vec<u8>) -> js_sys::Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let gpu = Gpu::new_async(&GpuOptions::default())
-                .await
-                .map_err(js_err)?;
             let ck = gguf::load_gguf_bytes(Path::new(&name), bytes).map_err(js_err)?;
-            let c = &ck.config;
-            let line = format!(
-                "{name}: {} layers, width {}, vocabulary {} on '{}' ({})",
-                c.num_layers,
-                c.hidden_size,
-                c.vocab_size,
-                gpu.info().name,
-                gpu.info().device_type
-            );
-            *state.borrow_mut() = Some(State {
-                gpu,
-                ck,
-                name,
-                trainer: None,
-                examples: Vec::new(),
-                next: 0,
-            });
-            Ok(JsValue::from_str(&line))
+            install(&state, name, ck).await
+        })
+    }
+
+    /// Loads a Hugging Face checkpoint from its files (config.json, model.safetensors or
+    /// the index and its shards, tokenizer.json, and the optional tokenizer_config.json,
+    /// chat_template.jinja, generation_config.json): `names[i]` is the name of the bytes
+    /// `files[i]` (a Uint8Array). Resolves as [`App::load`] does.
+    pub fn load_hf(&self, names: Vec<String>, files: js_sys::Array) -> js_sys::Promise {
+        let state = self.state.clone();
+        future_to_promise(async move {
+            if names.len() != files.length() as usize {
+                return Err(js_err("one name per file"));
+            }
+            let files = names
+                .iter()
+                .cloned()
+                .zip(files.iter().map(|f| js_sys::Uint8Array::new(&f).to_vec()))
+                .collect();
+            let name = "the chosen files".to_string();
+            let ck = hf::load_hf_files(Path::new(&name), files).map_err(js_err)?;
+            install(&state, name, ck).await
         })
     }
 
@@ -88,25 +89,9 @@ impl App {
     pub fn load_tiny(&self) -> js_sys::Promise {
         let state = self.state.clone();
         future_to_promise(async move {
-            let gpu = Gpu::new_async(&GpuOptions::default())
-                .await
-                .map_err(js_err)?;
             let cfg = random::preset("tiny").ok_or_else(|| js_err("no preset"))?;
             let ck = random::checkpoint(cfg, "random:tiny").map_err(js_err)?;
-            let line = format!(
-                "random:tiny: 2 layers, width 32, vocabulary 97 on '{}' ({})",
-                gpu.info().name,
-                gpu.info().device_type
-            );
-            *state.borrow_mut() = Some(State {
-                gpu,
-                ck,
-                name: "random:tiny".into(),
-                trainer: None,
-                examples: Vec::new(),
-                next: 0,
-            });
-            Ok(JsValue::from_str(&line))
+            install(&state, "random:tiny".into(), ck).await
         })
     }
 
@@ -284,6 +269,36 @@ impl App {
             Ok(out.into())
         })
     }
+}
+
+/// Opens the browser's WebGPU device and makes `ck` the page's model (training and chat
+/// start afresh); resolves to a one-line description of the model and the adapter.
+async fn install(
+    state: &Rc<RefCell<Option<State>>>,
+    name: String,
+    ck: Checkpoint,
+) -> Result<JsValue, JsValue> {
+    let gpu = Gpu::new_async(&GpuOptions::default())
+        .await
+        .map_err(js_err)?;
+    let c = &ck.config;
+    let line = format!(
+        "{name}: {} layers, width {}, vocabulary {} on '{}' ({})",
+        c.num_layers,
+        c.hidden_size,
+        c.vocab_size,
+        gpu.info().name,
+        gpu.info().device_type
+    );
+    *state.borrow_mut() = Some(State {
+        gpu,
+        ck,
+        name,
+        trainer: None,
+        examples: Vec::new(),
+        next: 0,
+    });
+    Ok(JsValue::from_str(&line))
 }
 
 impl Default for App {

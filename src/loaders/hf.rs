@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use super::folder::Folder;
 use super::{
     bad_file, check_tensors, push_unique, read_text, tokenizer, Checkpoint, GenerationDefaults,
 };
@@ -21,19 +22,32 @@ use crate::Result;
 
 /// Loads a Hugging Face directory (see the module docs).
 pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
+    load_hf(&Folder::Disk(dir.to_path_buf()))
+}
+
+/// Loads a Hugging Face checkpoint from its files' bytes by file name (config.json,
+/// model.safetensors or the index and its shards, tokenizer.json, and the optional
+/// tokenizer_config.json, chat_template.jinja, generation_config.json), as a web page
+/// gets them from the File API; `name` names the checkpoint in messages. Tensors read
+/// their values from those bytes when used.
+pub fn load_hf_files(name: &Path, files: Vec<(String, Vec<u8>)>) -> Result<Checkpoint> {
+    load_hf(&Folder::memory(name, files)?)
+}
+
+fn load_hf(dir: &Folder) -> Result<Checkpoint> {
     let config_path = dir.join("config.json");
-    let config_json = read_json(&config_path)?;
+    let config_json = dir.read_json("config.json")?;
     let mut config = config_from_json(&config_json, &config_path)?;
 
     let mut tensors = BTreeMap::new();
-    let (weights_path, weights) = super::safetensors::read_dir(dir)?;
+    let (weights_path, weights) = super::safetensors::read_folder(dir)?;
     for (hf_name, t) in weights {
         let Some(name) = boha_name(&hf_name, config.architecture) else {
             if hf_name.ends_with("rotary_emb.inv_freq") {
                 continue; // recomputed from the config
             }
             return Err(bad_file(
-                dir,
+                dir.path(),
                 format!(
                     "unrecognized tensor '{hf_name}' for {:?}",
                     config.architecture
@@ -44,38 +58,40 @@ pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
             continue;
         }
         if tensors.insert(name.clone(), t).is_some() {
-            return Err(bad_file(dir, format!("tensor '{hf_name}' appears twice")));
+            return Err(bad_file(
+                dir.path(),
+                format!("tensor '{hf_name}' appears twice"),
+            ));
         }
     }
     check_tensors(&weights_path, "config.json", &config, &tensors)?;
 
     let tok_path = dir.join("tokenizer.json");
-    if !tok_path.is_file() {
+    if !dir.has("tokenizer.json") {
         return Err(bad_file(
-            dir,
+            dir.path(),
             "no tokenizer.json (tokenizer.model alone is not supported)",
         ));
     }
-    let tok = tokenizer::from_bytes(&super::read_bytes(&tok_path)?)
+    let tok = tokenizer::from_bytes(&dir.read("tokenizer.json")?)
         .map_err(|e| bad_file(&tok_path, format!("cannot load tokenizer: {e}")))?;
     super::check_vocab(&tok_path, &tok, config.vocab_size)?;
 
     let tc_path = dir.join("tokenizer_config.json");
-    let tc = if tc_path.is_file() {
-        tokenizer::TokenizerConfig::from_json(&read_json(&tc_path)?, &tc_path)?
+    let tc = if dir.has("tokenizer_config.json") {
+        tokenizer::TokenizerConfig::from_json(&dir.read_json("tokenizer_config.json")?, &tc_path)?
     } else {
         tokenizer::TokenizerConfig::default()
     };
-    let jinja = dir.join("chat_template.jinja");
-    let chat_template = if jinja.is_file() {
-        Some(read_text(&jinja)?)
+    let chat_template = if dir.has("chat_template.jinja") {
+        Some(dir.read_text("chat_template.jinja")?)
     } else {
         tc.chat_template.clone()
     };
 
     let gen_path = dir.join("generation_config.json");
-    let (generation, gen_bos, gen_eos) = if gen_path.is_file() {
-        generation_from_json(&read_json(&gen_path)?, &gen_path)?
+    let (generation, gen_bos, gen_eos) = if dir.has("generation_config.json") {
+        generation_from_json(&dir.read_json("generation_config.json")?, &gen_path)?
     } else {
         (GenerationDefaults::default(), None, vec![])
     };
@@ -111,7 +127,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<Checkpoint> {
         eos_tokens: eos,
         add_bos,
         generation,
-        source: dir.to_path_buf(),
+        source: dir.path().to_path_buf(),
     })
 }
 

@@ -10,6 +10,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fetch;
+pub mod folder;
 pub mod gguf;
 pub mod hf;
 mod host_tensor;
@@ -272,11 +273,6 @@ pub(crate) fn escape_controls(s: &str) -> String {
 /// Reads a whole (small, text) file, naming it on error.
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
-}
-
-/// Reads a whole file, naming it on error.
-pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Appends `id` to `ids` unless present.

@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::Metadata;
 use safetensors::Dtype;
 
-use super::{bad_file, read_text, FileLayout, FileTensor, HostTensor, SharedBytes};
+use super::folder::Folder;
+use super::{bad_file, FileLayout, FileTensor, HostTensor, SharedBytes};
 use crate::gpu::DType;
 use crate::{Error, Result};
 
@@ -91,32 +92,46 @@ fn read(path: &Path, memory: Option<SharedBytes>) -> Result<Vec<(String, HostTen
     Ok(out)
 }
 
-/// The weights of a Hugging Face directory: `model.safetensors`, or the shards that
-/// `model.safetensors.index.json` lists. Names are the checkpoint's own. Also returns
-/// the file that names them (model.safetensors or the index), for messages.
-pub fn read_dir(dir: &Path) -> Result<(std::path::PathBuf, Vec<(String, HostTensor)>)> {
-    let single = dir.join("model.safetensors");
-    let index = dir.join("model.safetensors.index.json");
-    if index.is_file() {
-        return Ok((index.clone(), read_sharded(dir, &index)?));
+/// The weights of a Hugging Face checkpoint folder: `model.safetensors`, or the shards
+/// that `model.safetensors.index.json` lists. Names are the checkpoint's own. Also
+/// returns the file that names them (model.safetensors or the index), for messages.
+pub fn read_folder(dir: &Folder) -> Result<(PathBuf, Vec<(String, HostTensor)>)> {
+    let index = "model.safetensors.index.json";
+    if dir.has(index) {
+        return Ok((dir.join(index), read_sharded(dir, index)?));
     }
-    if single.is_file() {
-        return Ok((single.clone(), read_file(&single)?));
+    if dir.has(SINGLE) {
+        return Ok((dir.join(SINGLE), read_in(dir, SINGLE)?));
     }
-    let hint = if dir.join("pytorch_model.bin").exists() {
+    let hint = if dir.has("pytorch_model.bin") {
         " (pytorch_model.bin is not supported: convert it to safetensors)"
     } else {
         ""
     };
     Err(bad_file(
-        dir,
+        dir.path(),
         format!("no model.safetensors or model.safetensors.index.json{hint}"),
     ))
 }
 
-fn read_sharded(dir: &Path, index: &Path) -> Result<Vec<(String, HostTensor)>> {
-    let json: serde_json::Value = serde_json::from_str(&read_text(index)?)
-        .map_err(|e| bad_file(index, format!("invalid JSON: {e}")))?;
+/// The one-file layout's name.
+const SINGLE: &str = "model.safetensors";
+
+/// `file` of the folder, from disk or from the bytes it was given.
+fn read_in(dir: &Folder, file: &str) -> Result<Vec<(String, HostTensor)>> {
+    let path = dir.join(file);
+    match dir.memory_bytes(file) {
+        Some(bytes) => read(&path, Some(bytes)),
+        None if matches!(dir, Folder::Memory { .. }) => {
+            Err(bad_file(&path, "no such file among those given"))
+        }
+        None => read_file(&path),
+    }
+}
+
+fn read_sharded(dir: &Folder, index_file: &str) -> Result<Vec<(String, HostTensor)>> {
+    let index = &dir.join(index_file);
+    let json = dir.read_json(index_file)?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -140,7 +155,7 @@ fn read_sharded(dir: &Path, index: &Path) -> Result<Vec<(String, HostTensor)>> {
     let mut seen = BTreeSet::new();
     for (file, names) in &shards {
         let path = dir.join(file);
-        let tensors = read_file(&path)?;
+        let tensors = read_in(dir, file)?;
         for want in names {
             if !tensors.iter().any(|(n, _)| n == want) {
                 return Err(bad_file(

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use boha::gpu::{Gpu, GpuOptions};
+use boha::loaders::Checkpoint;
 
 pub mod olmo_samples;
 pub mod tiny_checkpoint;
@@ -23,4 +24,19 @@ pub fn gpu() -> Option<Gpu> {
 /// The test device with options.
 pub fn gpu_with(opts: &GpuOptions) -> Option<Gpu> {
     boha::gpu::test_gpu_with(opts)
+}
+
+/// The tokenizer, chat template, BOS/EOS and config of `got` are `want`'s.
+pub fn same_model_metadata(what: &str, want: &Checkpoint, got: &Checkpoint) {
+    assert_eq!(want.config, got.config, "{what}");
+    assert_eq!(want.chat_template, got.chat_template, "{what}");
+    assert_eq!(want.bos_token, got.bos_token, "{what}");
+    assert_eq!(want.eos_tokens, got.eos_tokens, "{what}");
+    assert_eq!(want.add_bos, got.add_bos, "{what}");
+    let text = "<|im_start|>user\nWhat is the capital of France? 42 cats<|im_end|>";
+    assert_eq!(
+        want.encode(text).unwrap(),
+        got.encode(text).unwrap(),
+        "{what}"
+    );
 }
