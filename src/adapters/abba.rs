@@ -84,6 +84,9 @@ impl AdapterKind for Abba {
     fn scale(&self, _block_rank: usize, alpha: Option<f32>) -> f32 {
         alpha.unwrap_or(1.0)
     }
+    fn init_reads_w0(&self) -> bool {
+        true
+    }
     fn init(
         &self,
         spec: &AdapterSpec,

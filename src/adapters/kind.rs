@@ -141,8 +141,15 @@ pub trait AdapterKind: Sync {
     /// How M enters W'.
     fn update(&self) -> Update;
 
+    /// Whether [`AdapterKind::init`] reads W0 (ABBA's SVD does): the browser cannot block
+    /// on that read-back, so [`super::layer::AdaptedLinear::new_async`] awaits it first.
+    fn init_reads_w0(&self) -> bool {
+        false
+    }
+
     /// Fresh (A, B) for a d_out × d_in matrix from `seed`, in the layouts above, with
-    /// ΔW = 0. `w0` returns W0 [d_out, d_in] for kinds that initialise from it.
+    /// ΔW = 0. `w0` returns W0 [d_out, d_in] for kinds that initialise from it (those
+    /// whose [`AdapterKind::init_reads_w0`] is true).
     fn init(
         &self,
         spec: &AdapterSpec,

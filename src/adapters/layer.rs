@@ -42,6 +42,46 @@ impl AdaptedLinear {
     /// A fresh adapter on layer `layer` (named in shape errors) over the frozen `w0`
     /// [d_out, d_in], initialised by its kind from `seed` (ΔW = 0), gradients zero.
     pub fn new(gpu: &Gpu, spec: AdapterSpec, layer: &str, w0: &Tensor, seed: u64) -> Result<Self> {
+        let (d_out, d_in) = Self::w0_shape(spec, layer, w0)?;
+        let host_w0 = || gpu.download(w0);
+        let (a, b) = spec
+            .method
+            .kind()
+            .init(&spec, d_out, d_in, seed, &host_w0)?;
+        Self::from_host(gpu, spec, layer, d_out, d_in, &a, &b)
+    }
+
+    /// [`AdaptedLinear::new`] for callers that cannot block (the browser, where
+    /// [`Gpu::download`] refuses): a kind that initialises from W0 (ABBA, from its SVD)
+    /// has it read back without blocking first.
+    pub async fn new_async(
+        gpu: &Gpu,
+        spec: AdapterSpec,
+        layer: &str,
+        w0: &Tensor,
+        seed: u64,
+    ) -> Result<Self> {
+        let (d_out, d_in) = Self::w0_shape(spec, layer, w0)?;
+        let kind = spec.method.kind();
+        let host = if kind.init_reads_w0() {
+            Some(gpu.download_async(w0).await?)
+        } else {
+            None
+        };
+        let host_w0 = || {
+            host.clone().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{layer}: {} reads W0 at init but does not say so (init_reads_w0)",
+                    kind.name()
+                ))
+            })
+        };
+        let (a, b) = kind.init(&spec, d_out, d_in, seed, &host_w0)?;
+        Self::from_host(gpu, spec, layer, d_out, d_in, &a, &b)
+    }
+
+    /// W0's [d_out, d_in], which `spec`'s grid must divide.
+    fn w0_shape(spec: AdapterSpec, layer: &str, w0: &Tensor) -> Result<(usize, usize)> {
         let (d_out, d_in) = match w0.shape() {
             [o, i] => (*o, *i),
             s => {
@@ -52,12 +92,7 @@ impl AdaptedLinear {
             }
         };
         spec.check_shape(layer, d_out, d_in)?;
-        let host_w0 = || gpu.download(w0);
-        let (a, b) = spec
-            .method
-            .kind()
-            .init(&spec, d_out, d_in, seed, &host_w0)?;
-        Self::from_host(gpu, spec, layer, d_out, d_in, &a, &b)
+        Ok((d_out, d_in))
     }
 
     /// An adapter with given factors (A [b, b, r_b, q], B [b, b, p, r_b]), gradients zero.

@@ -248,46 +248,71 @@ fn plan_single(
 ) -> Result<Vec<Dispatch>> {
     let (max, align) = (gpu.max_binding_bytes(), gpu.binding_offset_align());
     let (m, n, k) = (g.m, g.n, g.k);
+    // Each operand's stored rows and row length: A is [m, k] ([k, m] transposed), B
+    // [k, n] ([n, k]), C [m, n].
+    let (a_rows, a_ld) = if g.trans_a { (k, m) } else { (m, k) };
+    let (b_rows, b_ld) = if g.trans_b { (n, k) } else { (k, n) };
+    // An operand whose rows all fit the binding limit is bound whole, its ranges' starts
+    // becoming element offsets inside it; only the others are bound as the rows of their
+    // ranges, so only their rows decide where ranges may start. (Were every operand's
+    // rows to start at aligned offsets, WebGPU's 256-byte alignment would refuse a decode
+    // GEMV whose few rows of Y must be cut: X's 32-byte rows would start every 8 rows,
+    // past its m ≤ 8, though X fits whole.)
+    let fits = |t: &Tensor, rows: usize, ld: usize| t.dtype().bytes_for(rows * ld) as u64 <= max;
+    let whole = [fits(a, a_rows, a_ld), fits(b, b_rows, b_ld), fits(c, m, n)];
     // Row lengths in bytes: A and C are f32, B may be a low-precision weight.
     let bbytes = |elems: usize| b.dtype().bytes_for(elems);
-    let mut m_rows = vec![n * 4];
+    let mut m_rows = vec![];
     let mut n_rows = vec![];
     let mut k_rows = vec![];
-    if g.trans_a {
-        k_rows.push(m * 4)
-    } else {
-        m_rows.push(k * 4)
+    if !whole[2] {
+        m_rows.push(n * 4)
     }
-    if g.trans_b {
-        n_rows.push(bbytes(k))
-    } else {
-        k_rows.push(bbytes(n))
+    match (g.trans_a, whole[0]) {
+        (_, true) => {}
+        (true, false) => k_rows.push(m * 4),
+        (false, false) => m_rows.push(k * 4),
+    }
+    match (g.trans_b, whole[1]) {
+        (_, true) => {}
+        (true, false) => n_rows.push(bbytes(k)),
+        (false, false) => k_rows.push(bbytes(n)),
     }
     let ms = plan::split(m, &m_rows, max, align, "gemm")?;
     let ns = plan::split(n, &n_rows, max, align, "gemm")?;
     let ks = plan::split(k, &k_rows, max, align, "gemm")?;
+    // The view of `t` (`rows` rows of `ld`) for the range of rows `r0..r0 + len` starting
+    // `inner` along them, and the range's element offset inside that view.
+    let bind = |t: &Tensor, whole: bool, (rows, ld): (usize, usize), (r0, len), inner| {
+        Ok::<_, Error>(if whole {
+            (t.view(0, rows * ld)?, r0 * ld + inner)
+        } else {
+            (t.view(r0 * ld, len * ld)?, inner)
+        })
+    };
     let mut out = Vec::new();
     for &(m0, ml) in &ms {
         for &(n0, nl) in &ns {
             for (ki, &(k0, kl)) in ks.iter().enumerate() {
                 let (av, a_off) = if g.trans_a {
-                    (a.view(k0 * m, kl * m)?, m0)
+                    bind(a, whole[0], (a_rows, a_ld), (k0, kl), m0)?
                 } else {
-                    (a.view(m0 * k, ml * k)?, k0)
+                    bind(a, whole[0], (a_rows, a_ld), (m0, ml), k0)?
                 };
                 let (bv, b_off) = if g.trans_b {
-                    (b.view(n0 * k, nl * k)?, k0)
+                    bind(b, whole[1], (b_rows, b_ld), (n0, nl), k0)?
                 } else {
-                    (b.view(k0 * n, kl * n)?, n0)
+                    bind(b, whole[1], (b_rows, b_ld), (k0, kl), n0)?
                 };
+                let (cv, c_off) = bind(c, whole[2], (m, n), (m0, ml), n0)?;
                 let part = Part {
                     m: ml,
                     n: nl,
                     k: kl,
                     a: av,
                     b: bv,
-                    c: c.view(m0 * n, ml * n)?,
-                    offs: (a_off, b_off, n0),
+                    c: cv,
+                    offs: (a_off, b_off, c_off),
                     strides: (0, 0, 0),
                     batch: 1,
                     beta: if ki == 0 { g.beta } else { 1.0 },

@@ -1,10 +1,12 @@
 //! Splitting a GEMM so that every bound view fits the storage-binding limit.
 //!
 //! A dimension whose index selects rows of a stored operand (m for C and for A when not
-//! transposed, and so on) can be cut into ranges; each operand is then bound as the rows
-//! of its ranges, and the other dimensions' range starts become offsets inside the view.
-//! Range starts are multiples of a step that keeps every view's byte offset aligned and
-//! every range a multiple of 4 rows (so offsets inside views keep vec4 loads aligned).
+//! transposed, and so on) can be cut into ranges; each operand over the limit is then
+//! bound as the rows of its ranges, and the other dimensions' range starts become
+//! offsets inside the view (an operand within the limit is bound whole, every range start
+//! an offset inside it). Range starts are multiples of a step that keeps every view's
+//! byte offset aligned and every range a multiple of 4 rows (so offsets inside views keep
+//! vec4 loads aligned).
 
 use crate::error::{Error, Result};
 
