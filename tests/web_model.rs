@@ -181,6 +181,37 @@ web_test!(hugging_face_files_from_bytes_load_the_same_model, {
     assert_close("logits of the files loaded from bytes", &got, &want, 1e-6);
 });
 
+// Every adapter kind trains in the browser at the same budget (r = 4 on q and v; the
+// grid kinds as 2 × 2 blocks of rank 2): `Trainer::new_async` builds it (ABBA's
+// initialisation reads W0 back, which the browser must await), and a few steps lower
+// the loss.
+web_test!(every_adapter_kind_trains, {
+    let Some(gpu) = common::gpu().await else {
+        return;
+    };
+    let ck = tiny();
+    let (batch, seq) = (2, 7);
+    let mut rng = Rng::new(5);
+    let v = ck.config.vocab_size;
+    let tokens: Vec<u32> = (0..batch * seq).map(|_| rng.below(v) as u32).collect();
+    let tgt: Vec<u32> = (0..batch * seq).map(|_| rng.below(v) as u32).collect();
+    for method in Method::ALL {
+        let blocks = method.kind().has_grid().then_some(2);
+        let spec = AdapterSpec::from_options(method, blocks, Some(4), None, None).unwrap();
+        let opts = TrainOptions::default();
+        let mut tr = Trainer::new_async(&gpu, &ck, spec, &["q", "v"], batch, seq, opts)
+            .await
+            .unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..6 {
+            losses.push(tr.step_async(&gpu, &tokens, &tgt, 3e-2).await.unwrap());
+        }
+        common::web_log(&format!("{}: losses {losses:?}", method.name()));
+        let (first, last) = (losses[0], losses[5]);
+        assert!(last < first, "{}: loss {first} → {last}", method.name());
+    }
+});
+
 web_test!(boha_training_steps_lower_the_loss, {
     let Some(gpu) = common::gpu().await else {
         return;

@@ -141,6 +141,22 @@ impl Trainer {
         Trainer::from_parts(gpu, weights, adapters, batch, seq, opts)
     }
 
+    /// [`Trainer::new`] for callers that cannot block (the browser): ABBA's
+    /// initialisation reads W0 back, which there must be awaited.
+    pub async fn new_async(
+        gpu: &Gpu,
+        ck: &Checkpoint,
+        spec: AdapterSpec,
+        targets: &[&str],
+        batch: usize,
+        seq: usize,
+        opts: TrainOptions,
+    ) -> Result<Trainer> {
+        let weights = Weights::upload(gpu, ck)?;
+        let adapters = Adapters::new_async(gpu, &weights, spec, targets, opts.seed).await?;
+        Trainer::from_parts(gpu, weights, adapters, batch, seq, opts)
+    }
+
     /// Prepares a step on `batch` × `seq` tokens for given weights and adapters (fresh,
     /// or loaded to continue training them).
     pub fn from_parts(

@@ -349,24 +349,55 @@ impl Adapters {
         seed: u64,
     ) -> Result<Adapters> {
         let targets = Self::parse_targets(targets)?;
-        let mut layers = Vec::new();
-        for (l, lw) in weights.layers.iter().enumerate() {
-            let mut map = BTreeMap::new();
-            for (j, t) in targets.iter().enumerate() {
-                let w = lw.projection(t)?;
-                let name = format!("layers.{l}.{t}");
-                let s = seed
-                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                    .wrapping_add((l * PROJECTIONS.len() + j) as u64);
-                map.insert(t.clone(), AdaptedLinear::new(gpu, spec, &name, w, s)?);
-            }
-            layers.push(map);
+        let mut layers = vec![BTreeMap::new(); weights.layers.len()];
+        for (l, t, name, s) in Self::slots(&targets, weights.layers.len(), seed) {
+            let w = weights.layers[l].projection(&t)?;
+            let ad = AdaptedLinear::new(gpu, spec, &name, w, s)?;
+            layers[l].insert(t, ad);
         }
         Ok(Adapters {
             spec,
             targets,
             layers,
         })
+    }
+
+    /// [`Adapters::new`] for callers that cannot block (the browser): a kind that
+    /// initialises from W0 (ABBA) reads it back without blocking.
+    pub async fn new_async(
+        gpu: &Gpu,
+        weights: &Weights,
+        spec: AdapterSpec,
+        targets: &[&str],
+        seed: u64,
+    ) -> Result<Adapters> {
+        let targets = Self::parse_targets(targets)?;
+        let mut layers = vec![BTreeMap::new(); weights.layers.len()];
+        for (l, t, name, s) in Self::slots(&targets, weights.layers.len(), seed) {
+            let w = weights.layers[l].projection(&t)?;
+            let ad = AdaptedLinear::new_async(gpu, spec, &name, w, s).await?;
+            layers[l].insert(t, ad);
+        }
+        Ok(Adapters {
+            spec,
+            targets,
+            layers,
+        })
+    }
+
+    /// Every adapted matrix of `layers` layers: (layer, projection, name, its seed). The
+    /// seeds differ per matrix and depend only on `seed` and the matrix's place.
+    fn slots(targets: &[String], layers: usize, seed: u64) -> Vec<(usize, String, String, u64)> {
+        let mut out = Vec::new();
+        for l in 0..layers {
+            for (j, t) in targets.iter().enumerate() {
+                let s = seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add((l * PROJECTIONS.len() + j) as u64);
+                out.push((l, t.clone(), format!("layers.{l}.{t}"), s));
+            }
+        }
+        out
     }
 
     /// The adapter on projection `proj` of layer `layer`, if any.
