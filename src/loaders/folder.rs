@@ -83,15 +83,20 @@ impl Folder {
         }
     }
 
-    /// `file` as UTF-8 text.
+    /// `file` as UTF-8 text, with the message reading a file from disk gives when it is
+    /// not (so both kinds of folder fail alike).
     pub fn read_text(&self, file: &str) -> Result<String> {
-        String::from_utf8(self.read(file)?)
-            .map_err(|_| bad_file(&self.join(file), "is not UTF-8 text"))
+        let path = self.join(file);
+        match self {
+            Folder::Disk(_) => std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e)),
+            Folder::Memory { .. } => String::from_utf8(self.read(file)?)
+                .map_err(|_| bad_file(&path, "stream did not contain valid UTF-8")),
+        }
     }
 
     /// `file` parsed as JSON.
     pub fn read_json(&self, file: &str) -> Result<serde_json::Value> {
-        serde_json::from_slice(&self.read(file)?)
+        serde_json::from_str(&self.read_text(file)?)
             .map_err(|e| bad_file(&self.join(file), format!("invalid JSON: {e}")))
     }
 }
