@@ -31,12 +31,14 @@
 #[path = "web/common.rs"]
 mod common;
 
+use common::{down, run, submit};
+
 use boha::adapters::grad::{adapter_grads, scratch_bytes, GradScratch};
 use boha::adapters::khatri_rao::{self, reference as kr_ref};
 use boha::adapters::layer::AdaptedLinear;
 use boha::adapters::reference as cpu;
 use boha::adapters::{fused, merge, AdapterSpec, Method, Update};
-use boha::gpu::{DType, Dispatch, GemmFamily, GemmTile, Gpu, GpuOptions, Recorder, Tensor};
+use boha::gpu::{DType, GemmFamily, GemmTile, Gpu, GpuOptions, Recorder, Tensor};
 use boha::loaders::gguf::{dequantize, GgmlType};
 use boha::ops::gemm::{self, gemm_tile, reference, Gemm, GemvKernel, Path};
 use boha::rng::Rng;
@@ -46,24 +48,6 @@ use common::{assert_rel_close, f32s, f64s};
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 const FAMILIES: [GemmFamily; 2] = [GemmFamily::Register, GemmFamily::Shared];
-
-/// Submits `ds` in one recording.
-fn submit(gpu: &Gpu, ds: &[Dispatch]) {
-    let mut r = Recorder::new();
-    r.run_all(ds);
-    gpu.run(&r).unwrap();
-}
-
-/// Reads `t` back without blocking (the browser cannot block).
-async fn down(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
-    gpu.download_async(t).await.unwrap()
-}
-
-/// Submits `ds` and reads `out` back.
-async fn run(gpu: &Gpu, ds: &[Dispatch], out: &Tensor) -> Vec<f32> {
-    submit(gpu, ds);
-    down(gpu, out).await
-}
 
 fn up(gpu: &Gpu, shape: &[usize], v: &[f32]) -> Tensor {
     gpu.upload(shape, v).unwrap()

@@ -10,24 +10,16 @@ mod common;
 use boha::adapters::grad::adapter_grads;
 use boha::adapters::reference as cpu;
 use boha::adapters::{fused, AdapterSpec, Method};
-use boha::gpu::{Dispatch, GemmFamily, Gpu, GpuOptions, Recorder, Tensor};
+use boha::gpu::{GemmFamily, Gpu, GpuOptions, Tensor};
 use boha::ops::gemm::{self, reference, Gemm, Path};
 use boha::ops::rmsnorm;
 use boha::rng::Rng;
-use common::{assert_close, f32s, f64s};
+use common::{assert_close, f32s, f64s, run};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 const FAMILIES: [GemmFamily; 2] = [GemmFamily::Register, GemmFamily::Shared];
-
-/// Submits `ds` and reads `out` back without blocking.
-async fn run(gpu: &Gpu, ds: &[Dispatch], out: &Tensor) -> Vec<f32> {
-    let mut r = Recorder::new();
-    r.run_all(ds);
-    gpu.run(&r).unwrap();
-    gpu.download_async(out).await.unwrap()
-}
 
 fn up(gpu: &Gpu, v: &[f32]) -> Tensor {
     gpu.upload(&[v.len()], v).unwrap()

@@ -17,7 +17,9 @@
 #[path = "web/common.rs"]
 mod common;
 
-use boha::gpu::{Dispatch, GemmFamily, Gpu, GpuOptions, Recorder, Tensor};
+use common::{down, run, submit};
+
+use boha::gpu::{GemmFamily, Gpu, GpuOptions, Recorder, Tensor};
 use boha::model::{Activation, RopeScaling};
 use boha::ops::adamw::{self, AdamW, Optimizer, SCALARS};
 use boha::ops::elementwise as ew;
@@ -27,24 +29,6 @@ use common::{assert_rel_close, f32s, f64s};
 
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-
-/// Submits `ds` in one recording.
-fn submit(gpu: &Gpu, ds: &[Dispatch]) {
-    let mut r = Recorder::new();
-    r.run_all(ds);
-    gpu.run(&r).unwrap();
-}
-
-/// Reads `t` back without blocking (the browser cannot block).
-async fn down(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
-    gpu.download_async(t).await.unwrap()
-}
-
-/// Submits `ds` and reads `out` back.
-async fn run(gpu: &Gpu, ds: &[Dispatch], out: &Tensor) -> Vec<f32> {
-    submit(gpu, ds);
-    down(gpu, out).await
-}
 
 /// The workgroup-per-row kernels GPUs use (lavapipe and SwiftShader default to the
 /// register family).

@@ -5,7 +5,7 @@
 //! tests/common/mod.rs takes its start-up hook and comparisons from here too.
 #![allow(dead_code)]
 
-use boha::gpu::{Gpu, GpuOptions};
+use boha::gpu::{Dispatch, Gpu, GpuOptions, Recorder, Tensor};
 
 /// Natively, before the harness starts threads: the private `XDG_RUNTIME_DIR` the `boha`
 /// binary sets up, so the Vulkan loader's window-system probing stays quiet (as in
@@ -118,4 +118,22 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
 
 pub fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
+}
+
+/// Submits `ds` in one recording.
+pub fn submit(gpu: &Gpu, ds: &[Dispatch]) {
+    let mut r = Recorder::new();
+    r.run_all(ds);
+    gpu.run(&r).unwrap();
+}
+
+/// Reads `t` back without blocking (the browser cannot block).
+pub async fn down(gpu: &Gpu, t: &Tensor) -> Vec<f32> {
+    gpu.download_async(t).await.unwrap()
+}
+
+/// Submits `ds` and reads `out` back.
+pub async fn run(gpu: &Gpu, ds: &[Dispatch], out: &Tensor) -> Vec<f32> {
+    submit(gpu, ds);
+    down(gpu, out).await
 }
