@@ -87,55 +87,62 @@ fn evaluate_matches_generate_and_scores() {
     let data = write_data(&temp_dir("eval-data"), &RECORDS);
     let samples = read_jsonl(&data).unwrap();
     let model = Model::load(&gpu, &ck).unwrap();
-    let opts = EvalOptions {
-        max_new_tokens: 8,
-        task: None,
-        source: Some(data.clone()),
-        ..Default::default()
-    };
-    let (report, results) = eval_all(&gpu, &model, &ck, &samples, &opts);
-    assert_eq!(results.len(), samples.len());
-    for (s, r) in samples.iter().zip(&results) {
-        let (prompt, ids) = prompt_ids(&ck, s);
-        assert_eq!(r.line, s.line);
-        assert_eq!(r.prompt, prompt);
-        assert_eq!(r.prompt_tokens, ids.len(), "line {}", s.line);
-        assert_eq!(r.task, s.task.clone().unwrap());
-        assert_eq!(r.gold, s.gold());
-        let format = AnswerFormat::for_task(&r.task).unwrap();
-        assert_eq!(r.correct, is_correct(format, &r.generated, &r.gold));
-        // A fresh `generate` on the same ids (the session is shared in evaluate).
-        let g = generate(
-            &gpu,
-            &model,
-            &ck,
-            &ids,
-            &GenerateOptions {
-                max_new_tokens: 8,
-                sampling: Sampling::default(),
-                stop_strings: stop_strings(&s.record),
-                eos: eos_ids(&ck),
-            },
-            &mut |_| {},
-        )
-        .unwrap();
-        if r.stop == EvalStop::Answer {
-            assert!(g.text.starts_with(&r.generated), "line {}", s.line);
-            assert!(extract(format, &r.generated).is_some());
-            assert_eq!(
-                r.correct,
-                is_correct(format, &g.text, &r.gold),
-                "an early stop keeps the verdict"
-            );
-        } else {
-            assert_eq!(r.generated, g.text, "line {}", s.line);
-            assert_eq!(r.new_tokens, g.tokens.len(), "line {}", s.line);
+    // One record at a time, two decoded together (refilled as they end), all at once.
+    let mut last = None;
+    for batch in [1, 2, 16] {
+        let opts = EvalOptions {
+            max_new_tokens: 8,
+            task: None,
+            source: Some(data.clone()),
+            batch,
+            ..Default::default()
+        };
+        let (report, results) = eval_all(&gpu, &model, &ck, &samples, &opts);
+        assert_eq!(results.len(), samples.len());
+        for (s, r) in samples.iter().zip(&results) {
+            let (prompt, ids) = prompt_ids(&ck, s);
+            assert_eq!(r.line, s.line);
+            assert_eq!(r.prompt, prompt);
+            assert_eq!(r.prompt_tokens, ids.len(), "line {}", s.line);
+            assert_eq!(r.task, s.task.clone().unwrap());
+            assert_eq!(r.gold, s.gold());
+            let format = AnswerFormat::for_task(&r.task).unwrap();
+            assert_eq!(r.correct, is_correct(format, &r.generated, &r.gold));
+            // A fresh `generate` on the same ids (the session is shared in evaluate).
+            let g = generate(
+                &gpu,
+                &model,
+                &ck,
+                &ids,
+                &GenerateOptions {
+                    max_new_tokens: 8,
+                    sampling: Sampling::default(),
+                    stop_strings: stop_strings(&s.record),
+                    eos: eos_ids(&ck),
+                },
+                &mut |_| {},
+            )
+            .unwrap();
+            if r.stop == EvalStop::Answer {
+                assert!(g.text.starts_with(&r.generated), "line {}", s.line);
+                assert!(extract(format, &r.generated).is_some());
+                assert_eq!(
+                    r.correct,
+                    is_correct(format, &g.text, &r.gold),
+                    "an early stop keeps the verdict"
+                );
+            } else {
+                assert_eq!(r.generated, g.text, "line {}", s.line);
+                assert_eq!(r.new_tokens, g.tokens.len(), "line {}", s.line);
+            }
         }
+        // The Alpaca prompt is longer than the model's 128 positions: the cache stops it
+        // as it stops generate (after 2 tokens), unless EOS or a label came first.
+        assert!(results[2].prompt_tokens > 128);
+        assert!(results[2].new_tokens <= 2);
+        last = Some((report, results));
     }
-    // The Alpaca prompt is longer than the model's 128 positions: the cache stops it
-    // as it stops generate (after 2 tokens), unless EOS or a label came first.
-    assert!(results[2].prompt_tokens > 128);
-    assert!(results[2].new_tokens <= 2);
+    let (report, results) = last.unwrap();
 
     assert_eq!(report.n, 5);
     let right = results.iter().filter(|r| r.correct).count();
@@ -329,6 +336,32 @@ fn cli_eval_json_and_out() {
     let acc = v["accuracy"].as_f64().unwrap();
     let right = lines.iter().filter(|l| l["correct"] == true).count();
     assert_eq!(acc, right as f64 / 2.0);
+
+    // One record at a time gives the same answers; no slot at all is refused.
+    let one = dir.join("one.jsonl");
+    let o = boha(
+        &[
+            "eval",
+            "--max-new-tokens",
+            "3",
+            "--limit",
+            "2",
+            "--batch",
+            "1",
+        ],
+        &[("--model", &mdir), ("--data", &data), ("--out", &one)],
+    );
+    assert!(o.status.success());
+    assert_eq!(std::fs::read_to_string(&one).unwrap(), text);
+    let o = boha(
+        &["eval", "--batch", "0"],
+        &[("--model", &mdir), ("--data", &data)],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("--batch must be at least 1"),
+        "{e}"
+    );
 }
 
 #[test]

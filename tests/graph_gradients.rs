@@ -174,14 +174,8 @@ fn check(gpu: &Gpu, c: &Case) {
     );
     let mut reference = Reference::new(&ck).unwrap();
     let mut rng = Rng::new(0x5eed ^ c.arch.len() as u64 ^ ((c.kind.len() as u64) << 8));
-    for (name, ad) in tr.adapters.iter() {
-        // B must be non-zero, or every gradient of A (and whatever flows below) vanishes.
-        let a = rng.vec_f32(ad.a.len(), -0.5, 0.5);
-        let b = rng.vec_f32(ad.b.len(), -0.5, 0.5);
-        gpu.write(&ad.a, &a).unwrap();
-        gpu.write(&ad.b, &b).unwrap();
-        reference.set_adapter(&name, ad.spec, &a, &b);
-    }
+    // B must be non-zero, or every gradient of A (and whatever flows below) vanishes.
+    common::randomize_adapters(gpu, &tr.adapters, &mut reference, &mut rng);
     assert_eq!(
         tr.parameters().len(),
         2 * reference.adapters.len(),

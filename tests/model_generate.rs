@@ -135,14 +135,7 @@ fn adapters_unmerged_merged_and_reference_agree() {
     for merged in [false, true] {
         let mut model = Model::load(&gpu, &ck).unwrap();
         let ads = Adapters::new(&gpu, &model.weights, spec, &["q,o,up,down"], 1).unwrap();
-        let mut r = Rng::new(8);
-        for (name, ad) in ads.iter() {
-            let a = r.vec_f32(ad.a.len(), -0.5, 0.5);
-            let b = r.vec_f32(ad.b.len(), -0.5, 0.5);
-            gpu.write(&ad.a, &a).unwrap();
-            gpu.write(&ad.b, &b).unwrap();
-            reference.set_adapter(&name, spec, &a, &b);
-        }
+        common::randomize_adapters(&gpu, &ads, &mut reference, &mut Rng::new(8));
         model.attach(&gpu, ads, merged).unwrap();
         assert_eq!(model.adapters.is_some(), !merged);
         models.push(model);

@@ -37,19 +37,6 @@ fn batch(v: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {
     (tokens, targets)
 }
 
-/// Random non-zero factors on every adapter (fresh ones have B = 0, which would hide
-/// most of the gradient paths), mirrored into the reference.
-fn randomize(gpu: &Gpu, tr: &Trainer, reference: &mut Reference, seed: u64) {
-    let mut rng = Rng::new(seed);
-    for (name, ad) in tr.adapters.iter() {
-        let a = rng.vec_f32(ad.a.len(), -0.5, 0.5);
-        let b = rng.vec_f32(ad.b.len(), -0.5, 0.5);
-        gpu.write(&ad.a, &a).unwrap();
-        gpu.write(&ad.b, &b).unwrap();
-        reference.set_adapter(&name, ad.spec, &a, &b);
-    }
-}
-
 fn f32s(v: &[f64]) -> Vec<f32> {
     v.iter().map(|&x| x as f32).collect()
 }
@@ -77,7 +64,7 @@ fn check_grads_with(
     };
     let mut tr = Trainer::new(gpu, &ck, spec, targets, BATCH, SEQ, opts).unwrap();
     let mut reference = Reference::new(&ck).unwrap();
-    randomize(gpu, &tr, &mut reference, 5);
+    common::randomize_adapters(gpu, &tr.adapters, &mut reference, &mut Rng::new(5));
     let (tokens, mut tgt) = batch(ck.config.vocab_size, 9);
     if loss_rows.is_some() {
         tgt.iter_mut()

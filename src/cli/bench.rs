@@ -1,4 +1,4 @@
-//! `boha bench gemm|layer|load|step [--json]`
+//! `boha bench decode|gemm|layer|load|step [--json]`
 
 use clap::Subcommand;
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use boha::adapters::Method;
 use boha::bench::record::{self, Record};
-use boha::bench::{gemm, layer, load, step};
+use boha::bench::{decode, gemm, layer, load, step};
 use boha::gpu::BaseDType;
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
@@ -26,6 +26,25 @@ pub enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 128, requires = "model")]
         max_len: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Greedy decoding of several sequences at once (as `eval` decodes) against one at a
+    /// time: step time, tokens/s and the speedup over batch 1, measured in one run.
+    Decode {
+        /// A Hugging Face directory or a .gguf file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Batch sizes, comma-separated (batch 1 always runs first).
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        batches: Vec<usize>,
+        /// Tokens of the prompt each sequence has cached before the timed steps.
+        #[arg(long, default_value_t = 128)]
+        prompt_len: usize,
+        /// Decode steps per batch size (the first warms up; the median of the rest).
+        #[arg(long, default_value_t = 16)]
+        steps: usize,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -190,6 +209,23 @@ pub fn run(dev: &DeviceArgs, what: BenchCommand) -> Result<()> {
                 print_json(rec, &r)
             } else {
                 load::print_tables(&r);
+                Ok(())
+            }
+        }
+        BenchCommand::Decode {
+            model,
+            batches,
+            prompt_len,
+            steps,
+            json,
+        } => {
+            let ck = load_checkpoint(&model)?;
+            let name = model.display().to_string();
+            let r = decode::bench_decode(&gpu, &ck, &name, &batches, prompt_len, steps)?;
+            if json {
+                print_json(rec, &r)
+            } else {
+                decode::print_table(&r);
                 Ok(())
             }
         }

@@ -13,7 +13,9 @@ use std::time::Instant;
 use clap::Args;
 
 use boha::data::jsonl::{read_jsonl, write_jsonl};
-use boha::eval::{check_tasks, evaluate, EvalOptions, Scoring, DEFAULT_MAX_NEW_TOKENS};
+use boha::eval::{
+    check_tasks, evaluate, EvalOptions, Scoring, DEFAULT_BATCH, DEFAULT_MAX_NEW_TOKENS,
+};
 use boha::loaders::load_checkpoint;
 use boha::{Error, Result};
 
@@ -42,6 +44,11 @@ pub struct EvalArgs {
     /// Most tokens generated per record (label tasks stop at the first label).
     #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
+    /// Records whose answers are decoded together: faster on every device (one GEMM
+    /// per projection for all of them); 1 decodes one at a time, exactly as `generate`.
+    /// Larger batches agree with it up to rounding, which may flip a greedy near-tie.
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
+    pub batch: usize,
     /// Evaluate only the first N records.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -57,6 +64,9 @@ pub fn run(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
     if a.max_new_tokens == 0 {
         return Err(Error::Invalid("--max-new-tokens must be at least 1".into()));
     }
+    if a.batch == 0 {
+        return Err(Error::Invalid("--batch must be at least 1".into()));
+    }
     let mut samples = read_jsonl(&a.data)?;
     if let Some(n) = a.limit {
         if n == 0 {
@@ -69,6 +79,7 @@ pub fn run(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         task: a.task.clone(),
         source: Some(a.data.clone()),
         scoring: Scoring::parse(&a.scoring)?,
+        batch: a.batch,
     };
     // Everything that can fail on the host fails before the device work.
     check_tasks(&samples, &opts)?;

@@ -31,7 +31,7 @@
 //! labels that remainder is a single token whose probability the shared part's last
 //! logits already give, so an item costs one prefill and no decode step.
 
-use crate::data::answer::{AnswerFormat, Scorer};
+use crate::data::answer::AnswerFormat;
 use crate::data::jsonl::{Record, Sample};
 use crate::data::template::{render, TextCodec};
 use crate::gpu::Gpu;
@@ -225,17 +225,10 @@ pub fn best(scores: &[f64]) -> usize {
     b
 }
 
-/// Records a loglik verdict in `scorer` and returns (chosen label, correct).
-pub fn judge(
-    scorer: &mut Scorer,
-    task: &str,
-    c: &Candidates,
-    scores: &[f64],
-) -> (&'static str, bool) {
+/// The loglik verdict: (chosen label, correct).
+pub fn judge(c: &Candidates, scores: &[f64]) -> (&'static str, bool) {
     let chosen = c.labels[best(scores)];
-    let correct = chosen == c.gold;
-    scorer.record(task, correct);
-    (chosen, correct)
+    (chosen, chosen == c.gold)
 }
 
 #[cfg(test)]

@@ -28,12 +28,17 @@
 //!
 //! ## Speed
 //!
-//! One [`Session`] (KV cache and prepared dispatch lists) serves every record: the cache
-//! is [`Session::reset`] between records, the decode step's dispatch list is prepared
-//! once, and each distinct prompt length's prefill list is prepared once. Prefill lists
-//! hold activations sized by their length, so once their total exceeds
-//! [`PLAN_ROWS_BUDGET`] rows the session is replaced by a fresh one.
+//! One [`Session`] (KV cache and prepared dispatch lists) prefills every record: the
+//! cache is [`Session::reset`] between records and each distinct prompt length's
+//! prefill list is prepared once. Prefill lists hold activations sized by their length,
+//! so once their total exceeds [`PLAN_ROWS_BUDGET`] rows the session is replaced by a
+//! fresh one. Generated answers are then decoded [`EvalOptions::batch`] at a time in a
+//! [`DecodeBatch`] (one GEMM of B rows per projection instead of B GEMVs), a slot taking
+//! the next record as soon as its answer stops. With a batch of 1 the text is exactly
+//! [`generate()`](crate::generate::generate())'s; with more it agrees up to rounding
+//! (see [`crate::model::decode_batch`]).
 
+mod decode;
 pub mod loglik;
 
 use std::path::{Path, PathBuf};
@@ -41,18 +46,25 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use crate::data::answer::{extract, is_correct, AccuracyReport, AnswerFormat, Scorer};
+use crate::data::answer::{is_correct, AccuracyReport, AnswerFormat, Scorer};
 use crate::data::batch::{tokenize, TokenizeOptions};
 use crate::data::jsonl::{Record, Sample};
 use crate::data::template::render;
-use crate::generate::{eos_ids, greedy};
+use crate::generate::eos_ids;
 use crate::gpu::Gpu;
 use crate::loaders::Checkpoint;
+use crate::model::decode_batch::DecodeBatch;
 use crate::model::kv_cache::{Model, Session};
 use crate::{Error, Result};
+use decode::Decoding;
 
 /// Default token budget per answer (LLM-Adapters' commonsense evaluation uses 32).
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
+
+/// Default number of records decoded together: enough rows that every projection runs
+/// as a GEMM (the frozen weights read once for all of them), few enough that the batch's
+/// KV cache stays small next to the weights.
+pub const DEFAULT_BATCH: usize = 16;
 
 /// Stop string of Alpaca-template records (see the module docs).
 pub const ALPACA_STOP: &str = "### Response:";
@@ -102,6 +114,10 @@ pub struct EvalOptions {
     /// The file the samples came from, named in per-record errors (`file:line: …`).
     pub source: Option<PathBuf>,
     pub scoring: Scoring,
+    /// Records whose answers are decoded together (1 reproduces
+    /// [`generate()`](crate::generate::generate()) exactly; more are faster and agree up
+    /// to rounding, see [`crate::model::decode_batch`]).
+    pub batch: usize,
 }
 
 impl Default for EvalOptions {
@@ -111,6 +127,7 @@ impl Default for EvalOptions {
             task: None,
             source: None,
             scoring: Scoring::Generate,
+            batch: DEFAULT_BATCH,
         }
     }
 }
@@ -270,6 +287,18 @@ struct Prepared {
     candidates: Option<loglik::Candidates>,
 }
 
+impl Prepared {
+    fn limits<'a>(&'a self, eos: &'a [u32], opts: &EvalOptions) -> decode::Limits<'a> {
+        decode::Limits {
+            format: self.format,
+            stops: &self.stops,
+            eos,
+            max_new_tokens: opts.max_new_tokens,
+            capacity: self.capacity,
+        }
+    }
+}
+
 fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepared> {
     let (task, format) = record_task(sample, opts)?;
     let err = |m: String| record_error(opts.source.as_deref(), sample.line, m);
@@ -307,10 +336,23 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
     })
 }
 
+/// A record whose answer is being generated in a slot of the decode batch.
+struct Active {
+    index: usize,
+    decoding: Decoding,
+    /// The token to feed at the next step.
+    next: u32,
+    t0: Instant,
+}
+
 /// Evaluates `samples` with `model` (its adapters attached, if any) and returns the
-/// accuracy report and every record's result, in order; `on_record` sees each result as
-/// it is made (for progress). Every sample's task and prompt are checked before any
-/// generation, so a bad record fails fast.
+/// accuracy report and every record's result, in order; `on_record` sees each result,
+/// in order, as soon as it and those before it are done (for progress). Every sample's
+/// task and prompt are checked before any generation, so a bad record fails fast.
+///
+/// Generated answers are decoded `opts.batch` records at a time (see
+/// [`crate::model::decode_batch`]): each prompt is prefilled alone, then joins the
+/// batch in a free slot, and a finished record's slot takes the next one.
 pub fn evaluate(
     gpu: &Gpu,
     model: &Model,
@@ -324,107 +366,149 @@ pub fn evaluate(
             "max_new_tokens must be at least 1 to generate an answer".into(),
         ));
     }
+    if opts.batch == 0 {
+        return Err(Error::Invalid(
+            "the decode batch needs at least one slot".into(),
+        ));
+    }
     check_tasks(samples, opts)?;
     let prepared = samples
         .iter()
         .map(|s| prepare(ck, s, opts))
         .collect::<Result<Vec<_>>>()?;
     let capacity = prepared.iter().map(|p| p.capacity).max().unwrap_or(1);
+    let generated: Vec<&Prepared> = prepared.iter().filter(|p| p.candidates.is_none()).collect();
+    let slots = opts.batch.min(generated.len());
+    let batch_capacity = generated.iter().map(|p| p.capacity).max().unwrap_or(1);
     let eos = eos_ids(ck);
-
-    let mut session: Option<Session<'_>> = None;
-    let mut planned: Vec<usize> = Vec::new();
-    let mut scorer = Scorer::new();
-    let mut results = Vec::with_capacity(samples.len());
-    for (index, (sample, p)) in samples.iter().zip(&prepared).enumerate() {
-        let n = p.ids.len();
-        if !planned.contains(&n) {
-            if planned.iter().sum::<usize>() + n > PLAN_ROWS_BUDGET && !planned.is_empty() {
-                session = None;
-                planned.clear();
-            }
-            planned.push(n);
-        }
-        let s = match &mut session {
-            Some(s) => s,
-            None => session.insert(Session::new(gpu, model, capacity)?),
-        };
-        s.reset();
-        let t0 = Instant::now();
-        if let Some(c) = &p.candidates {
-            let scores = loglik::score_candidates(gpu, s, &p.ids, &c.continuations)?;
-            let (chosen, correct) = loglik::judge(&mut scorer, &p.task, c, &scores);
-            let r = RecordResult {
-                index,
-                line: sample.line,
-                task: p.task.clone(),
-                prompt: p.prompt.clone(),
-                generated: chosen.to_string(),
-                gold: c.gold.to_string(),
-                correct,
-                prompt_tokens: n,
-                new_tokens: 0,
-                stop: EvalStop::Scored,
-                seconds: t0.elapsed().as_secs_f64(),
-                choices: c.labels.iter().map(|l| l.to_string()).zip(scores).collect(),
-            };
-            on_record(&r);
-            results.push(r);
-            continue;
-        }
-        let mut logits = s.forward(gpu, &p.ids, false)?;
-        let mut tokens = Vec::new();
-        let mut text = String::new();
-        let stop = loop {
-            if tokens.len() >= opts.max_new_tokens {
-                break EvalStop::MaxTokens;
-            }
-            let next = greedy(&logits);
-            if eos.contains(&next) {
-                break EvalStop::Eos;
-            }
-            tokens.push(next);
-            text = ck.decode(&tokens)?;
-            if let Some(at) = p
-                .stops
-                .iter()
-                .filter(|s| !s.is_empty())
-                .filter_map(|s| text.find(s.as_str()))
-                .min()
-            {
-                text.truncate(at);
-                break EvalStop::StopString;
-            }
-            if p.format != AnswerFormat::Number && extract(p.format, &text).is_some() {
-                break EvalStop::Answer;
-            }
-            if tokens.len() >= opts.max_new_tokens {
-                break EvalStop::MaxTokens;
-            }
-            if s.cache.len >= p.capacity {
-                break EvalStop::CacheFull;
-            }
-            logits = s.forward(gpu, &[next], false)?;
-        };
+    let finish = |index: usize, d: Decoding, stop: EvalStop, t0: Instant| -> RecordResult {
+        let (sample, p) = (&samples[index], &prepared[index]);
         let gold = sample.gold();
-        let correct = is_correct(p.format, &text, gold);
-        scorer.record(&p.task, correct);
-        let r = RecordResult {
+        RecordResult {
             index,
             line: sample.line,
             task: p.task.clone(),
             prompt: p.prompt.clone(),
-            generated: text,
+            correct: is_correct(p.format, &d.text, gold),
+            generated: d.text,
             gold: gold.to_string(),
-            correct,
-            prompt_tokens: n,
-            new_tokens: tokens.len(),
+            prompt_tokens: p.ids.len(),
+            new_tokens: d.tokens.len(),
             stop,
             seconds: t0.elapsed().as_secs_f64(),
             choices: Vec::new(),
+        }
+    };
+
+    let mut session: Option<Session<'_>> = None;
+    let mut planned: Vec<usize> = Vec::new();
+    let mut batch: Option<DecodeBatch> = None;
+    let mut active: Vec<Option<Active>> = (0..slots).map(|_| None).collect();
+    let mut done: Vec<Option<RecordResult>> = (0..samples.len()).map(|_| None).collect();
+    let mut emitted = 0;
+    let mut pending = 0..samples.len();
+    loop {
+        // Take records until every slot is busy (loglik ones are scored on the way;
+        // without generated records there are no slots and all of them are).
+        while slots == 0 || active.iter().any(Option::is_none) {
+            let Some(index) = pending.next() else { break };
+            let p = &prepared[index];
+            let n = p.ids.len();
+            if !planned.contains(&n) {
+                if planned.iter().sum::<usize>() + n > PLAN_ROWS_BUDGET && !planned.is_empty() {
+                    session = None;
+                    planned.clear();
+                }
+                planned.push(n);
+            }
+            let s = match &mut session {
+                Some(s) => s,
+                None => session.insert(Session::new(gpu, model, capacity)?),
+            };
+            s.reset();
+            let t0 = Instant::now();
+            if let Some(c) = &p.candidates {
+                let scores = loglik::score_candidates(gpu, s, &p.ids, &c.continuations)?;
+                let (chosen, correct) = loglik::judge(c, &scores);
+                done[index] = Some(RecordResult {
+                    index,
+                    line: samples[index].line,
+                    task: p.task.clone(),
+                    prompt: p.prompt.clone(),
+                    generated: chosen.to_string(),
+                    gold: c.gold.to_string(),
+                    correct,
+                    prompt_tokens: n,
+                    new_tokens: 0,
+                    stop: EvalStop::Scored,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    choices: c.labels.iter().map(|l| l.to_string()).zip(scores).collect(),
+                });
+                continue;
+            }
+            let logits = s.forward(gpu, &p.ids, false)?;
+            let mut decoding = Decoding::new(n);
+            match decoding.advance(ck, &p.limits(&eos, opts), &logits)? {
+                Err(stop) => done[index] = Some(finish(index, decoding, stop, t0)),
+                Ok(next) => {
+                    let b = match &mut batch {
+                        Some(b) => b,
+                        None => batch.insert(DecodeBatch::new(gpu, model, slots, batch_capacity)?),
+                    };
+                    let slot = active
+                        .iter()
+                        .position(Option::is_none)
+                        .expect("a free slot");
+                    b.load(gpu, slot, s)?;
+                    active[slot] = Some(Active {
+                        index,
+                        decoding,
+                        next,
+                        t0,
+                    });
+                }
+            }
+        }
+        while let Some(r) = done.get(emitted).and_then(Option::as_ref) {
+            on_record(r);
+            emitted += 1;
+        }
+        let Some(b) = batch
+            .as_mut()
+            .filter(|_| active.iter().any(Option::is_some))
+        else {
+            break;
         };
-        on_record(&r);
-        results.push(r);
+        // Idle slots feed token 0 and their rows are ignored.
+        let tokens: Vec<u32> = active
+            .iter()
+            .map(|a| a.as_ref().map_or(0, |a| a.next))
+            .collect();
+        let logits = b.step(gpu, &tokens)?;
+        let v = logits.len() / slots;
+        for (slot, entry) in active.iter_mut().enumerate() {
+            let Some(a) = entry else { continue };
+            let p = &prepared[a.index];
+            match a.decoding.advance(
+                ck,
+                &p.limits(&eos, opts),
+                &logits[slot * v..(slot + 1) * v],
+            )? {
+                Ok(next) => a.next = next,
+                Err(stop) => {
+                    let a = entry.take().expect("an active slot");
+                    done[a.index] = Some(finish(a.index, a.decoding, stop, a.t0));
+                }
+            }
+        }
+    }
+    let results: Vec<RecordResult> = done
+        .into_iter()
+        .map(|r| r.expect("every record is evaluated"))
+        .collect();
+    let mut scorer = Scorer::new();
+    for r in &results {
+        scorer.record(&r.task, r.correct);
     }
     Ok((scorer.report(), results))
 }

@@ -71,7 +71,7 @@ pub fn decoder(gpu: &Gpu, cfg: &ModelConfig, o: &BuildOptions) -> Graph {
     let table = g.value("embed", &[cfg.vocab_size, c], Role::External);
     let inv_freq = g.value("rope.inv_freq", &[cfg.head_dim / 2], Role::External);
     let starts = matches!(o.attn, Attn::Cached { .. })
-        .then(|| g.typed("starts", &[1], DType::U32, Role::External));
+        .then(|| g.typed("starts", &[o.batch], DType::U32, Role::External));
     if let Some(spec) = &o.adapter_scratch {
         declare_adapter_scratch(&mut g, gpu, spec, &o.targets, n);
     }
@@ -186,17 +186,19 @@ fn layer(g: &mut Graph, cx: &Ctx, l: usize, x: ValueId) -> ValueId {
     let att = act(g, "att", qd);
     match (o.attn, cx.starts) {
         (Attn::Cached { capacity }, Some(starts)) => {
-            let shape = [1, capacity, kvd];
+            let shape = [o.batch, capacity, kvd];
             let kc = g.value(format!("layers.{l}.k_cache"), &shape, Role::External);
             let vc = g.value(format!("layers.{l}.v_cache"), &shape, Role::External);
             let write = Op::CacheWrite {
                 layer: l,
+                batch: o.batch,
                 seq: o.seq,
             };
             node(g, write.clone(), &[kr, starts], &[kc], at);
             node(g, write, &[v, starts], &[vc], at);
             let op = Op::AttentionCached {
                 layer: l,
+                batch: o.batch,
                 seq: o.seq,
             };
             node(g, op, &[qr, kc, vc, starts], &[att], at);

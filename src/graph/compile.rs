@@ -180,12 +180,12 @@ fn node<'t>(
             let a = w.attention(*layer, *batch, *seq);
             attention::forward(gpu, &a, i(0)?, i(1)?, i(2)?, o(0)?, o(1)?)?
         }
-        Op::CacheWrite { layer, seq } => {
-            let a = w.attention(*layer, 1, *seq);
+        Op::CacheWrite { layer, batch, seq } => {
+            let a = w.attention(*layer, *batch, *seq);
             attention::cache_write(gpu, &a, i(0)?, o(0)?, i(1)?)?
         }
-        Op::AttentionCached { layer, seq } => {
-            let a = w.attention(*layer, 1, *seq);
+        Op::AttentionCached { layer, batch, seq } => {
+            let a = w.attention(*layer, *batch, *seq);
             attention::forward_cached(gpu, &a, i(0)?, i(1)?, i(2)?, i(3)?, o(0)?)?
         }
         Op::Glu { act } => activation::glu_forward(gpu, *act, i(0)?, i(1)?, o(0)?)?,

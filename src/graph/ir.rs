@@ -105,9 +105,17 @@ pub enum Op {
         seq: usize,
     },
     /// [new, starts] → [cache]: new keys or values written into the cache at `starts`
-    CacheWrite { layer: usize, seq: usize },
+    CacheWrite {
+        layer: usize,
+        batch: usize,
+        seq: usize,
+    },
     /// [q, k_cache, v_cache, starts] → [o]: attention over the cached keys
-    AttentionCached { layer: usize, seq: usize },
+    AttentionCached {
+        layer: usize,
+        batch: usize,
+        seq: usize,
+    },
     /// [g, u] → [m]: m = act(g) ⊙ u
     Glu { act: Activation },
     /// [a, b] → [y]: y = a + b

@@ -41,7 +41,7 @@ impl Model {
     }
 }
 
-/// Per-layer key and value caches of one sequence.
+/// Per-layer key and value caches of `slots` sequences ([slots, Tmax, NKV·HS] each).
 pub struct KvCache {
     pub k: Vec<Tensor>,
     pub v: Vec<Tensor>,
@@ -52,13 +52,21 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// The caches of one sequence.
     pub fn new(gpu: &Gpu, w: &Weights, capacity: usize) -> Result<KvCache> {
+        Self::with_slots(gpu, w, 1, capacity)
+    }
+
+    /// The caches of `slots` sequences of `capacity` positions each; `len` counts the
+    /// first slot's positions (a [`crate::model::decode_batch::DecodeBatch`] keeps one
+    /// length per slot).
+    pub fn with_slots(gpu: &Gpu, w: &Weights, slots: usize, capacity: usize) -> Result<KvCache> {
         let kvd = w.config.kv_dim();
         let mut k = Vec::new();
         let mut v = Vec::new();
         for _ in 0..w.config.num_layers {
-            k.push(gpu.zeros(&[1, capacity, kvd])?);
-            v.push(gpu.zeros(&[1, capacity, kvd])?);
+            k.push(gpu.zeros(&[slots, capacity, kvd])?);
+            v.push(gpu.zeros(&[slots, capacity, kvd])?);
         }
         Ok(KvCache {
             k,
@@ -67,6 +75,46 @@ impl KvCache {
             len: 0,
         })
     }
+}
+
+/// Compiles the forward graph of `batch` sequences of `seq` new tokens each over
+/// `cache` (whose tensors are [batch, Tmax, NKV·HS]) at the positions in `starts` [batch],
+/// ending in the logits of the last `logit_rows` rows. Returns the ids and logits tensors
+/// and the dispatch list.
+pub(crate) fn compile_cached(
+    gpu: &Gpu,
+    model: &Model,
+    cache: &KvCache,
+    starts: &Tensor,
+    batch: usize,
+    seq: usize,
+    logit_rows: usize,
+) -> Result<(Tensor, Tensor, Vec<Dispatch>)> {
+    let w = &model.weights;
+    let adapters = model.adapters.as_ref();
+    let o = BuildOptions {
+        batch,
+        seq,
+        targets: adapters.map(|a| a.targets.clone()).unwrap_or_default(),
+        attn: Attn::Cached {
+            capacity: cache.capacity,
+        },
+        head: Head::Logits { rows: logit_rows },
+        adapter_scratch: None,
+    };
+    let g = builder::decoder(gpu, &w.config, &o);
+    let alloc = Allocation::new(gpu, &g)?;
+    let mut caches = vec![("starts".to_string(), starts.clone())];
+    for l in 0..w.config.num_layers {
+        caches.push((format!("layers.{l}.k_cache"), cache.k[l].clone()));
+        caches.push((format!("layers.{l}.v_cache"), cache.v[l].clone()));
+    }
+    let compiled = emit(gpu, &g, &alloc, w, adapters, &caches)?;
+    Ok((
+        alloc.get(&g, "ids")?,
+        alloc.get(&g, "logits")?,
+        compiled.dispatches,
+    ))
 }
 
 /// The prepared dispatches of one call shape (T new tokens).
@@ -102,34 +150,15 @@ impl<'m> Session<'m> {
 
     /// Compiles the forward graph for calls of `seq` new tokens over the caches.
     fn plan(&self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<Plan> {
-        let w = &self.model.weights;
-        let adapters = self.model.adapters.as_ref();
-        let o = BuildOptions {
-            batch: 1,
-            seq,
-            targets: adapters.map(|a| a.targets.clone()).unwrap_or_default(),
-            attn: Attn::Cached {
-                capacity: self.cache.capacity,
-            },
-            head: Head::Logits {
-                rows: if all_logits { seq } else { 1 },
-            },
-            adapter_scratch: None,
-        };
-        let g = builder::decoder(gpu, &w.config, &o);
-        let alloc = Allocation::new(gpu, &g)?;
-        let mut caches = vec![("starts".to_string(), self.starts.clone())];
-        for l in 0..w.config.num_layers {
-            caches.push((format!("layers.{l}.k_cache"), self.cache.k[l].clone()));
-            caches.push((format!("layers.{l}.v_cache"), self.cache.v[l].clone()));
-        }
-        let compiled = emit(gpu, &g, &alloc, w, adapters, &caches)?;
+        let rows = if all_logits { seq } else { 1 };
+        let (ids, logits, dispatches) =
+            compile_cached(gpu, self.model, &self.cache, &self.starts, 1, seq, rows)?;
         Ok(Plan {
             seq,
             all_logits,
-            ids: alloc.get(&g, "ids")?,
-            logits: alloc.get(&g, "logits")?,
-            dispatches: compiled.dispatches,
+            ids,
+            logits,
+            dispatches,
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod adapter_io;
 pub mod config;
+pub mod decode_batch;
 pub mod export;
 pub mod export_gguf;
 mod gguf_metadata;

@@ -10,13 +10,14 @@
 //! ```
 //!
 //! KIND is `gemm`, `layer`, `step`, `synthetic`, `tune`, `step-vs`, `demo`, `generate`,
-//! `load`, `anchor` or `web`; each FILE is a name in docs/benchmarks/, where
+//! `decode`, `load`, `anchor` or `web`; each FILE is a name in docs/benchmarks/, where
 //! `*` matches any run of characters (each match gets its own table, in name order).
 //! `--check` rewrites nothing and names the first block that differs, so a figure edited
 //! by hand, or a record changed without regenerating, fails the tests (tests/report.rs).
 
 pub mod anchor;
 pub mod bench;
+pub mod decode;
 pub mod demo;
 pub mod generate;
 pub mod load;
@@ -56,12 +57,13 @@ pub fn render_block(root: &Path, doc: &str, spec: &str) -> Result<String> {
         "demo" => demo::demo,
         "anchor" => anchor::anchor,
         "generate" => generate::generate,
+        "decode" => decode::decode,
         "load" => load::load,
         "web" => web::web,
         _ => {
             return Err(Error::Invalid(format!(
                 "{doc}: unknown report kind `{kind}` (gemm, layer, step, synthetic, \
-                 tune, step-vs, demo, generate, load, anchor, web)"
+                 tune, step-vs, demo, generate, decode, load, anchor, web)"
             )))
         }
     };

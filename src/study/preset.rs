@@ -68,6 +68,8 @@ pub struct Preset {
     pub scoring: Scoring,
     /// Token budget of a generated answer (GSM8K's worked solutions).
     pub max_new_tokens: usize,
+    /// Generated answers decoded together ([`crate::eval::EvalOptions::batch`]).
+    pub eval_batch: usize,
     /// Checkpoint every this many steps, so that a stopped run resumes.
     pub save_every: usize,
 }
@@ -142,6 +144,7 @@ fn smoke() -> Preset {
         test_items: 3,
         scoring: Scoring::Loglik,
         max_new_tokens: 4,
+        eval_batch: 2,
         save_every: 1,
     }
 }
@@ -167,6 +170,7 @@ fn lavapipe() -> Preset {
         test_items: 300,
         scoring: Scoring::Loglik,
         max_new_tokens: 160,
+        eval_batch: 16,
         save_every: 5,
     }
 }
@@ -189,6 +193,7 @@ fn gpu() -> Preset {
         test_items: 1000,
         scoring: Scoring::Loglik,
         max_new_tokens: 256,
+        eval_batch: 64,
         save_every: 100,
     }
 }

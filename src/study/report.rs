@@ -248,7 +248,7 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
          at most {} records per suite (the commonsense mix, or GSM8K), the rate chosen on a \
          validation slice of {} records of the training part, tests of at most {} items per task.\n\
          - Scoring: multiple choice by {}; GSM8K by the exact final number of a greedy \
-         answer (at most {} tokens).\n\
+         answer (at most {} tokens; {} answers decoded together).\n\
          - Seeds: {:?} at each method's chosen rate.\n\
          - Progress: {} of the {} units have their result.\n\n",
         p.name,
@@ -273,6 +273,7 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
             crate::eval::Scoring::Generate => "greedy answers, extracted as LLM-Adapters does",
         },
         p.max_new_tokens,
+        p.eval_batch,
         p.seeds,
         result_files(c.layout).len(),
         expected_units(p)

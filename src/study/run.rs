@@ -406,6 +406,7 @@ impl Study<'_> {
                 max_new_tokens: self.preset.max_new_tokens,
                 source: Some(path.clone()),
                 scoring: self.preset.scoring,
+                batch: self.preset.eval_batch,
                 ..EvalOptions::default()
             };
             let t0 = Instant::now();
@@ -435,6 +436,7 @@ impl Study<'_> {
                 self.preset.scoring.name()
             });
             v["max_new_tokens"] = json!(self.preset.max_new_tokens);
+            v["eval_batch"] = json!(self.preset.eval_batch);
             v["seconds"] = json!(t0.elapsed().as_secs_f64());
             write_json(&self.layout.eval_result(key, task), &v)?;
         }

@@ -3,6 +3,9 @@
 
 use boha::gpu::{Gpu, GpuOptions};
 use boha::loaders::Checkpoint;
+use boha::model::reference::Reference;
+use boha::model::transformer::Adapters;
+use boha::rng::Rng;
 
 pub mod olmo_samples;
 pub mod tiny_checkpoint;
@@ -39,4 +42,22 @@ pub fn same_model_metadata(what: &str, want: &Checkpoint, got: &Checkpoint) {
         got.encode(text).unwrap(),
         "{what}"
     );
+}
+
+/// Random non-zero factors in [-0.5, 0.5) on every adapter, A then B per adapter from
+/// `rng`, mirrored into the reference: fresh adapters have B = 0, which would hide
+/// their effect on the output and most of their gradient paths.
+pub fn randomize_adapters(
+    gpu: &Gpu,
+    adapters: &Adapters,
+    reference: &mut Reference,
+    rng: &mut Rng,
+) {
+    for (name, ad) in adapters.iter() {
+        let a = rng.vec_f32(ad.a.len(), -0.5, 0.5);
+        let b = rng.vec_f32(ad.b.len(), -0.5, 0.5);
+        gpu.write(&ad.a, &a).unwrap();
+        gpu.write(&ad.b, &b).unwrap();
+        reference.set_adapter(&name, ad.spec, &a, &b);
+    }
 }
