@@ -3,7 +3,7 @@
 # builds, checks the kernels' numerics against the CPU reference on that GPU (every GEMM
 # tile, the fused adapter kernels, whole tiny models' gradients), tunes the kernels for
 # SmolLM2-135M's shapes at 16 × 512 tokens, then writes the tuning, GEMM (with every tile),
-# layer, training-step (tokens/s and MFU) and synthetic records under OUT (default $OUT,
+# layer, training-step (tokens/s and MFU), batched-decode and synthetic records under OUT (default $OUT,
 # else target/gpu_bench). The machine reaches no network and the real SmolLM2 file is
 # larger than what travels with the tree, so the step runs on `random:smollm2-135m`: the
 # same shapes with random weights (speed and memory do not depend on the values). Copy
@@ -44,5 +44,6 @@ $b bench step --model $MODEL --batch 16 --max-len 512 --runs 3 --base-dtypes f32
   >"$OUT/bench_step_smollm2_16x512.json"
 echo "bench step: $(($(date +%s) - start)) s"
 $b bench layer --json >"$OUT/bench_layer.json"
+$b bench decode --model $MODEL --batches 1,4,16,64,256 --json >"$OUT/bench_decode_smollm2.json"
 $b synthetic --json >"$OUT/synthetic.json"
 echo "gpu_bench: $(($(date +%s) - start)) s; records in $OUT"

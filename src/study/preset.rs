@@ -170,7 +170,9 @@ fn lavapipe() -> Preset {
         test_items: 300,
         scoring: Scoring::Loglik,
         max_new_tokens: 160,
-        eval_batch: 16,
+        // 5.9× batch 1's tokens/s on lavapipe (README's `bench decode` record); at 16,
+        // 3.8×.
+        eval_batch: 64,
         save_every: 5,
     }
 }
