@@ -520,11 +520,27 @@ fn continual(c: &Collected, md: &mut String) -> Result<()> {
     Ok(())
 }
 
+/// The chosen rate, flagged when it is the grid's lowest or highest: the best rate may
+/// then lie outside the grid, and a reader should know the sweep did not bracket it.
+fn chosen_cell(lr: f32, grid: &[f32]) -> String {
+    let name = super::run::lr_name(lr);
+    let lo = grid.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = grid.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if grid.len() > 1 && lr == hi {
+        format!("{name} (the grid's highest)")
+    } else if grid.len() > 1 && lr == lo {
+        format!("{name} (the grid's lowest)")
+    } else {
+        name
+    }
+}
+
 fn sweep_table(c: &Collected, md: &mut String) -> Result<()> {
     md.push_str(
         "## Learning rates\n\nEach method tries every rate of its grid with the first seed; the \
          lowest final validation loss chooses. BoHA's and HiRA's grid sits ×3 above the others' \
-         (their update is scaled by |W0|).\n\n| suite | method | chosen | validation loss per rate |\n\
+         (their update is scaled by |W0|). A choice at either end of the grid is marked: the \
+         sweep did not bracket the best rate.\n\n| suite | method | chosen | validation loss per rate |\n\
          |---|---|---|---|\n",
     );
     for s in &c.p.suites {
@@ -552,7 +568,7 @@ fn sweep_table(c: &Collected, md: &mut String) -> Result<()> {
                 s.name,
                 label(c.p, m),
                 c.lr.get(&(s.name, m.name()))
-                    .map_or("–".into(), |&l| super::run::lr_name(l)),
+                    .map_or("–".into(), |&l| { chosen_cell(l, c.p.lrs_of(m)) }),
                 cells.join(", ")
             ));
         }
@@ -652,6 +668,15 @@ mod tests {
         assert!((at_plasticity(&pts, 0.15).unwrap() - (-0.075)).abs() < 1e-12);
         assert_eq!(at_plasticity(&pts, 0.05), Some(-0.02));
         assert_eq!(at_plasticity(&pts, 0.30), None);
+    }
+
+    #[test]
+    fn a_choice_at_the_grid_edge_is_marked() {
+        let grid = [3e-3, 9e-3, 3e-2];
+        assert_eq!(chosen_cell(3e-2, &grid), "3e-2 (the grid's highest)");
+        assert_eq!(chosen_cell(3e-3, &grid), "3e-3 (the grid's lowest)");
+        assert_eq!(chosen_cell(9e-3, &grid), "9e-3");
+        assert_eq!(chosen_cell(1e-3, &[1e-3]), "1e-3");
     }
 
     #[test]
