@@ -7,16 +7,10 @@ mod model_specs;
 
 use std::process::Command;
 
-use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
 use serde_json::Value;
 
 fn bench_decode(tag: &str, args: &[&str]) -> std::process::Output {
-    let (_, spec) = model_specs::specs()
-        .into_iter()
-        .find(|(n, _)| *n == "llama")
-        .unwrap();
-    let dir = temp_dir(tag);
-    write_tiny_hf(&dir, &spec);
+    let dir = model_specs::write_dir("llama", tag);
     Command::new(env!("CARGO_BIN_EXE_boha"))
         .args(["bench", "decode", "--model"])
         .arg(&dir)

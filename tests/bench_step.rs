@@ -6,18 +6,12 @@ mod model_specs;
 
 use std::process::Command;
 
-use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
 use serde_json::Value;
 
 /// `boha bench step --batch 2 --max-len 8 --runs 1 --json ARGS` on the tiny Llama (d = 32
 /// and 44 take b = 4 with r_b = 8: 4 · 8 = 32 = LoRA's r); its JSON report.
 fn bench_step_json(tag: &str, args: &[&str]) -> Value {
-    let (_, spec) = model_specs::specs()
-        .into_iter()
-        .find(|(n, _)| *n == "llama")
-        .unwrap();
-    let dir = temp_dir(tag);
-    write_tiny_hf(&dir, &spec);
+    let dir = model_specs::write_dir("llama", tag);
     let o = Command::new(env!("CARGO_BIN_EXE_boha"))
         .args([
             "bench",

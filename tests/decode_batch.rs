@@ -15,16 +15,9 @@ use boha::model::reference::Reference;
 use boha::model::transformer::Adapters;
 use boha::rng::Rng;
 use common::assert_close;
-use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
 
 fn checkpoint(arch: &str) -> Checkpoint {
-    let (name, spec) = model_specs::specs()
-        .into_iter()
-        .find(|(n, _)| *n == arch)
-        .unwrap();
-    let dir = temp_dir(&format!("batch-{name}"));
-    write_tiny_hf(&dir, &spec);
-    load_checkpoint(&dir).unwrap()
+    load_checkpoint(&model_specs::write_dir(arch, &format!("batch-{arch}"))).unwrap()
 }
 
 /// The logits after each of `seq`'s positions from `prompt_len` - 1 on, decoding alone.

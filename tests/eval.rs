@@ -24,18 +24,12 @@ use boha::loaders::{load_checkpoint, Checkpoint};
 use boha::model::kv_cache::Model;
 use boha::model::transformer::Adapters;
 use boha::rng::Rng;
-use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
+use common::tiny_checkpoint::temp_dir;
 use serde_json::Value;
 
 /// A tiny model directory of one of the shared specs.
 fn model_dir(arch: &str) -> PathBuf {
-    let (name, spec) = model_specs::specs()
-        .into_iter()
-        .find(|(n, _)| *n == arch)
-        .unwrap();
-    let dir = temp_dir(&format!("eval-{name}"));
-    write_tiny_hf(&dir, &spec);
-    dir
+    model_specs::write_dir(arch, &format!("eval-{arch}"))
 }
 
 fn write_data(dir: &Path, lines: &[&str]) -> PathBuf {

@@ -8,16 +8,8 @@ mod model_specs;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
-
 fn model(arch: &str) -> PathBuf {
-    let (_, spec) = model_specs::specs()
-        .into_iter()
-        .find(|(n, _)| *n == arch)
-        .unwrap();
-    let dir = temp_dir(&format!("graph-cli-{arch}"));
-    write_tiny_hf(&dir, &spec);
-    dir
+    model_specs::write_dir(arch, &format!("graph-cli-{arch}"))
 }
 
 fn boha(args: &[&str]) -> Output {

@@ -13,19 +13,12 @@ use boha::loaders::{load_checkpoint, Checkpoint};
 use boha::model::reference::Reference;
 use boha::rng::Rng;
 use common::assert_close;
-use common::tiny_checkpoint::{temp_dir, write_tiny_hf};
 
 const BATCH: usize = 2;
 const SEQ: usize = 7;
 
 fn checkpoint(arch: &str) -> Checkpoint {
-    let (name, spec) = model_specs::specs()
-        .into_iter()
-        .find(|(n, _)| *n == arch)
-        .unwrap();
-    let dir = temp_dir(&format!("train-{name}"));
-    write_tiny_hf(&dir, &spec);
-    load_checkpoint(&dir).unwrap()
+    load_checkpoint(&model_specs::write_dir(arch, &format!("train-{arch}"))).unwrap()
 }
 
 fn batch(v: usize, seed: u64) -> (Vec<u32>, Vec<u32>) {

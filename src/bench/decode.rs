@@ -89,13 +89,12 @@ pub fn bench_decode(
         let step_ms = median(&mut times);
         let tokens_per_s = b as f64 * 1e3 / step_ms;
         let single = results.first().map_or(tokens_per_s, |r| r.tokens_per_s);
-        let kvd = ck.config.kv_dim() as u64;
         results.push(DecodeResult {
             batch: b,
             step_ms,
             tokens_per_s,
             speedup: tokens_per_s / single,
-            cache_bytes: 2 * ck.config.num_layers as u64 * (b * capacity) as u64 * kvd * 4,
+            cache_bytes: batch.cache_bytes(),
         });
     }
     Ok(DecodeReport {

@@ -62,6 +62,16 @@ impl DecodeBatch {
         self.cache.capacity
     }
 
+    /// Device bytes of the batch's KV cache (keys and values, every layer).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache
+            .k
+            .iter()
+            .chain(&self.cache.v)
+            .map(|t| t.bytes())
+            .sum()
+    }
+
     /// Positions filled in `slot`.
     pub fn len(&self, slot: usize) -> usize {
         self.lens[slot]

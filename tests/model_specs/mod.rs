@@ -1,8 +1,22 @@
 //! Tiny model specs shared by the model tests (head sizes the attention kernel takes).
 #![allow(dead_code)]
 
-use crate::common::tiny_checkpoint::TinySpec;
+use std::path::PathBuf;
+
+use crate::common::tiny_checkpoint::{temp_dir, write_tiny_hf, TinySpec};
 use serde_json::json;
+
+/// The tiny `arch` model of [`specs`], written as a Hugging Face directory into a fresh
+/// temporary directory named after `tag`.
+pub fn write_dir(arch: &str, tag: &str) -> PathBuf {
+    let (_, spec) = specs()
+        .into_iter()
+        .find(|(n, _)| *n == arch)
+        .unwrap_or_else(|| panic!("no tiny spec named {arch}"));
+    let dir = temp_dir(tag);
+    write_tiny_hf(&dir, &spec);
+    dir
+}
 
 /// Tiny specs with head sizes the attention kernel takes (multiples of 4).
 pub fn specs() -> Vec<(&'static str, TinySpec)> {
