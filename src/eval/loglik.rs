@@ -25,11 +25,14 @@
 //!
 //! ## Cost
 //!
-//! The prompt is run once; the continuation tokens every candidate shares ("the correct
-//! answer is answer") are run once; then each candidate runs only its own remaining
-//! tokens, after rewinding the KV cache to the end of the shared part. For LLM-Adapters'
-//! labels that remainder is a single token whose probability the shared part's last
-//! logits already give, so an item costs one prefill and no decode step.
+//! The prompt and the continuation tokens every candidate shares ("the correct answer is
+//! answer") run once, as one sequence, and only from where it stops sharing the previous
+//! item's tokens (a test set's prompts share their chat template and instruction, which
+//! stay in the KV cache); only the shared part's rows go through the LM head. Then each
+//! candidate runs only its own remaining tokens, after rewinding the KV cache to the end
+//! of the shared part. For LLM-Adapters' labels that remainder is a single token whose
+//! probability the shared part's last logits already give, so an item costs one partial
+//! prefill and no decode step.
 
 use crate::data::answer::AnswerFormat;
 use crate::data::jsonl::{Record, Sample};
@@ -174,8 +177,10 @@ fn shared_len(conts: &[Vec<u32>]) -> usize {
 }
 
 /// The per-token log-likelihood of every candidate after `prompt` (ids as training
-/// encodes them, BOS included). The session is reset first and its cache must hold the
-/// prompt plus the longest continuation.
+/// encodes them, BOS included). The prompt runs from position 0, keeping the cached
+/// prefix it shares with the session's previous sequence
+/// ([`Session::prefill_reusing`]); the cache must hold the prompt plus the longest
+/// continuation.
 pub fn score_candidates(
     gpu: &Gpu,
     session: &mut Session<'_>,
@@ -183,27 +188,24 @@ pub fn score_candidates(
     conts: &[Vec<u32>],
 ) -> Result<Vec<f64>> {
     let v = session.vocab();
-    session.reset();
-    let mut next = session.prefill(gpu, prompt, PREFILL_CHUNK)?;
     let s = shared_len(conts);
-    let mut shared = 0.0;
-    if s > 0 {
-        let shared_ids = &conts[0][..s];
-        let rows = session.forward(gpu, shared_ids, true)?;
-        shared += log_prob(&next, shared_ids[0]);
-        for j in 1..s {
-            shared += log_prob(&rows[(j - 1) * v..j * v], shared_ids[j]);
-        }
-        next = rows[(s - 1) * v..s * v].to_vec();
-    }
+    // The prompt and the shared continuation run as one sequence; its last s + 1 rows
+    // of logits predict the shared ids and then each candidate's own first id.
+    let mut seq = prompt.to_vec();
+    seq.extend_from_slice(&conts[0][..s]);
+    let rows = session.prefill_reusing(gpu, &seq, s + 1, PREFILL_CHUNK)?;
+    let shared: f64 = (0..s)
+        .map(|j| log_prob(&rows[j * v..(j + 1) * v], conts[0][j]))
+        .sum();
+    let next = &rows[s * v..];
     let base = session.cache.len;
     conts
         .iter()
         .map(|c| {
             let own = &c[s..];
-            let mut lp = shared + log_prob(&next, own[0]);
+            let mut lp = shared + log_prob(next, own[0]);
             if own.len() > 1 {
-                session.cache.len = base;
+                session.rewind(base);
                 let rows = session.forward(gpu, &own[..own.len() - 1], true)?;
                 for j in 1..own.len() {
                     lp += log_prob(&rows[(j - 1) * v..j * v], own[j]);

@@ -28,11 +28,14 @@
 //!
 //! ## Speed
 //!
-//! One [`Session`] (KV cache and prepared dispatch lists) prefills every record: the
-//! cache is [`Session::reset`] between records and each distinct prompt length's
-//! prefill list is prepared once. Prefill lists hold activations sized by their length,
-//! so once their total exceeds [`PLAN_ROWS_BUDGET`] rows the session is replaced by a
-//! fresh one. Generated answers are then decoded [`EvalOptions::batch`] at a time in a
+//! One [`Session`] (KV cache and prepared dispatch lists) prefills every record, each
+//! distinct piece length's dispatch list prepared once (the session drops its lists past
+//! [`crate::model::kv_cache::PLAN_ROWS_BUDGET`] rows of activations). A record's prompt
+//! keeps the cached prefix it shares with the record before
+//! ([`Session::prefill_reusing`]): prompts of one task share their chat template and
+//! instruction, often half their tokens. The logits agree with a fresh prefill up to
+//! rounding, so with a batch of 1 (the exact mode) each prompt is prefilled whole from a
+//! reset cache instead. Generated answers are then decoded [`EvalOptions::batch`] at a time in a
 //! [`DecodeBatch`] (one GEMM of B rows per projection instead of B GEMVs), a slot taking
 //! the next record as soon as its answer stops. With a batch of 1 the text is exactly
 //! [`generate()`](crate::generate::generate())'s; with more it agrees up to rounding
@@ -68,10 +71,6 @@ pub const DEFAULT_BATCH: usize = 16;
 
 /// Stop string of Alpaca-template records (see the module docs).
 pub const ALPACA_STOP: &str = "### Response:";
-
-/// Total prompt length (in tokens) of the prefill dispatch lists one session keeps
-/// before it is replaced (each list holds activations for its length).
-pub const PLAN_ROWS_BUDGET: usize = 4096;
 
 /// How a record's answer is found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -401,7 +400,6 @@ pub fn evaluate(
     };
 
     let mut session: Option<Session<'_>> = None;
-    let mut planned: Vec<usize> = Vec::new();
     let mut batch: Option<DecodeBatch> = None;
     let mut active: Vec<Option<Active>> = (0..slots).map(|_| None).collect();
     let mut done: Vec<Option<RecordResult>> = (0..samples.len()).map(|_| None).collect();
@@ -414,18 +412,10 @@ pub fn evaluate(
             let Some(index) = pending.next() else { break };
             let p = &prepared[index];
             let n = p.ids.len();
-            if !planned.contains(&n) {
-                if planned.iter().sum::<usize>() + n > PLAN_ROWS_BUDGET && !planned.is_empty() {
-                    session = None;
-                    planned.clear();
-                }
-                planned.push(n);
-            }
             let s = match &mut session {
                 Some(s) => s,
                 None => session.insert(Session::new(gpu, model, capacity)?),
             };
-            s.reset();
             let t0 = Instant::now();
             if let Some(c) = &p.candidates {
                 let scores = loglik::score_candidates(gpu, s, &p.ids, &c.continuations)?;
@@ -446,7 +436,12 @@ pub fn evaluate(
                 });
                 continue;
             }
-            let logits = s.forward(gpu, &p.ids, false)?;
+            let logits = if opts.batch == 1 {
+                s.reset();
+                s.forward(gpu, &p.ids, false)?
+            } else {
+                s.prefill_reusing(gpu, &p.ids, 1, loglik::PREFILL_CHUNK)?
+            };
             let mut decoding = Decoding::new(n);
             match decoding.advance(ck, &p.limits(&eos, opts), &logits)? {
                 Err(stop) => done[index] = Some(finish(index, decoding, stop, t0)),

@@ -117,14 +117,29 @@ pub(crate) fn compile_cached(
     ))
 }
 
-/// The prepared dispatches of one call shape (T new tokens).
+/// Logits of `rows` positions can be asked of a call of `n` tokens.
+fn check_rows(rows: usize, n: usize) -> Result<()> {
+    if rows == 0 || rows > n {
+        return Err(Error::Invalid(format!(
+            "logits of {rows} rows asked of {n} tokens"
+        )));
+    }
+    Ok(())
+}
+
+/// The prepared dispatches of one call shape (T new tokens, logits of the last `rows`).
 struct Plan {
     seq: usize,
-    all_logits: bool,
+    rows: usize,
     ids: Tensor,
     logits: Tensor,
     dispatches: Vec<Dispatch>,
 }
+
+/// Total length (in tokens) of the prepared dispatch lists a session keeps: each list
+/// holds activations sized by its length, so past this the lists are dropped (the KV
+/// cache is kept) and prepared again as they are needed.
+pub const PLAN_ROWS_BUDGET: usize = 4096;
 
 /// A generation session: a KV cache and the prepared decode step.
 pub struct Session<'m> {
@@ -132,6 +147,9 @@ pub struct Session<'m> {
     pub cache: KvCache,
     starts: Tensor,
     plans: Vec<Plan>,
+    /// The ids at cache positions `0..` as far as they are known (at most `cache.len`
+    /// of them are valid), so that [`Session::prefill_reusing`] can keep a shared prefix.
+    ids: Vec<u32>,
 }
 
 impl<'m> Session<'m> {
@@ -145,17 +163,18 @@ impl<'m> Session<'m> {
             cache: KvCache::new(gpu, &model.weights, capacity)?,
             starts: gpu.upload_u32(&[1], &[0])?,
             plans: Vec::new(),
+            ids: Vec::new(),
         })
     }
 
-    /// Compiles the forward graph for calls of `seq` new tokens over the caches.
-    fn plan(&self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<Plan> {
-        let rows = if all_logits { seq } else { 1 };
+    /// Compiles the forward graph for calls of `seq` new tokens over the caches, ending
+    /// in the logits of the last `rows`.
+    fn plan(&self, gpu: &Gpu, seq: usize, rows: usize) -> Result<Plan> {
         let (ids, logits, dispatches) =
             compile_cached(gpu, self.model, &self.cache, &self.starts, 1, seq, rows)?;
         Ok(Plan {
             seq,
-            all_logits,
+            rows,
             ids,
             logits,
             dispatches,
@@ -165,21 +184,27 @@ impl<'m> Session<'m> {
     /// Prepares (once) the dispatches for calls of `seq` tokens, so that the first such
     /// call does not pay for pipeline and bind-group creation.
     pub fn prepare(&mut self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<()> {
-        self.plan_index(gpu, seq, all_logits).map(|_| ())
+        let rows = if all_logits { seq } else { 1 };
+        self.plan_index(gpu, seq, rows).map(|_| ())
     }
 
-    fn plan_index(&mut self, gpu: &Gpu, seq: usize, all_logits: bool) -> Result<usize> {
+    fn plan_index(&mut self, gpu: &Gpu, seq: usize, rows: usize) -> Result<usize> {
         if seq == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
         }
+        check_rows(rows, seq)?;
         if let Some(i) = self
             .plans
             .iter()
-            .position(|p| p.seq == seq && p.all_logits == all_logits)
+            .position(|p| p.seq == seq && p.rows == rows)
         {
             return Ok(i);
         }
-        let p = self.plan(gpu, seq, all_logits)?;
+        let held: usize = self.plans.iter().map(|p| p.seq).sum();
+        if held + seq > PLAN_ROWS_BUDGET {
+            self.plans.clear();
+        }
+        let p = self.plan(gpu, seq, rows)?;
         self.plans.push(p);
         Ok(self.plans.len() - 1)
     }
@@ -187,7 +212,14 @@ impl<'m> Session<'m> {
     /// Runs `tokens` at the next positions and returns their logits: [T, V] with
     /// `all_logits`, else the last row's [V]. Plans are prepared once per (T, all_logits).
     pub fn forward(&mut self, gpu: &Gpu, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
-        let logits = self.submit(gpu, tokens, all_logits)?;
+        let rows = if all_logits { tokens.len() } else { 1 };
+        self.forward_rows(gpu, tokens, rows)
+    }
+
+    /// Runs `tokens` at the next positions and returns the logits of the last `rows`
+    /// of them, [rows, V]; only those rows go through the LM head.
+    pub fn forward_rows(&mut self, gpu: &Gpu, tokens: &[u32], rows: usize) -> Result<Vec<f32>> {
+        let logits = self.submit(gpu, tokens, rows)?;
         gpu.download(&logits)
     }
 
@@ -199,12 +231,13 @@ impl<'m> Session<'m> {
         tokens: &[u32],
         all_logits: bool,
     ) -> Result<Vec<f32>> {
-        let logits = self.submit(gpu, tokens, all_logits)?;
+        let rows = if all_logits { tokens.len() } else { 1 };
+        let logits = self.submit(gpu, tokens, rows)?;
         gpu.download_async(&logits).await
     }
 
     /// Writes `tokens`, submits their plan and returns the tensor its logits land in.
-    fn submit(&mut self, gpu: &Gpu, tokens: &[u32], all_logits: bool) -> Result<Tensor> {
+    fn submit(&mut self, gpu: &Gpu, tokens: &[u32], rows: usize) -> Result<Tensor> {
         let t = tokens.len();
         if t == 0 {
             return Err(Error::Invalid("no tokens to run".into()));
@@ -220,14 +253,18 @@ impl<'m> Session<'m> {
         if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= v) {
             return Err(Error::Invalid(format!("token id {bad} ≥ vocabulary {v}")));
         }
-        let idx = self.plan_index(gpu, t, all_logits)?;
+        let idx = self.plan_index(gpu, t, rows)?;
         let plan = &self.plans[idx];
         let bits: Vec<f32> = tokens.iter().map(|&i| f32::from_bits(i)).collect();
         gpu.write(&plan.ids, &bits)?;
         gpu.write(&self.starts, &[f32::from_bits(self.cache.len as u32)])?;
         let mut rec = Recorder::new();
         rec.run_all(&plan.dispatches);
+        self.ids.truncate(self.cache.len);
         gpu.run(&rec)?;
+        if self.ids.len() == self.cache.len {
+            self.ids.extend_from_slice(tokens);
+        }
         self.cache.len += t;
         Ok(plan.logits.clone())
     }
@@ -237,14 +274,61 @@ impl<'m> Session<'m> {
     /// evaluation set) share at most `chunk` plans instead of one per length, and the
     /// cost of creating pipelines and bind groups is paid once.
     pub fn prefill(&mut self, gpu: &Gpu, tokens: &[u32], chunk: usize) -> Result<Vec<f32>> {
-        if tokens.is_empty() {
-            return Err(Error::Invalid("no tokens to run".into()));
+        self.prefill_rows(gpu, tokens, 1, chunk)
+    }
+
+    /// [`Session::prefill`] returning the logits of the last `rows` positions [rows, V]
+    /// (the last piece is made at least `rows` long, so one call computes them all).
+    pub fn prefill_rows(
+        &mut self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        rows: usize,
+        chunk: usize,
+    ) -> Result<Vec<f32>> {
+        let n = tokens.len();
+        check_rows(rows, n)?;
+        let chunk = chunk.max(1);
+        let last = ((n - 1) % chunk + 1).max(rows);
+        for piece in tokens[..n - last].chunks(chunk) {
+            self.submit(gpu, piece, 1)?;
         }
-        let mut last = Vec::new();
-        for piece in tokens.chunks(chunk.max(1)) {
-            last = self.forward(gpu, piece, false)?;
-        }
-        Ok(last)
+        self.forward_rows(gpu, &tokens[n - last..], rows)
+    }
+
+    /// Runs the whole sequence `tokens` from position 0 (as [`Session::reset`] then
+    /// [`Session::prefill_rows`] would) and returns the logits of its last `rows`
+    /// positions, but keeps the cached positions the sequence before shares with it:
+    /// only `tokens[p..]` runs, p the common prefix's length (at most len − rows, so
+    /// that the asked logits are computed). Prompts of one evaluation set share their
+    /// chat template and instruction, often half their tokens. A position's keys and
+    /// values depend only on the ids up to it, so the kept ones are those a full prefill
+    /// would write; the logits agree with it up to the rounding of other piece lengths.
+    pub fn prefill_reusing(
+        &mut self,
+        gpu: &Gpu,
+        tokens: &[u32],
+        rows: usize,
+        chunk: usize,
+    ) -> Result<Vec<f32>> {
+        check_rows(rows, tokens.len())?;
+        let keep = self.shared_prefix(tokens).min(tokens.len() - rows);
+        self.rewind(keep);
+        self.prefill_rows(gpu, &tokens[keep..], rows, chunk)
+    }
+
+    /// How many leading ids of `tokens` the cache holds at the same positions (what
+    /// [`Session::prefill_reusing`] keeps, but for the last token, which it always runs).
+    pub fn shared_prefix(&self, tokens: &[u32]) -> usize {
+        let known = &self.ids[..self.ids.len().min(self.cache.len)];
+        known.iter().zip(tokens).take_while(|(a, b)| a == b).count()
+    }
+
+    /// Forgets the positions from `len` on (their cache entries are overwritten by the
+    /// next call).
+    pub fn rewind(&mut self, len: usize) {
+        self.cache.len = self.cache.len.min(len);
+        self.ids.truncate(self.cache.len);
     }
 
     /// The vocabulary size (the width of a logits row).
@@ -254,6 +338,6 @@ impl<'m> Session<'m> {
 
     /// Forgets the cached positions (the caches are overwritten from position 0).
     pub fn reset(&mut self) {
-        self.cache.len = 0;
+        self.rewind(0);
     }
 }
