@@ -70,6 +70,16 @@ fn smoke_study_runs_resumes_and_reports() {
     let o = study(&model, &package, &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("every unit is done"), "{err}");
+    // Each method whole (sweep, then every seed trained and tested) before the next.
+    let line_of = |what: &str| err.lines().position(|l| l.contains(what));
+    let lines: Vec<&str> = err.lines().collect();
+    let last_boha = lines
+        .iter()
+        .rposition(|l| l.contains("commonsense/boha/"))
+        .unwrap();
+    let first_lora = line_of("training commonsense/lora/").unwrap();
+    assert!(last_boha < first_lora, "{err}");
+    assert!(line_of("testing commonsense/boha/").unwrap() < first_lora);
     let files = results(&out.join("results"));
     let n = |part: &str| {
         files
@@ -102,7 +112,11 @@ fn smoke_study_runs_resumes_and_reports() {
     );
 
     let report = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
-    let want = boha::study::report::expected_units(&boha::study::Preset::named("smoke").unwrap());
+    let want = boha::study::report::expected_units(
+        &boha::study::Preset::named("smoke").unwrap(),
+        &boha::study::Layout { out: out.clone() },
+    )
+    .unwrap();
     assert_eq!(
         files.len(),
         want + 2,

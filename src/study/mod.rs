@@ -15,6 +15,7 @@ pub mod preset;
 pub mod report;
 pub mod run;
 pub mod stats;
+pub mod sweep;
 
 pub use preset::Preset;
 pub use run::{Layout, Outcome, Study};

@@ -56,6 +56,9 @@ pub struct Preset {
     pub suites: Vec<Suite>,
     /// The learning-rate grid of the sweep, per method.
     pub lrs: Vec<(Method, Vec<f32>)>,
+    /// Rates a sweep may add beyond each end of its grid while the best rate sits at
+    /// that end ([`crate::study::sweep`]).
+    pub sweep_extensions: usize,
     /// Seeds of the runs at the chosen rate (the first one is the sweep's).
     pub seeds: Vec<u64>,
     /// Most training records per suite (after the validation slice is taken).
@@ -138,6 +141,8 @@ fn smoke() -> Preset {
         // The tiny test tokenizers spell the benchmark prompts in hundreds of tokens.
         suites: suites(512, 512),
         lrs: grids(&[1e-3, 1e-2]),
+        // Fixed unit counts for the tests; the walk has its own tests.
+        sweep_extensions: 0,
         seeds: vec![0, 1],
         train_items: 16,
         val_items: 2,
@@ -164,6 +169,7 @@ fn lavapipe() -> Preset {
         // so the adapter hardly saw those tasks.
         suites: suites(256, 256),
         lrs: grids(&[1e-3, 3e-3, 1e-2]),
+        sweep_extensions: 2,
         seeds: vec![0, 1, 2],
         train_items: 160,
         val_items: 32,
@@ -189,6 +195,7 @@ fn gpu() -> Preset {
         warmup: 50,
         suites: suites(256, 512),
         lrs: grids(&[3e-4, 1e-3, 3e-3, 1e-2]),
+        sweep_extensions: 2,
         seeds: vec![0, 1, 2],
         train_items: 16_000,
         val_items: 256,

@@ -19,8 +19,9 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::preset::Preset;
-use super::run::{chosen_lr, read_json, Layout, RunKey, CONTINUAL};
+use super::run::{read_json, sweep_of, Layout, RunKey, CONTINUAL};
 use super::stats::{mean_ci, paired_bootstrap, BOOTSTRAP_SAMPLES};
+use super::sweep::{self, Next};
 use crate::adapters::{AdapterSpec, Method};
 use crate::data::benchmarks::Benchmark;
 use crate::train::continual::matched_spec;
@@ -86,9 +87,19 @@ struct Collected<'a> {
     layout: &'a Layout,
     /// Chosen rate per (suite, method).
     lr: BTreeMap<(&'static str, &'static str), f32>,
+    /// The rates each sweep tried or will try next (its grid and extensions).
+    rates: BTreeMap<(&'static str, &'static str), Vec<f32>>,
 }
 
 impl Collected<'_> {
+    /// The rates the sweep of `method` on `suite` tried or will try next.
+    fn rates_of(&self, suite: &str, method: Method) -> &[f32] {
+        self.rates
+            .iter()
+            .find(|((s, m), _)| *s == suite && *m == method.name())
+            .map_or(&[], |(_, r)| r.as_slice())
+    }
+
     fn run(&self, suite: &'static str, m: Method, seed: u64) -> Option<RunKey> {
         self.lr.get(&(suite, m.name())).map(|&lr| RunKey {
             suite: suite.into(),
@@ -150,15 +161,22 @@ impl Collected<'_> {
 /// The whole report as Markdown; loss curves are drawn into `figures` (a folder, named
 /// in the text by `figures_rel`).
 pub fn report(p: &Preset, layout: &Layout, figures: &Path, figures_rel: &str) -> Result<String> {
-    let mut lr = BTreeMap::new();
+    let (mut lr, mut rates) = (BTreeMap::new(), BTreeMap::new());
     for s in &p.suites {
         for &m in &p.methods {
-            if let Some(l) = chosen_lr(layout, p, s.name, m)? {
+            let w = sweep_of(layout, p, s.name, m)?;
+            if let Next::Chosen(l) = w.next {
                 lr.insert((s.name, m.name()), l);
             }
+            rates.insert((s.name, m.name()), w.rates);
         }
     }
-    let c = Collected { p, layout, lr };
+    let c = Collected {
+        p,
+        layout,
+        lr,
+        rates,
+    };
     let mut md = String::new();
     header(&c, &mut md)?;
     accuracy_table(&c, &mut md)?;
@@ -171,8 +189,12 @@ pub fn report(p: &Preset, layout: &Layout, figures: &Path, figures_rel: &str) ->
 }
 
 /// How many result files a complete study has: the data, the base model's tests, every
-/// training run and every test of a trained run.
-pub fn expected_units(p: &Preset) -> usize {
+/// training run and every test of a trained run. A sweep counts the rates it has tried
+/// or will try next, so the count grows when a sweep extends its grid.
+pub fn expected_units(p: &Preset, layout: &Layout) -> Result<usize> {
+    let swept = |suite: &str, m: Method| -> Result<usize> {
+        Ok(sweep_of(layout, p, suite, m)?.rates.len())
+    };
     let mut tasks: Vec<Benchmark> = Vec::new();
     for s in &p.suites {
         for &t in &s.tests {
@@ -186,17 +208,17 @@ pub fn expected_units(p: &Preset) -> usize {
     for s in &p.suites {
         for &m in &p.methods {
             // The sweep's rates, then the other seeds at the chosen one.
-            n += p.lrs_of(m).len() + seeds - 1;
+            n += swept(s.name, m)? + seeds - 1;
             n += seeds * s.tests.len();
         }
     }
     if p.suite("commonsense").is_some() && p.suite("gsm8k").is_some() {
         for &m in &p.methods {
-            let runs = seeds + p.lrs_of(m).len() - 1;
+            let runs = seeds + swept("gsm8k", m)? - 1;
             n += runs * (1 + tasks.len());
         }
     }
-    n
+    Ok(n)
 }
 
 /// The result files there are.
@@ -276,7 +298,7 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
         p.eval_batch,
         p.seeds,
         result_files(c.layout).len(),
-        expected_units(p)
+        expected_units(p, c.layout)?
     ));
     Ok(())
 }
@@ -476,7 +498,7 @@ fn continual(c: &Collected, md: &mut String) -> Result<()> {
             pct_ci(mean_ci(&pla))
         ));
         let mut pts = Vec::new();
-        for &lr in c.p.lrs_of(m) {
+        for &lr in c.rates_of("gsm8k", m) {
             if let Some(pt) = stage2_point(c, m, lr, c.p.seeds[0])? {
                 pts.push(pt);
             }
@@ -492,10 +514,10 @@ fn continual(c: &Collected, md: &mut String) -> Result<()> {
     let complete = curves.len() == c.p.methods.len()
         && curves
             .iter()
-            .all(|(m, p)| p.len() == c.p.lrs_of(*m).len() && !p.is_empty());
+            .all(|(m, p)| p.len() == c.rates_of("gsm8k", *m).len() && !p.is_empty());
     md.push_str(
         "### Retention at matched plasticity\n\nWith the first seed, stage 2 also runs at \
-         every rate of the method's grid; retention is interpolated linearly along those \
+         every rate of the method's GSM8K sweep; retention is interpolated linearly along those \
          runs (ordered by plasticity) at the highest plasticity every method reaches.\n\n",
     );
     if !complete {
@@ -520,33 +542,33 @@ fn continual(c: &Collected, md: &mut String) -> Result<()> {
     Ok(())
 }
 
-/// The chosen rate, flagged when it is the grid's lowest or highest: the best rate may
-/// then lie outside the grid, and a reader should know the sweep did not bracket it.
-fn chosen_cell(lr: f32, grid: &[f32]) -> String {
+/// The chosen rate, flagged when it is still the lowest or highest rate tried after the
+/// sweep's extensions: the best rate may then lie outside them, and a reader should know
+/// the sweep did not bracket it.
+fn chosen_cell(lr: f32, rates: &[f32]) -> String {
     let name = super::run::lr_name(lr);
-    let lo = grid.iter().copied().fold(f32::INFINITY, f32::min);
-    let hi = grid.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if grid.len() > 1 && lr == hi {
-        format!("{name} (the grid's highest)")
-    } else if grid.len() > 1 && lr == lo {
-        format!("{name} (the grid's lowest)")
-    } else {
-        name
+    match sweep::edge(lr, rates) {
+        Some(end) => format!("{name} (the {end} tried)"),
+        None => name,
     }
 }
 
 fn sweep_table(c: &Collected, md: &mut String) -> Result<()> {
-    md.push_str(
+    md.push_str(&format!(
         "## Learning rates\n\nEach method tries every rate of its grid with the first seed; the \
          lowest final validation loss chooses. BoHA's and HiRA's grid sits ×3 above the others' \
-         (their update is scaled by |W0|). A choice at either end of the grid is marked: the \
-         sweep did not bracket the best rate.\n\n| suite | method | chosen | validation loss per rate |\n\
-         |---|---|---|---|\n",
-    );
+         (their update is scaled by |W0|). While the best rate is the highest (lowest) tried, \
+         the sweep adds the rate ×3 above (÷3 below) it, at most {} per side; a choice still at \
+         either end is marked: the sweep did not bracket the best rate.\n\n\
+         | suite | method | chosen | validation loss per rate |\n|---|---|---|---|\n",
+        c.p.sweep_extensions
+    ));
     for s in &c.p.suites {
         for &m in &c.p.methods {
             let mut cells = Vec::new();
-            for &lr in c.p.lrs_of(m) {
+            let mut rates = c.rates_of(s.name, m).to_vec();
+            rates.sort_by(f32::total_cmp);
+            for &lr in &rates {
                 let k = RunKey {
                     suite: s.name.into(),
                     method: m,
@@ -568,7 +590,7 @@ fn sweep_table(c: &Collected, md: &mut String) -> Result<()> {
                 s.name,
                 label(c.p, m),
                 c.lr.get(&(s.name, m.name()))
-                    .map_or("–".into(), |&l| { chosen_cell(l, c.p.lrs_of(m)) }),
+                    .map_or("–".into(), |&l| chosen_cell(l, &rates)),
                 cells.join(", ")
             ));
         }
@@ -673,8 +695,8 @@ mod tests {
     #[test]
     fn a_choice_at_the_grid_edge_is_marked() {
         let grid = [3e-3, 9e-3, 3e-2];
-        assert_eq!(chosen_cell(3e-2, &grid), "3e-2 (the grid's highest)");
-        assert_eq!(chosen_cell(3e-3, &grid), "3e-3 (the grid's lowest)");
+        assert_eq!(chosen_cell(3e-2, &grid), "3e-2 (the highest tried)");
+        assert_eq!(chosen_cell(3e-3, &grid), "3e-3 (the lowest tried)");
         assert_eq!(chosen_cell(9e-3, &grid), "9e-3");
         assert_eq!(chosen_cell(1e-3, &[1e-3]), "1e-3");
     }

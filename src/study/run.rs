@@ -8,17 +8,20 @@
 //! 1. the data files (`results/data.json`, files in `OUT/work/data/`);
 //! 2. per suite (commonsense, then GSM8K), whole before the next:
 //!    - the base model on its test sets (`results/eval/base/TASK.json`);
-//!    - the sweep: each method at each rate of its grid with the first seed
-//!      (`results/train/SUITE/METHOD/lrLR_sSEED.json`, holding the final validation
-//!      loss);
-//!    - each method at its chosen rate (lowest validation loss) with every seed, and its
-//!      test accuracy on each of the suite's tasks (`results/eval/SUITE/METHOD/
-//!      lrLR_sSEED/TASK.json`); the first seed's run is the sweep's;
+//!    - per method, in the preset's order (BoHA, then the method it is compared with
+//!      first), whole before the next:
+//!      - the sweep: each rate of the method's grid with the first seed
+//!        (`results/train/SUITE/METHOD/lrLR_sSEED.json`, holding the final validation
+//!        loss), and rates beyond an end of the grid while the best rate sits there
+//!        ([`super::sweep`]);
+//!      - the chosen rate (lowest validation loss) with every seed, and its test
+//!        accuracy on each of the suite's tasks (`results/eval/SUITE/METHOD/
+//!        lrLR_sSEED/TASK.json`); the first seed's run is the sweep's;
 //! 3. the continual diagnostic: each commonsense run at the chosen rate (stage 1) goes
 //!    on training on GSM8K at the method's GSM8K rate (stage 2, `continual/…`), and is
 //!    tested on every task; with the first seed, stage 2 also runs at each other rate of
-//!    the method's grid, which traces retention against plasticity for the comparison
-//!    at matched plasticity.
+//!    the method's GSM8K sweep, which traces retention against plasticity for the
+//!    comparison at matched plasticity.
 //!
 //! Adapters and checkpoints live in `OUT/work/` (not meant to be committed). Training
 //! is deterministic, so a unit that needs an adapter another session made and did not
@@ -32,6 +35,7 @@ use serde_json::{json, Value};
 
 use super::data::{prepare, test_file, train_file, val_file};
 use super::preset::{Preset, Suite};
+use super::sweep::{Next, Walk};
 use crate::adapters::files::CONFIG_FILE;
 use crate::adapters::Method;
 use crate::bench::record::Record;
@@ -139,12 +143,10 @@ fn write_json(path: &Path, v: &Value) -> Result<()> {
     write_atomic(path, (text + "\n").as_bytes())
 }
 
-/// The chosen rate of `method` on `suite`: the grid's rate with the lowest final
-/// validation loss (a diverged run's loss counts as infinite); None until every sweep
-/// run has its result.
-pub fn chosen_lr(layout: &Layout, p: &Preset, suite: &str, method: Method) -> Result<Option<f32>> {
-    let mut best: Option<(f64, f32)> = None;
-    for &lr in p.lrs_of(method) {
+/// The sweep of `method` on `suite` ([`super::sweep`]), read from the sweep runs'
+/// result files (first seed).
+pub fn sweep_of(layout: &Layout, p: &Preset, suite: &str, method: Method) -> Result<Walk> {
+    p.sweep(method, |lr| {
         let k = RunKey {
             suite: suite.into(),
             method,
@@ -155,16 +157,22 @@ pub fn chosen_lr(layout: &Layout, p: &Preset, suite: &str, method: Method) -> Re
         if !path.exists() {
             return Ok(None);
         }
-        let loss = read_json(&path)?
-            .get("val_loss")
-            .and_then(Value::as_f64)
-            .filter(|l| l.is_finite())
-            .unwrap_or(f64::INFINITY);
-        if best.is_none_or(|(b, _)| loss < b) {
-            best = Some((loss, lr));
-        }
-    }
-    Ok(best.map(|(_, lr)| lr))
+        Ok(Some(
+            read_json(&path)?
+                .get("val_loss")
+                .and_then(Value::as_f64)
+                .unwrap_or(f64::INFINITY),
+        ))
+    })
+}
+
+/// The chosen rate of `method` on `suite`: the lowest final validation loss of its
+/// sweep; None until the sweep is done.
+pub fn chosen_lr(layout: &Layout, p: &Preset, suite: &str, method: Method) -> Result<Option<f32>> {
+    Ok(match sweep_of(layout, p, suite, method)?.next {
+        Next::Chosen(lr) => Some(lr),
+        Next::Train(_) => None,
+    })
 }
 
 /// A study in progress on one device and model.
@@ -221,24 +229,29 @@ impl Study<'_> {
             if !self.eval_run(None, &suite.tests)? {
                 return Ok(Outcome::Stopped);
             }
-            // The sweep: every rate with the first seed.
+            // Each method whole before the next, in the report's order: a study cut short
+            // then holds finished comparisons of the first methods (BoHA against LoRA)
+            // rather than every method's sweep and no test.
             for &m in &p.methods {
-                for &lr in p.lrs_of(m) {
-                    let k = RunKey {
-                        suite: suite.name.into(),
-                        method: m,
-                        lr,
-                        seed: p.seeds[0],
-                    };
-                    if self.train(&k, suite, None)?.is_none() {
-                        return Ok(Outcome::Stopped);
+                // The sweep with the first seed: the grid, extended while its best rate
+                // sits at an end.
+                let lr = loop {
+                    match sweep_of(&self.layout, p, suite.name, m)?.next {
+                        Next::Chosen(lr) => break lr,
+                        Next::Train(lr) => {
+                            let k = RunKey {
+                                suite: suite.name.into(),
+                                method: m,
+                                lr,
+                                seed: p.seeds[0],
+                            };
+                            if self.train(&k, suite, None)?.is_none() {
+                                return Ok(Outcome::Stopped);
+                            }
+                        }
                     }
-                }
-            }
-            // Every seed at the chosen rate, tested.
-            for &m in &p.methods {
-                let lr = chosen_lr(&self.layout, p, suite.name, m)?
-                    .ok_or_else(|| Error::Invalid("the sweep has no result".into()))?;
+                };
+                // Every seed at the chosen rate, tested.
                 for &seed in &p.seeds {
                     let k = RunKey {
                         suite: suite.name.into(),
@@ -263,7 +276,8 @@ impl Study<'_> {
             for (i, &seed) in p.seeds.iter().enumerate() {
                 let mut rates = vec![lr2];
                 if i == 0 {
-                    rates.extend(p.lrs_of(m).iter().filter(|&&l| l != lr2));
+                    let swept = sweep_of(&self.layout, p, second.name, m)?.rates;
+                    rates.extend(swept.into_iter().filter(|&l| l != lr2));
                 }
                 let stage1 = RunKey {
                     suite: first.name.into(),
