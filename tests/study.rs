@@ -130,6 +130,8 @@ fn smoke_study_runs_resumes_and_reports() {
         "## Accuracy (%)",
         "| BoHA − LoRA | commonsense |",
         "| BoHA − ABBA | gsm8k |",
+        "| BoHA − additive | retention |",
+        "| BoHA − LoRA | plasticity |",
         "Matched plasticity:",
         "![commonsense training loss](results/smoke_commonsense_loss.png)",
     ] {

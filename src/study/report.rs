@@ -366,6 +366,28 @@ fn accuracy_table(c: &Collected, md: &mut String) -> Result<()> {
 }
 
 /// "better", "worse" or "not distinguishable" from an interval of BoHA − other.
+/// The difference, interval and verdict cells of a paired comparison (`diffs`: per task,
+/// its items' differences; `say` words the interval), or "not run yet" until each of the
+/// `tasks` has its differences.
+fn paired_cells(
+    diffs: &[Vec<f64>],
+    tasks: usize,
+    seed: u64,
+    say: impl Fn(f64, f64) -> String,
+) -> String {
+    if diffs.len() < tasks {
+        return "– | – | not run yet".into();
+    }
+    let (d, lo, hi) = paired_bootstrap(diffs, BOOTSTRAP_SAMPLES, seed);
+    format!(
+        "{:+.1} | [{:+.1}, {:+.1}] | {}",
+        100.0 * d,
+        100.0 * lo,
+        100.0 * hi,
+        say(lo, hi)
+    )
+}
+
 fn verdict(lo: f64, hi: f64) -> &'static str {
     if lo > 0.0 {
         "BoHA is better"
@@ -401,18 +423,7 @@ fn comparisons(c: &Collected, md: &mut String) -> Result<()> {
                     diffs.push(b.iter().zip(&o).map(|(x, y)| x - y).collect::<Vec<f64>>());
                 }
             }
-            let cells = if diffs.len() == tasks.len() {
-                let (d, lo, hi) = paired_bootstrap(&diffs, BOOTSTRAP_SAMPLES, 20);
-                format!(
-                    "{:+.1} | [{:+.1}, {:+.1}] | {}",
-                    100.0 * d,
-                    100.0 * lo,
-                    100.0 * hi,
-                    verdict(lo, hi)
-                )
-            } else {
-                "– | – | not run yet".into()
-            };
+            let cells = paired_cells(&diffs, tasks.len(), 20, |lo, hi| verdict(lo, hi).into());
             md.push_str(&format!(
                 "| BoHA − {} | {suite} | {cells} |\n",
                 short(other)
@@ -443,6 +454,102 @@ fn stage2_point(c: &Collected, m: Method, lr: f32, seed: u64) -> Result<Option<(
         (Some(b), Some(a), Some(g)) => Some((a - b, acc(&g))),
         _ => None,
     })
+}
+
+/// Per item of `task`, the change in correctness from stage 1 (the commonsense run) to
+/// stage 2 (the continual run at the method's GSM8K rate), averaged over the seeds that
+/// have both (`plasticity`: stage 2's correctness alone); None when no seed has both.
+fn stage2_items(
+    c: &Collected,
+    m: Method,
+    task: Benchmark,
+    plasticity: bool,
+) -> Result<Option<Vec<f64>>> {
+    let Some(&lr2) = c.lr.get(&("gsm8k", m.name())) else {
+        return Ok(None);
+    };
+    let mut sum: Option<Vec<f64>> = None;
+    let mut n = 0;
+    for &seed in &c.p.seeds {
+        let Some(k1) = c.run("commonsense", m, seed) else {
+            return Ok(None);
+        };
+        let k2 = RunKey {
+            suite: CONTINUAL.into(),
+            method: m,
+            lr: lr2,
+            seed,
+        };
+        let Some(after) = items(c.layout, Some(&k2), task)? else {
+            continue;
+        };
+        let d = if plasticity {
+            after
+        } else {
+            let Some(before) = items(c.layout, Some(&k1), task)? else {
+                continue;
+            };
+            after.iter().zip(&before).map(|(a, b)| a - b).collect()
+        };
+        match &mut sum {
+            Some(s) if s.len() == d.len() => s.iter_mut().zip(&d).for_each(|(a, b)| *a += b),
+            Some(_) => continue,
+            None => sum = Some(d),
+        }
+        n += 1;
+    }
+    Ok(sum.map(|s| s.iter().map(|v| v / n as f64).collect()))
+}
+
+/// BoHA's retention and plasticity against the additive control's and LoRA's: the
+/// paired bootstrap over items of the per-item differences (commonsense tasks for
+/// retention, GSM8K for plasticity).
+fn continual_pairs(c: &Collected, md: &mut String) -> Result<()> {
+    md.push_str(
+        "Paired over items (each item's stage-2 change, or GSM8K correctness, averaged over \
+         seeds, then BoHA's minus the other's, resampled over items per task 2000 times):\n\n\
+         | comparison | measure | difference (points) | 95 % interval | verdict |\n\
+         |---|---|---|---|---|\n",
+    );
+    let cs = commonsense_tasks(c.p);
+    for other in [Method::Additive, Method::Lora] {
+        if !c.p.methods.contains(&other) || !c.p.methods.contains(&Method::Boha) {
+            continue;
+        }
+        for (measure, tasks, plasticity) in [
+            ("retention", cs.clone(), false),
+            ("plasticity", vec![Benchmark::Gsm8k], true),
+        ] {
+            let mut diffs = Vec::new();
+            for &t in &tasks {
+                let b = stage2_items(c, Method::Boha, t, plasticity)?;
+                let o = stage2_items(c, other, t, plasticity)?;
+                if let (Some(b), Some(o)) = (b, o) {
+                    diffs.push(b.iter().zip(&o).map(|(x, y)| x - y).collect::<Vec<f64>>());
+                }
+            }
+            let cells = paired_cells(&diffs, tasks.len(), 21, |lo, hi| {
+                let (more, less) = if plasticity {
+                    ("learns more", "learns less")
+                } else {
+                    ("retains more", "forgets more")
+                };
+                if lo > 0.0 {
+                    format!("BoHA {more}")
+                } else if hi < 0.0 {
+                    format!("**BoHA {less}**")
+                } else {
+                    "not distinguishable (the interval holds 0)".into()
+                }
+            });
+            md.push_str(&format!(
+                "| BoHA − {} | {measure} | {cells} |\n",
+                short(other)
+            ));
+        }
+    }
+    md.push('\n');
+    Ok(())
 }
 
 /// Linear interpolation of retention at plasticity `x` along `points` (sorted by
@@ -506,6 +613,7 @@ fn continual(c: &Collected, md: &mut String) -> Result<()> {
         curves.push((m, pts));
     }
     md.push('\n');
+    continual_pairs(c, md)?;
     // Matched plasticity: the highest GSM8K accuracy every method reaches.
     let reach: Vec<f64> = curves
         .iter()
@@ -699,6 +807,53 @@ mod tests {
         assert_eq!(chosen_cell(3e-3, &grid), "3e-3 (the lowest tried)");
         assert_eq!(chosen_cell(9e-3, &grid), "9e-3");
         assert_eq!(chosen_cell(1e-3, &[1e-3]), "1e-3");
+    }
+
+    #[test]
+    fn stage2_items_pair_each_seed_with_its_own_first_stage() {
+        let out = std::env::temp_dir().join(format!("boha-report-stage2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let layout = Layout { out: out.clone() };
+        let p = Preset::named("smoke").unwrap();
+        let m = Method::Boha;
+        let mut lr = BTreeMap::new();
+        lr.insert(("commonsense", m.name()), 1e-3f32);
+        lr.insert(("gsm8k", m.name()), 1e-2f32);
+        let c = Collected {
+            p: &p,
+            layout: &layout,
+            lr,
+            rates: BTreeMap::new(),
+        };
+        let write = |suite: &str, lr: f32, seed: u64, task: Benchmark, bits: &str| {
+            let k = RunKey {
+                suite: suite.into(),
+                method: m,
+                lr,
+                seed,
+            };
+            let path = layout.eval_result(Some(&k), task);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("{{\"correct\": \"{bits}\"}}")).unwrap();
+        };
+        let t = Benchmark::Piqa;
+        assert_eq!(stage2_items(&c, m, t, false).unwrap(), None);
+        write("commonsense", 1e-3, 0, t, "1111");
+        write(CONTINUAL, 1e-2, 0, t, "1100");
+        write("commonsense", 1e-3, 1, t, "0111");
+        // Seed 1 has no second stage yet: seed 0 alone.
+        let one = stage2_items(&c, m, t, false).unwrap().unwrap();
+        assert_eq!(one, [0.0, 0.0, -1.0, -1.0]);
+        write(CONTINUAL, 1e-2, 1, t, "1110");
+        let both = stage2_items(&c, m, t, false).unwrap().unwrap();
+        assert_eq!(both, [0.5, 0.0, -0.5, -1.0]);
+        write(CONTINUAL, 1e-2, 0, Benchmark::Gsm8k, "10");
+        write(CONTINUAL, 1e-2, 1, Benchmark::Gsm8k, "11");
+        let g = stage2_items(&c, m, Benchmark::Gsm8k, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(g, [1.0, 0.5]);
+        let _ = std::fs::remove_dir_all(&out);
     }
 
     #[test]
