@@ -245,6 +245,16 @@ impl Study<'_> {
                                 lr,
                                 seed: p.seeds[0],
                             };
+                            let extends = !p.lrs_of(m).contains(&lr);
+                            if extends && !self.layout.run_dir(&k).exists() {
+                                (self.say)(&format!(
+                                    "{} on {}: the best rate so far is at an end of the rates \
+                                     tried; the sweep adds {}",
+                                    m.name(),
+                                    suite.name,
+                                    lr_name(lr)
+                                ));
+                            }
                             if self.train(&k, suite, None)?.is_none() {
                                 return Ok(Outcome::Stopped);
                             }
