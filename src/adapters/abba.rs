@@ -28,7 +28,7 @@ pub struct Abba;
 const NITER: usize = 10;
 const OVERSAMPLE: usize = 8;
 
-/// (U [m, k], S [k], Vᵀ [k, n]) of the top k singular triplets of the row-major m × n
+/// (U \[m, k\], S \[k\], Vᵀ \[k, n\]) of the top k singular triplets of the row-major m × n
 /// `w`, k ≤ min(m, n).
 pub fn top_svd(
     w: &[f32],

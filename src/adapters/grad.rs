@@ -259,7 +259,7 @@ impl GradScratch {
     }
 
     /// The three rooms from planned buffers (a graph's adapter scratch values), sized by
-    /// [`rooms`]: the dA partials, the dB partials and the bottleneck, each its own buffer.
+    /// `rooms`: the dA partials, the dB partials and the bottleneck, each its own buffer.
     pub fn from_parts(part_a: Tensor, part_b: Tensor, bottleneck: Tensor) -> Self {
         GradScratch {
             part_a,

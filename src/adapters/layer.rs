@@ -8,7 +8,7 @@
 //!
 //! What runs is the kind's ([`super::kind::AdapterKind`]): the fused kernels for BoHA,
 //! HiRA and the additive control (no d_out × d_in buffer is ever made), plain GEMMs
-//! through a rank-R bottleneck for LoRA, ABBA and LoHa ([`super::bottleneck`]). In a
+//! through a rank-R bottleneck for LoRA, ABBA and LoHa (`super::bottleneck`). In a
 //! trainer every matrix takes its intermediates from the model's one [`GradScratch`]
 //! ([`AdaptedLinear::share_scratch`]), so no matrix holds a buffer of its own beyond its
 //! factors, gradients and moments.

@@ -2,7 +2,7 @@
 //! B = [B1 | B2] [d_out, 2h] and A = [A1; A2] [2h, d_in] (h = r/2 per pair), and the two
 //! ways the GPU runs it, chosen per matrix by [`runs_fused`]:
 //!
-//! - **Fused** ([`super::fused_kernels::Fused`] with the pair snippet,
+//! - **Fused** (`super::fused_kernels::Fused` with the pair snippet,
 //!   `shaders/kinds/pair.wgsl`): each W0 tile is modulated additively by
 //!   (B1A1) ⊙ (B2A2), both rank-h sums formed on the fly as the tile is loaded, as BoHA's
 //!   W0 ⊙ (1 + s·M) is; the gradients form Ĝ = dYᵀX tile by tile and multiply each
@@ -17,7 +17,7 @@
 //!
 //!   (the ABBA paper's efficient form): the factors Aₖ, Bₖ are formed on the GPU
 //!   ([`super::khatri_rao`]) and the product runs as LoRA of rank h² on plain GEMMs
-//!   ([`super::bottleneck`]); the gradients of Aₖ, Bₖ fold back into A and B by the chain
+//!   (`super::bottleneck`); the gradients of Aₖ, Bₖ fold back into A and B by the chain
 //!   rule. Per matrix the step needs h²·(d_out + d_in) floats for Aₖ‖Bₖ and as many for
 //!   their gradients, in the model's shared scratch (the partial rooms, which it leaves
 //!   zeroed as the fused kernels expect), and T·h² for U.

@@ -1,8 +1,8 @@
 //! `boha bench gemm`: the device's FMA peak and copy bandwidth (`shaders/bench.wgsl`),
-//! then the forward GEMM Y[M,N] = X[M,K]·W[N,K]ᵀ at 256³, 1024³, 2048³, 4096³ and the two
-//! projection shapes of a 576-wide model at 512 tokens (and, with `--model`, every product
-//! that model's training asks for), each as a fraction of the FMA peak measured in the
-//! same run, on the tile the device runs (tuned, else its profile's) and on every other
+//! then the forward GEMM Y\[M,N\] = X\[M,K\]·W\[N,K\]ᵀ at 256³, 1024³, 2048³, 4096³ and the
+//! two projection shapes of a 576-wide model at 512 tokens (and, with `--model`, every
+//! product that model's training asks for), each as a fraction of the FMA peak measured in
+//! the same run, on the tile the device runs (tuned, else its profile's) and on every other
 //! tile it can hold; then the decode step's products (M = 1 and 4 rows against the
 //! projections and the LM head of SmolLM2-135M) on the GEMV kernels, which are
 //! bandwidth-bound: bytes of W read per second as a fraction of the copy bandwidth
@@ -62,7 +62,7 @@ pub struct GemmReport {
     pub gemv: Vec<GemvPoint>,
 }
 
-/// One decode product Y[M,N] = X[M,K]·W[N,K]ᵀ on the GEMV kernels.
+/// One decode product Y\[M,N\] = X\[M,K\]·W\[N,K\]ᵀ on the GEMV kernels.
 #[derive(Clone, Debug, Serialize)]
 pub struct GemvPoint {
     pub m: usize,

@@ -18,7 +18,7 @@
 //! With prompt ids p and a candidate's continuation ids c_0 … c_{m−1} (the response as
 //! training encodes it, without EOS),
 //!
-//!   score = (1/m) · Σ_j log softmax(z_j)[c_j],
+//!   score = (1/m) · Σ_j log softmax(z_j)\[c_j\],
 //!
 //! where z_j are the logits after p c_0 … c_{j−1}: the log-likelihood per continuation
 //! token. The highest score wins; a tie goes to the earlier label.

@@ -35,11 +35,11 @@
 //! ([`Session::prefill_reusing`]): prompts of one task share their chat template and
 //! instruction, often half their tokens. The logits agree with a fresh prefill up to
 //! rounding, so with a batch of 1 (the exact mode) each prompt is prefilled whole from a
-//! reset cache instead. Generated answers are then decoded [`EvalOptions::batch`] at a time in a
-//! [`DecodeBatch`] (one GEMM of B rows per projection instead of B GEMVs), a slot taking
-//! the next record as soon as its answer stops. With a batch of 1 the text is exactly
-//! [`generate()`](crate::generate::generate())'s; with more it agrees up to rounding
-//! (see [`crate::model::decode_batch`]).
+//! reset cache instead. Generated answers are then decoded [`EvalOptions::batch`] at a
+//! time in a [`DecodeBatch`] (one GEMM of B rows per projection instead of B GEMVs), a
+//! slot taking the next record as soon as its answer stops. With a batch of 1 the text
+//! is exactly [`generate()`](crate::generate::generate())'s; with more it agrees up to
+//! rounding (see [`crate::model::decode_batch`]).
 
 mod decode;
 pub mod loglik;

@@ -55,7 +55,7 @@ pub fn score(gpu: &Gpu, model: &Model, tokens: &[u32]) -> Result<Score> {
     })
 }
 
-/// Writes a safetensors file with `tokens` (I64 [T]) and `logits` (F32 [T, V]).
+/// Writes a safetensors file with `tokens` (I64 \[T\]) and `logits` (F32 \[T, V\]).
 pub fn dump_logits(path: &Path, s: &Score) -> Result<()> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;

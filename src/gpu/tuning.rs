@@ -5,7 +5,7 @@
 //! update or a new build never reuses stale winners. Every [`super::Gpu`] loads the file
 //! of its adapter when one exists (`BOHA_NO_TUNE=1` ignores it) and then asks it, per
 //! product, which GEMM tile to run and, per adapted matrix, which path the pair kinds take;
-//! whatever it does not know falls back to the device profile ([`super::profile`]).
+//! whatever it does not know falls back to the device profile (`super::profile`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! Reverse mode over the op graph: the backward of exactly the ops on the path from the
-//! loss to the trainable parameters, from each op's rule ([`super::rules`]).
+//! loss to the trainable parameters, from each op's rule (`super::rules`).
 //!
 //! A value *requires* a gradient when a trainable parameter reaches it going forward:
 //! the output of an adapted linear, and everything computed from one. Walking the

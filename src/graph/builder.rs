@@ -1,5 +1,5 @@
 //! Builds a decoder's forward graph from its config. One layer is described once
-//! ([`layer`]); Llama, Mistral, Gemma-2 and Qwen2 differ only in what the config turns
+//! (`layer`); Llama, Mistral, Gemma-2 and Qwen2 differ only in what the config turns
 //! on: q/k/v biases (Qwen2), post-norms, GeGLU, embedding scale and soft-caps (Gemma-2),
 //! sliding windows (Mistral, Gemma-2's alternate layers). With N = batch·seq rows:
 //!

@@ -90,13 +90,13 @@ pub struct Proj {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     // ---- forward ----
-    /// [table, ids] → [x]: x[i] = scale · table[ids[i]]
+    /// \[table, ids\] → \[x\]: x\[i\] = scale · table\[ids\[i\]\]
     Embed { scale: f32 },
-    /// [x, w] → [y]: y = x / rms(x) · (w or 1 + w)
+    /// \[x, w\] → \[y\]: y = x / rms(x) · (w or 1 + w)
     RmsNorm { norm: RmsNorm },
-    /// [x, W0 (, bias)] → [y]: y = x·W'ᵀ (+ bias), W' = W0 or W0 adapted
+    /// \[x, W0 (, bias)\] → \[y\]: y = x·W'ᵀ (+ bias), W' = W0 or W0 adapted
     Linear { proj: Proj },
-    /// [x, inv_freq (, starts)] → [y], y aliasing x: rotate-half RoPE in place
+    /// \[x, inv_freq (, starts)\] → \[y\], y aliasing x: rotate-half RoPE in place
     Rope { seq: usize, head_size: usize },
     /// [q, k, v] → [o, lse]: causal GQA with the per-row logsumexp saved
     Attention {
@@ -104,43 +104,43 @@ pub enum Op {
         batch: usize,
         seq: usize,
     },
-    /// [new, starts] → [cache]: new keys or values written into the cache at `starts`
+    /// \[new, starts\] → \[cache\]: new keys or values written into the cache at `starts`
     CacheWrite {
         layer: usize,
         batch: usize,
         seq: usize,
     },
-    /// [q, k_cache, v_cache, starts] → [o]: attention over the cached keys
+    /// \[q, k_cache, v_cache, starts\] → \[o\]: attention over the cached keys
     AttentionCached {
         layer: usize,
         batch: usize,
         seq: usize,
     },
-    /// [g, u] → [m]: m = act(g) ⊙ u
+    /// \[g, u\] → \[m\]: m = act(g) ⊙ u
     Glu { act: Activation },
-    /// [a, b] → [y]: y = a + b
+    /// \[a, b\] → \[y\]: y = a + b
     Add,
-    /// [x, rows] → [y]: y[i] = x[rows[i]] (rows ≥ N give zeros)
+    /// \[x, rows\] → \[y\]: y\[i\] = x\[rows\[i\]\] (rows ≥ N give zeros)
     Gather,
-    /// [x] → [y]: y is rows start.. of x (a view, no kernel)
+    /// \[x\] → \[y\]: y is rows start.. of x (a view, no kernel)
     Rows { start: usize },
     /// [h, head, targets] → [loss, lse], temps [logits chunk, statistics]: the chunked
     /// mean cross-entropy
     Loss { ce: CrossEntropy },
-    /// [h, head] → [logits]: logits = h·headᵀ, soft-capped
+    /// \[h, head\] → \[logits\]: logits = h·headᵀ, soft-capped
     Logits { softcap: Option<f32> },
     // ---- backward ----
-    /// [h, head, targets, lse] → [dh], temps [logits chunk, count]
+    /// \[h, head, targets, lse\] → \[dh\], temps \[logits chunk, count\]
     LossBackward { ce: CrossEntropy },
-    /// [dy, rows] → [dx]: dx = 0, dx[rows[i]] = dy[i]
+    /// \[dy, rows\] → \[dx\]: dx = 0, dx\[rows\[i\]\] = dy\[i\]
     Scatter,
-    /// [x, w, dy] → [dx]
+    /// \[x, w, dy\] → \[dx\]
     RmsNormBackward { norm: RmsNorm },
-    /// [x, W0, dy] → [dx] or []: dx (+)= dy·W', and the adapter's dA, dB (+=)
+    /// \[x, W0, dy\] → \[dx\] or \[\]: dx (+)= dy·W', and the adapter's dA, dB (+=)
     LinearBackward { proj: Proj },
-    /// [dy, inv_freq] → [dx], dx aliasing dy: the inverse rotation in place
+    /// \[dy, inv_freq\] → \[dx\], dx aliasing dy: the inverse rotation in place
     RopeBackward { seq: usize, head_size: usize },
-    /// [q, k, v, o, lse, do] → [dq, dk, dv], temps [delta]
+    /// \[q, k, v, o, lse, do\] → \[dq, dk, dv\], temps \[delta\]
     AttentionBackward {
         layer: usize,
         batch: usize,

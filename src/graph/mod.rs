@@ -1,5 +1,5 @@
 //! The graph executor: a decoder described once as an op graph ([`ir`], [`builder`]),
-//! its backward derived from each op's rule ([`autodiff`], [`rules`]), every
+//! its backward derived from each op's rule ([`autodiff`], `rules`), every
 //! intermediate assigned to reusable buffers by liveness ([`liveness`], [`plan`]), and
 //! the whole compiled once into dispatches that are replayed ([`compile`]). Training
 //! ([`Trainer`]), scoring ([`forward::ForwardPass`]) and generation

@@ -77,7 +77,7 @@ impl Planner {
         &self.slots
     }
 
-    /// Allocates the planned buffers; returns one tensor [len] per value, in id order.
+    /// Allocates the planned buffers; returns one tensor \[len\] per value, in id order.
     pub fn allocate(&mut self, gpu: &Gpu) -> Result<Vec<Tensor>> {
         self.assign();
         let bufs: Vec<Tensor> = self

@@ -385,7 +385,7 @@ fn byte_level_pre_tokenizer(pre: &str) -> Value {
     }
 }
 
-/// The `tokenizer.ggml.pre` name whose pre-tokenizer ([`byte_level_pre_tokenizer`]) is
+/// The `tokenizer.ggml.pre` name whose pre-tokenizer (`byte_level_pre_tokenizer`) is
 /// `pre_tokenizer` (a `tokenizer.json` pre-tokenizer), the inverse of that function for
 /// the byte-level forms it builds: plain ByteLevel with GPT-2's regex ("gpt2"), digits
 /// split one by one before it ("smollm"), Llama-3's split regex ("llama-bpe") and

@@ -221,11 +221,11 @@ impl ModelConfig {
     }
 
     /// Every tensor this model needs, in boha's names, in load order:
-    /// `embed` [V, C]; per layer `layers.{i}.attn_norm` [C], `.q` [NH·HS, C],
+    /// `embed` \[V, C\]; per layer `layers.{i}.attn_norm` \[C\], `.q` \[NH·HS, C\],
     /// `.k` / `.v` [NKV·HS, C], `.o` [C, NH·HS], optional `.q_bias` / `.k_bias` /
-    /// `.v_bias`, optional `.post_attn_norm` [C], `.mlp_norm` [C], `.gate` / `.up` [F, C],
-    /// `.down` [C, F], optional `.post_mlp_norm` [C]; `final_norm` [C]; `lm_head` [V, C]
-    /// unless tied.
+    /// `.v_bias`, optional `.post_attn_norm` \[C\], `.mlp_norm` \[C\], `.gate` / `.up`
+    /// \[F, C\], `.down` \[C, F\], optional `.post_mlp_norm` \[C\]; `final_norm` \[C\];
+    /// `lm_head` \[V, C\] unless tied.
     pub fn expected_tensors(&self) -> Vec<TensorSpec> {
         let (v, c, f) = (self.vocab_size, self.hidden_size, self.intermediate_size);
         let (qd, kvd) = (self.q_dim(), self.kv_dim());

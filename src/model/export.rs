@@ -5,7 +5,7 @@
 //! `tokenizer.json`, `tokenizer_config.json` and `generation_config.json`.
 //!
 //! This is what `boha merge` writes: each adapted projection is merged on the GPU into a
-//! temporary f32 tensor as its turn comes ([`merged_values`]), read back and streamed
+//! temporary f32 tensor as its turn comes (`merged_values`), read back and streamed
 //! into the file, so the GPU holds the frozen weights (in whatever dtype they are) plus
 //! one merged projection, and host memory one tensor, never the whole model.
 //!
@@ -93,7 +93,7 @@ pub fn check_output_dtype(dtype: DType) -> Result<()> {
 }
 
 /// Writes `weights`, with `adapters` merged into them when given (one projection at a
-/// time, [`merged_values`]), as a Hugging Face directory at `out`, with the tokenizer,
+/// time, `merged_values`), as a Hugging Face directory at `out`, with the tokenizer,
 /// chat template, BOS/EOS and generation defaults of `ck` (its host tensors are not
 /// used), every tensor in `dtype`
 /// (F32, F16 or BF16, rounded to nearest even). The write is atomic; an `out` that

@@ -210,7 +210,7 @@ impl<'m> Session<'m> {
     }
 
     /// Runs `tokens` at the next positions and returns their logits: [T, V] with
-    /// `all_logits`, else the last row's [V]. Plans are prepared once per (T, all_logits).
+    /// `all_logits`, else the last row's \[V\]. Plans are prepared once per call shape.
     pub fn forward(&mut self, gpu: &Gpu, tokens: &[u32], all_logits: bool) -> Result<Vec<f32>> {
         let rows = if all_logits { tokens.len() } else { 1 };
         self.forward_rows(gpu, tokens, rows)

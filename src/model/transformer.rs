@@ -82,7 +82,7 @@ pub struct Weights {
     /// [V, C]
     pub embed: Tensor,
     pub layers: Vec<LayerWeights>,
-    /// [C]
+    /// \[C\]
     pub final_norm: Tensor,
     /// [V, C]; the same tensor as `embed` when tied.
     pub lm_head: Tensor,

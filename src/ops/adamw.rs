@@ -196,7 +196,7 @@ pub fn adamw_step(
     Ok(out)
 }
 
-/// total[0] = Σ over all `tensors` of Σ x²: per-range partial sums into a scratch buffer
+/// total\[0\] = Σ over all `tensors` of Σ x²: per-range partial sums into a scratch buffer
 /// (kept alive by the dispatches), then one workgroup adds them. Empty tensors count 0.
 pub fn sum_squares(gpu: &Gpu, tensors: &[&Tensor], total: &Tensor) -> Result<Vec<Dispatch>> {
     if total.len() != 1 {
@@ -241,8 +241,8 @@ pub fn sum_squares(gpu: &Gpu, tensors: &[&Tensor], total: &Tensor) -> Result<Vec
 }
 
 /// Global-norm clipping from `sumsq` (the [`sum_squares`] total of the unscaled
-/// gradients): writes norm = g0·√S into scalars[4] and, when `max_norm` > 0, scales
-/// scalars[3] = g0 by min(1, max_norm / (norm + 1e-6)). `max_norm` ≤ 0 only records the
+/// gradients): writes norm = g0·√S into scalars\[4\] and, when `max_norm` > 0, scales
+/// scalars\[3\] = g0 by min(1, max_norm / (norm + 1e-6)). `max_norm` ≤ 0 only records the
 /// norm.
 pub fn clip_grad_norm(
     gpu: &Gpu,

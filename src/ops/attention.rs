@@ -19,7 +19,7 @@
 //!
 //! KV-cache inference ([`forward_cached`], no backward): the cache is [B, Tmax, NKV·HS]
 //! (rows as the k/v projection writes them, so appending is a row copy, see
-//! [`cache_write`]); the T new queries of sequence b sit at positions starts[b]..+T and
+//! [`cache_write`]); the T new queries of sequence b sit at positions starts\[b\]..+T and
 //! see cached keys 0..=position.
 
 use crate::error::{Error, Result};
@@ -143,9 +143,9 @@ pub fn forward(
 }
 
 /// Inference forward against a KV cache: `q` [B·T, NH·HS] holds T new queries per
-/// sequence at positions starts[b]..starts[b] + T; `k_cache`, `v_cache` [B, Tmax, NKV·HS]
-/// already hold keys 0..starts[b] + T (write the new ones first with [`cache_write`]).
-/// `starts` [B] is u32 bits. Queries past Tmax get zero outputs.
+/// sequence at positions starts\[b\]..starts\[b\] + T; `k_cache`, `v_cache`
+/// \[B, Tmax, NKV·HS\] already hold keys 0..starts\[b\] + T (write the new ones first
+/// with [`cache_write`]). `starts` \[B\] is u32 bits. Queries past Tmax get zero outputs.
 pub fn forward_cached(
     gpu: &Gpu,
     a: &Attention,
@@ -189,7 +189,7 @@ fn cache_rows(op: &str, a: &Attention, cache: &Tensor) -> Result<usize> {
 }
 
 /// Appends new keys or values `new` [B·T, NKV·HS] to `cache` [B, Tmax, NKV·HS]: row t of
-/// sequence b goes to cache row starts[b] + t (rows past Tmax are dropped).
+/// sequence b goes to cache row starts\[b\] + t (rows past Tmax are dropped).
 pub fn cache_write(
     gpu: &Gpu,
     a: &Attention,

@@ -1,6 +1,6 @@
 //! Cross-entropy of the LM head over the vocabulary in chunks (`shaders/cross_entropy.wgsl`),
 //! so that the [N, V] logits never exist in full. Given hidden states h [N, C], the LM
-//! head (or tied embedding) W [V, C] and targets [N] (u32 bits):
+//! head (or tied embedding) W \[V, C\] and targets \[N\] (u32 bits):
 //!
 //!   Z = h·Wᵀ,  z = cap·tanh(Z / cap) with a final-logit soft-cap (Gemma-2), else z = Z
 //!   loss_r = logsumexp_v z[r, v] − z[r, target_r]
@@ -147,8 +147,8 @@ fn params(s: &Shapes, cols: usize, v0: usize, ce: &CrossEntropy, scale: f32) -> 
         .f(scale)
 }
 
-/// Mean loss into `loss` [1] and the per-row logsumexp into `lse` [N] (saved for the
-/// backward). Shapes: h [N, C], W [V, C], targets [N].
+/// Mean loss into `loss` \[1\] and the per-row logsumexp into `lse` \[N\] (saved for the
+/// backward). Shapes: h \[N, C\], W \[V, C\], targets \[N\].
 pub fn forward(
     gpu: &Gpu,
     ce: &CrossEntropy,
@@ -162,7 +162,7 @@ pub fn forward(
 }
 
 /// Scratch a caller plans for the loss: the logits chunk (at least [`scratch_len`]
-/// elements) and the per-row statistics ([N, 3] in the forward, [1] in the backward).
+/// elements) and the per-row statistics (\[N, 3\] in the forward, \[1\] in the backward).
 #[derive(Clone, Copy)]
 pub struct Rooms<'a> {
     pub logits: &'a Tensor,

@@ -2,7 +2,7 @@
 //!
 //! - add: y = a + b;  mul: y = a ⊙ b;  scale: y = α·a;  fill: y = α;  copy: y = a;
 //!   axpy: y ← y + α·a
-//! - row_sum: y[r] = Σ_j a[r, j];  row_max: y[r] = max_j a[r, j]
+//! - row_sum: y\[r\] = Σ_j a\[r, j\];  row_max: y\[r\] = max_j a\[r, j\]
 //!
 //! Each returns its dispatch list (one dispatch per bound range, see [`super::chunks`]).
 
@@ -103,12 +103,12 @@ fn rows_op(gpu: &Gpu, entry: &'static str, a: &Tensor, y: &Tensor) -> Result<Vec
     Ok(out)
 }
 
-/// y[r] = Σ_j a[r, j] over the last dimension of `a`.
+/// y\[r\] = Σ_j a\[r, j\] over the last dimension of `a`.
 pub fn row_sum(gpu: &Gpu, a: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
     rows_op(gpu, "row_sum_forward", a, y)
 }
 
-/// y[r] = max_j a[r, j] over the last dimension of `a`.
+/// y\[r\] = max_j a\[r, j\] over the last dimension of `a`.
 pub fn row_max(gpu: &Gpu, a: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
     rows_op(gpu, "row_max_forward", a, y)
 }

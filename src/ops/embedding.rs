@@ -1,6 +1,6 @@
-//! Embedding gather (`shaders/embedding.wgsl`): y[t] = scale · E[id[t]], with E [V, C],
-//! ids [N] (u32 bits, uploaded with [`Gpu::upload_u32`]) and y [N, C]. `scale` is 1, or
-//! √C for Gemma ([`crate::model::ModelConfig::embedding_scale`]).
+//! Embedding gather (`shaders/embedding.wgsl`): y\[t\] = scale · E\[id\[t\]\], with
+//! E \[V, C\], ids \[N\] (u32 bits, uploaded with [`Gpu::upload_u32`]) and y \[N, C\].
+//! `scale` is 1, or √C for Gemma ([`crate::model::ModelConfig::embedding_scale`]).
 //!
 //! There is no backward: the lookup is the first op of the model and the table is frozen,
 //! so no gradient flows through it. A table over the binding limit (Llama-3: 1 GiB) is
@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{DType, Dispatch, Gpu, Kernel, Params, Tensor};
 use crate::shaders::{with_weights, EMBEDDING};
 
-/// y = scale · E[ids].
+/// y = scale · E\[ids\].
 pub fn forward(
     gpu: &Gpu,
     table: &Tensor,
@@ -58,11 +58,11 @@ pub fn forward(
     Ok(out)
 }
 
-/// y[ids[t]] = x[t] for every t with ids[t] < R, where x is [K, C], ids [K] (u32 bits)
-/// and y [R, C]: the adjoint of the gather `x = y[ids]` when the ids are distinct. Ids
-/// ≥ R are padding and skipped. Rows of y that no id names keep their contents, so the
-/// caller zeroes y first (the scatter writes, it does not add: distinct ids never
-/// collide).
+/// y\[ids\[t\]\] = x\[t\] for every t with ids\[t\] < R, where x is \[K, C\], ids \[K\]
+/// (u32 bits) and y [R, C]: the adjoint of the gather `x = y[ids]` when the ids are
+/// distinct. Ids ≥ R are padding and skipped. Rows of y that no id names keep their
+/// contents, so the caller zeroes y first (the scatter writes, it does not add: distinct
+/// ids never collide).
 pub fn scatter(gpu: &Gpu, x: &Tensor, ids: &Tensor, y: &Tensor) -> Result<Vec<Dispatch>> {
     let op = "rows_scatter";
     let (k, cols) = match x.shape() {
@@ -93,7 +93,7 @@ pub fn scatter(gpu: &Gpu, x: &Tensor, ids: &Tensor, y: &Tensor) -> Result<Vec<Di
 
 /// CPU reference.
 pub mod reference {
-    /// y = scale · E[ids] with E [V, C]; ids ≥ V give zero rows.
+    /// y = scale · E\[ids\] with E \[V, C\]; ids ≥ V give zero rows.
     pub fn forward(table: &[f32], cols: usize, ids: &[u32], scale: f32) -> Vec<f32> {
         let vocab = table.len() / cols;
         let mut y = Vec::with_capacity(ids.len() * cols);
@@ -108,7 +108,7 @@ pub mod reference {
         y
     }
 
-    /// y[ids[t]] = x[t] for ids[t] < rows (y starts at zero).
+    /// y\[ids\[t\]\] = x\[t\] for ids\[t\] < rows (y starts at zero).
     pub fn scatter(x: &[f32], cols: usize, ids: &[u32], rows: usize) -> Vec<f32> {
         let mut y = vec![0.0; rows * cols];
         for (t, &id) in ids.iter().enumerate() {

@@ -80,7 +80,7 @@ fn dispatches(
     Ok(out)
 }
 
-/// y = x · r ⊙ w'. Shapes: x, y [N, C]; w [C].
+/// y = x · r ⊙ w'. Shapes: x, y \[N, C\]; w \[C\].
 pub fn forward(
     gpu: &Gpu,
     n: &RmsNorm,
@@ -93,7 +93,7 @@ pub fn forward(
 }
 
 /// dx = r · (g − x̂ · mean(g ⊙ x̂)), written into `dx` (`accumulate`: added to it, e.g. the
-/// residual stream's gradient). Shapes: x, dy, dx [N, C]; w [C].
+/// residual stream's gradient). Shapes: x, dy, dx \[N, C\]; w \[C\].
 pub fn backward(
     gpu: &Gpu,
     n: &RmsNorm,

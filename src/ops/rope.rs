@@ -1,9 +1,9 @@
 //! Rotary position embedding (`shaders/rope.wgsl`), rotate-half convention of HF Llama,
 //! applied in place to q [B·T, NH·HS] or k [B·T, NKV·HS]:
 //!
-//!   a = pos · inv_freq[i],   pos = start[b] + t,   i < HS/2
-//!   x[i]        ← x[i] · cos a − x[i + HS/2] · sin a
-//!   x[i + HS/2] ← x[i + HS/2] · cos a + x[i] · sin a
+//!   a = pos · inv_freq\[i\],   pos = start\[b\] + t,   i < HS/2
+//!   x\[i\]        ← x\[i\] · cos a − x\[i + HS/2\] · sin a
+//!   x\[i + HS/2\] ← x\[i + HS/2\] · cos a + x\[i\] · sin a
 //!
 //! The map is a rotation, so the backward (on dq, dk, in place) is the rotation by −a.
 //! `start` gives each sequence's first position (the KV-cache fill before these tokens);
@@ -128,7 +128,7 @@ fn rotate(
 }
 
 /// Rotates `x` [B·T, heads·HS] in place. `inv_freq` [HS/2] from [`inv_freq`]; `starts`
-/// [B] (u32 bits, see [`Gpu::upload_u32`]) or `None` for positions 0..T; `seq` = T.
+/// \[B\] (u32 bits, see [`Gpu::upload_u32`]) or `None` for positions 0..T; `seq` = T.
 pub fn forward(
     gpu: &Gpu,
     x: &Tensor,
@@ -155,7 +155,7 @@ pub fn backward(
 /// f64 CPU reference (angles from the f32 product, as on the GPU and in HF).
 pub mod reference {
     /// Rotates x [B·T, heads·HS] by `sign` × the angles (1 forward, −1 backward);
-    /// `starts` [B] (zeros for plain positions).
+    /// `starts` \[B\] (zeros for plain positions).
     pub fn rotate(
         x: &[f64],
         inv_freq: &[f32],

@@ -3,11 +3,11 @@
 //! weight quantized here decodes (`dequantize`) to what llama.cpp would give it. Blocks
 //! are 32 consecutive values of a row:
 //!
-//! - Q8_0 { f16 d; i8 q[32] }: d = max|x| / 127, q = round(x / d); x ≈ q·d
-//! - Q4_0 { f16 d; u8 qs[16] }: m = the x of largest |x|, d = m / −8,
+//! - Q8_0 { f16 d; i8 q\[32\] }: d = max|x| / 127, q = round(x / d); x ≈ q·d
+//! - Q4_0 { f16 d; u8 qs\[16\] }: m = the x of largest |x|, d = m / −8,
 //!   q = min(15, ⌊x / d + 8.5⌋); x ≈ (q − 8)·d; value j in the low nibble of qs[j mod
 //!   16] for j < 16, the high nibble for j ≥ 16
-//! - Q4_1 { f16 d; f16 m; u8 qs[16] }: m = min x, d = (max x − m) / 15,
+//! - Q4_1 { f16 d; f16 m; u8 qs\[16\] }: m = min x, d = (max x − m) / 15,
 //!   q = min(15, ⌊(x − m) / d + 0.5⌋); x ≈ q·d + m; nibbles as Q4_0
 
 use half::f16;

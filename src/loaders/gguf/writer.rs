@@ -1,8 +1,8 @@
-//! GGUF v3 writer (little-endian), the counterpart of [`super::reader`].
+//! GGUF v3 writer (little-endian), the counterpart of `super::reader`.
 //!
 //! Layout written: magic "GGUF", version 3 (u32), tensor count (u64), key/value count
 //! (u64); each key/value as key (u64 length + UTF-8), value type (u32), value; each
-//! tensor info as name (u64 length + UTF-8), n_dims (u32), ne[n_dims] (u64, `ne[0]`
+//! tensor info as name (u64 length + UTF-8), n_dims (u32), ne\[n_dims\] (u64, `ne[0]`
 //! innermost), ggml type (u32), offset (u64, from the start of the data section); zero
 //! padding to [`ALIGNMENT`]; then each tensor's bytes at its offset, every offset a
 //! multiple of [`ALIGNMENT`] (the file ends padded too, as llama.cpp's writers leave it).

@@ -1,7 +1,7 @@
 //! General matrix multiply (`shaders/gemm_register.wgsl`, `shaders/gemm_shared.wgsl`,
 //! `shaders/gemm_tier.wgsl`).
 //!
-//! C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] for b < batch, row-major, where
+//! C\[b\] = alpha · op(A\[b\]) · op(B\[b\]) + beta · C\[b\] for b < batch, row-major, where
 //! op(A) is m×k (A stored [m, k], or [k, m] when `trans_a`) and op(B) is k×n (B stored
 //! [k, n], or [n, k] when `trans_b`). With beta = 0, C is written without being read.
 //! A and C are f32; B (the frozen weight of a linear layer) may be stored as f16 or bf16
@@ -9,13 +9,13 @@
 //! [`crate::shaders`]); every product accumulates in f32.
 //!
 //! Training needs three products of a linear layer Y = X·Wᵀ:
-//! - forward  [`matmul_nt`]: Y[M,N]  = X[M,K]·W[N,K]ᵀ
-//! - backward [`matmul_nn`]: dX[M,K] = dY[M,N]·W[N,K]
-//! - backward [`matmul_tn`]: dW[N,K] = dY[M,N]ᵀ·X[M,K]
+//! - forward  [`matmul_nt`]: Y\[M,N\]  = X\[M,K\]·W\[N,K\]ᵀ
+//! - backward [`matmul_nn`]: dX\[M,K\] = dY\[M,N\]·W\[N,K\]
+//! - backward [`matmul_tn`]: dW\[N,K\] = dY\[M,N\]ᵀ·X\[M,K\]
 //!
 //! Three tiles ([`GemmTile`]): register tiles for CPU-type adapters, 64 × 64
 //! workgroup-shared tiles for GPUs ([`GemmFamily`]'s own two), and the discrete-GPU
-//! tier ([`tier`]); [`gemm`] runs the tile the device's tuning or profile names for the
+//! tier (`tier`); [`gemm`] runs the tile the device's tuning or profile names for the
 //! shape. Operands larger than the storage-binding limit are bound in ranges (see
 //! [`plan`]); each range is one dispatch, and ranges along k accumulate.
 //!
@@ -87,8 +87,8 @@ impl Gemm {
     }
 }
 
-/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], on the tile the device runs for this
-/// shape ([`Gpu::gemm_tile_for`]: the tuned winner, else the profile's).
+/// C\[b\] = alpha · op(A\[b\]) · op(B\[b\]) + beta · C\[b\], on the tile the device runs
+/// for this shape ([`Gpu::gemm_tile_for`]: the tuned winner, else the profile's).
 pub fn gemm(gpu: &Gpu, g: &Gemm, a: &Tensor, b: &Tensor, c: &Tensor) -> Result<Vec<Dispatch>> {
     let key = GemmKey::new(g.m, g.n, g.k, g.trans_a, g.trans_b, g.batch);
     gemm_tile(gpu, gpu.gemm_tile_for(&key), Path::Auto, g, a, b, c)
@@ -117,9 +117,9 @@ pub enum Path {
     Gemv(GemvKernel),
 }
 
-/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] as [`gemm_with`], on the kernels
-/// `path` picks (tests and benchmarks compare them). With [`Path::Auto`] (what [`gemm`],
-/// [`matmul_nt`] and the rest use) an NT product of m ≤ [`gemv::MAX_M`] rows,
+/// C\[b\] = alpha · op(A\[b\]) · op(B\[b\]) + beta · C\[b\] as [`gemm_with`], on the
+/// kernels `path` picks (tests and benchmarks compare them). With [`Path::Auto`] (what
+/// [`gemm`], [`matmul_nt`] and the rest use) an NT product of m ≤ [`gemv::MAX_M`] rows,
 /// Y[i, j] = alpha · Σ_k X[i, k] · W[j, k] + beta · Y[i, j], runs on the GEMV kernels.
 pub fn gemm_path(
     gpu: &Gpu,
@@ -134,10 +134,10 @@ pub fn gemm_path(
     run(gpu, how, g, a, b, c)
 }
 
-/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] on an explicit tile (what `boha tune`
-/// times and the tests compare), GEMV-shaped products on the kernels `path` picks with
-/// the device's family. A tile the device cannot hold ([`Gpu::tile_fits`]) runs on the
-/// family's own tile instead.
+/// C\[b\] = alpha · op(A\[b\]) · op(B\[b\]) + beta · C\[b\] on an explicit tile (what
+/// `boha tune` times and the tests compare), GEMV-shaped products on the kernels `path`
+/// picks with the device's family. A tile the device cannot hold ([`Gpu::tile_fits`]) runs
+/// on the family's own tile instead.
 pub fn gemm_tile(
     gpu: &Gpu,
     tile: GemmTile,
@@ -530,8 +530,8 @@ fn expect(op: &str, what: &str, t: &Tensor, rows: usize, cols: usize) -> Result<
     Ok(())
 }
 
-/// Y[M,N] = X[M,K]·W[N,K]ᵀ + beta·Y (beta = 0 overwrites Y, 1 accumulates). M ≤ 8 rows
-/// (a decode step) run on the GEMV kernels when K is a multiple of 4.
+/// Y\[M,N\] = X\[M,K\]·W\[N,K\]ᵀ + beta·Y (beta = 0 overwrites Y, 1 accumulates). M ≤ 8
+/// rows (a decode step) run on the GEMV kernels when K is a multiple of 4.
 pub fn matmul_nt(
     gpu: &Gpu,
     x: &Tensor,
@@ -551,7 +551,7 @@ pub fn matmul_nt(
     gemm(gpu, &g, x, w, y)
 }
 
-/// dX[M,K] = dY[M,N]·W[N,K] + beta·dX.
+/// dX\[M,K\] = dY\[M,N\]·W\[N,K\] + beta·dX.
 pub fn matmul_nn(
     gpu: &Gpu,
     dy: &Tensor,
@@ -570,7 +570,7 @@ pub fn matmul_nn(
     gemm(gpu, &g, dy, w, dx)
 }
 
-/// dW[N,K] = dY[M,N]ᵀ·X[M,K] + beta·dW.
+/// dW\[N,K\] = dY\[M,N\]ᵀ·X\[M,K\] + beta·dW.
 pub fn matmul_tn(
     gpu: &Gpu,
     dy: &Tensor,

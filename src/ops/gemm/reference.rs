@@ -2,8 +2,8 @@
 
 use super::Gemm;
 
-/// C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b] computed in f64 and rounded to f32,
-/// with the same layout rules as [`super::gemm`]: row-major, tight rows, batch entries
+/// C\[b\] = alpha · op(A\[b\]) · op(B\[b\]) + beta · C\[b\] computed in f64 and rounded to
+/// f32, with the same layout rules as [`super::gemm`]: row-major, tight rows, batch entries
 /// `stride_*` elements apart. Returns the whole of `c` with the products written in.
 /// With beta = 0, C is not read (NaN in C does not leak through).
 pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f32> {
@@ -43,7 +43,7 @@ pub fn gemm(g: &Gemm, a: &[f32], b: &[f32], c: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Y[M,N] = X[M,K]·W[N,K]ᵀ (+ beta·Y), the reference for [`super::matmul_nt`].
+/// Y\[M,N\] = X\[M,K\]·W\[N,K\]ᵀ (+ beta·Y), the reference for [`super::matmul_nt`].
 pub fn matmul_nt(
     x: &[f32],
     w: &[f32],
@@ -61,7 +61,7 @@ pub fn matmul_nt(
     gemm(&g, x, w, y)
 }
 
-/// dX[M,K] = dY[M,N]·W[N,K] (+ beta·dX), the reference for [`super::matmul_nn`].
+/// dX\[M,K\] = dY\[M,N\]·W\[N,K\] (+ beta·dX), the reference for [`super::matmul_nn`].
 pub fn matmul_nn(
     dy: &[f32],
     w: &[f32],
@@ -78,7 +78,7 @@ pub fn matmul_nn(
     gemm(&g, dy, w, dx)
 }
 
-/// dW[N,K] = dY[M,N]ᵀ·X[M,K] (+ beta·dW), the reference for [`super::matmul_tn`].
+/// dW\[N,K\] = dY\[M,N\]ᵀ·X\[M,K\] (+ beta·dW), the reference for [`super::matmul_tn`].
 pub fn matmul_tn(
     dy: &[f32],
     x: &[f32],
