@@ -80,6 +80,15 @@ fn smoke_study_runs_resumes_and_reports() {
     let first_lora = line_of("training commonsense/lora/").unwrap();
     assert!(last_boha < first_lora, "{err}");
     assert!(line_of("testing commonsense/boha/").unwrap() < first_lora);
+    // BoHA, LoRA and the additive control through every suite and the continual
+    // diagnostic before HiRA and ABBA start.
+    let last_additive = lines
+        .iter()
+        .rposition(|l| l.contains("continual/additive/"))
+        .unwrap();
+    let first_hira = line_of("training commonsense/hira/").unwrap();
+    assert!(last_additive < first_hira, "{err}");
+    assert!(line_of("training gsm8k/lora/").unwrap() < first_hira);
     let files = results(&out.join("results"));
     let n = |part: &str| {
         files

@@ -6,22 +6,23 @@
 //! Units, in order:
 //!
 //! 1. the data files (`results/data.json`, files in `OUT/work/data/`);
-//! 2. per suite (commonsense, then GSM8K), whole before the next:
-//!    - the base model on its test sets (`results/eval/base/TASK.json`);
-//!    - per method, in the preset's order (BoHA, then the method it is compared with
-//!      first), whole before the next:
-//!      - the sweep: each rate of the method's grid with the first seed
+//! 2. two phases, the first for the methods the headline verdicts compare ([`HEADLINE`]:
+//!    BoHA, LoRA, the additive control), the second for the others, each with:
+//!    - per suite (commonsense, then GSM8K), whole before the next:
+//!      - the base model on its test sets (`results/eval/base/TASK.json`);
+//!      - per method, in the preset's order, whole before the next: the sweep, each
+//!        rate of the method's grid with the first seed
 //!        (`results/train/SUITE/METHOD/lrLR_sSEED.json`, holding the final validation
 //!        loss), and rates beyond an end of the grid while the best rate sits there
-//!        ([`super::sweep`]);
-//!      - the chosen rate (lowest validation loss) with every seed, and its test
-//!        accuracy on each of the suite's tasks (`results/eval/SUITE/METHOD/
-//!        lrLR_sSEED/TASK.json`); the first seed's run is the sweep's;
-//! 3. the continual diagnostic: each commonsense run at the chosen rate (stage 1) goes
-//!    on training on GSM8K at the method's GSM8K rate (stage 2, `continual/…`), and is
-//!    tested on every task; with the first seed, stage 2 also runs at each other rate of
-//!    the method's GSM8K sweep, which traces retention against plasticity for the
-//!    comparison at matched plasticity.
+//!        ([`super::sweep`]); then the chosen rate (lowest validation loss) with every
+//!        seed, and its test accuracy on each of the suite's tasks
+//!        (`results/eval/SUITE/METHOD/lrLR_sSEED/TASK.json`); the first seed's run is
+//!        the sweep's;
+//!    - the continual diagnostic: each commonsense run at the chosen rate (stage 1) goes
+//!      on training on GSM8K at the method's GSM8K rate (stage 2, `continual/…`), and is
+//!      tested on every task; with the first seed, stage 2 also runs at each other rate
+//!      of the method's GSM8K sweep, which traces retention against plasticity for the
+//!      comparison at matched plasticity.
 //!
 //! Adapters and checkpoints live in `OUT/work/` (not meant to be committed). Training
 //! is deterministic, so a unit that needs an adapter another session made and did not
@@ -54,6 +55,10 @@ use crate::{Error, Result};
 
 /// A test unit reports its progress every this many items.
 const PROGRESS_EVERY: usize = 50;
+
+/// The methods the headline verdicts compare (BoHA against LoRA on accuracy, against the
+/// additive control on retention): run through the whole study before the others.
+pub const HEADLINE: [Method; 3] = [Method::Boha, Method::Lora, Method::Additive];
 
 /// The suite name of the continual diagnostic's second stage.
 pub const CONTINUAL: &str = "continual";
@@ -223,66 +228,99 @@ impl Study<'_> {
             write_json(&data_result, &v)?;
             write_atomic(&self.layout.data().join(".complete"), b"")?;
         }
-        // Each suite whole before the next, so that a study cut short has finished
-        // results for its first suite.
-        for suite in &p.suites {
-            if !self.eval_run(None, &suite.tests)? {
+        // The methods the headline verdicts need (BoHA against LoRA, BoHA's retention
+        // against the additive control's) go through every suite and the continual
+        // diagnostic first, the others after; within a phase each suite runs whole
+        // before the next, so a study cut short holds finished comparisons.
+        let (headline, rest): (Vec<Method>, Vec<Method>) =
+            p.methods.iter().partition(|m| HEADLINE.contains(m));
+        for group in [headline, rest] {
+            if group.is_empty() {
+                continue;
+            }
+            for suite in &p.suites {
+                if !self.suite_units(suite, &group)? {
+                    return Ok(Outcome::Stopped);
+                }
+            }
+            if !self.continual_units(&group)? {
                 return Ok(Outcome::Stopped);
             }
-            // Each method whole before the next, in the report's order: a study cut short
-            // then holds finished comparisons of the first methods (BoHA against LoRA)
-            // rather than every method's sweep and no test.
-            for &m in &p.methods {
-                // The sweep with the first seed: the grid, extended while its best rate
-                // sits at an end.
-                let lr = loop {
-                    match sweep_of(&self.layout, p, suite.name, m)?.next {
-                        Next::Chosen(lr) => break lr,
-                        Next::Train(lr) => {
-                            let k = RunKey {
-                                suite: suite.name.into(),
-                                method: m,
-                                lr,
-                                seed: p.seeds[0],
-                            };
-                            let extends = !p.lrs_of(m).contains(&lr);
-                            if extends && !self.layout.run_dir(&k).exists() {
-                                (self.say)(&format!(
-                                    "{} on {}: the best rate so far is at an end of the rates \
-                                     tried; the sweep adds {}",
-                                    m.name(),
-                                    suite.name,
-                                    lr_name(lr)
-                                ));
-                            }
-                            if self.train(&k, suite, None)?.is_none() {
-                                return Ok(Outcome::Stopped);
-                            }
+        }
+        Ok(Outcome::Complete)
+    }
+
+    /// `suite`'s units for `methods`: the base model's tests, then each method whole (its
+    /// sweep, then every seed at the chosen rate, trained and tested). False when the
+    /// deadline stopped it.
+    fn suite_units(&mut self, suite: &Suite, methods: &[Method]) -> Result<bool> {
+        let p = self.preset;
+        if !self.eval_run(None, &suite.tests)? {
+            return Ok(false);
+        }
+        // Each method whole before the next, in the report's order: a study cut short
+        // then holds finished comparisons of the first methods rather than every
+        // method's sweep and no test.
+        for &m in methods {
+            // The sweep with the first seed: the grid, extended while its best rate
+            // sits at an end.
+            let lr = loop {
+                match sweep_of(&self.layout, p, suite.name, m)?.next {
+                    Next::Chosen(lr) => break lr,
+                    Next::Train(lr) => {
+                        let k = RunKey {
+                            suite: suite.name.into(),
+                            method: m,
+                            lr,
+                            seed: p.seeds[0],
+                        };
+                        let extends = !p.lrs_of(m).contains(&lr);
+                        if extends && !self.layout.run_dir(&k).exists() {
+                            (self.say)(&format!(
+                                "{} on {}: the best rate so far is at an end of the rates \
+                                 tried; the sweep adds {}",
+                                m.name(),
+                                suite.name,
+                                lr_name(lr)
+                            ));
+                        }
+                        if self.train(&k, suite, None)?.is_none() {
+                            return Ok(false);
                         }
                     }
+                }
+            };
+            // Every seed at the chosen rate, tested.
+            for &seed in &p.seeds {
+                let k = RunKey {
+                    suite: suite.name.into(),
+                    method: m,
+                    lr,
+                    seed,
                 };
-                // Every seed at the chosen rate, tested.
-                for &seed in &p.seeds {
-                    let k = RunKey {
-                        suite: suite.name.into(),
-                        method: m,
-                        lr,
-                        seed,
-                    };
-                    if !self.eval_run(Some((&k, suite, None)), &suite.tests)? {
-                        return Ok(Outcome::Stopped);
-                    }
+                if !self.eval_run(Some((&k, suite, None)), &suite.tests)? {
+                    return Ok(false);
                 }
             }
         }
-        // The continual diagnostic.
+        Ok(true)
+    }
+
+    /// The continual diagnostic's units for `methods` (see the module docs). False when
+    /// the deadline stopped it.
+    fn continual_units(&mut self, methods: &[Method]) -> Result<bool> {
+        let p = self.preset;
         let (Some(first), Some(second)) = (p.suite("commonsense"), p.suite("gsm8k")) else {
-            return Ok(Outcome::Complete);
+            return Ok(true);
         };
         let tests: Vec<Benchmark> = first.tests.iter().chain(&second.tests).copied().collect();
-        for &m in &p.methods {
-            let lr1 = chosen_lr(&self.layout, p, first.name, m)?.expect("chosen above");
-            let lr2 = chosen_lr(&self.layout, p, second.name, m)?.expect("chosen above");
+        for &m in methods {
+            let chosen = |suite: &str| -> Result<f32> {
+                chosen_lr(&self.layout, p, suite, m)?.ok_or_else(|| {
+                    Error::Invalid(format!("{} has no chosen rate on {suite} yet", m.name()))
+                })
+            };
+            let (lr1, lr2) = (chosen(first.name)?, chosen(second.name)?);
             for (i, &seed) in p.seeds.iter().enumerate() {
                 let mut rates = vec![lr2];
                 if i == 0 {
@@ -304,12 +342,12 @@ impl Study<'_> {
                     };
                     let stage2 = (&k, second, Some((&stage1, first)));
                     if !self.eval_run(Some(stage2), &tests)? {
-                        return Ok(Outcome::Stopped);
+                        return Ok(false);
                     }
                 }
             }
         }
-        Ok(Outcome::Complete)
+        Ok(true)
     }
 
     /// Trains run `k` on `suite`'s training set (continuing `init`'s adapter, trained
