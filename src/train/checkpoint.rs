@@ -148,3 +148,36 @@ pub fn load(gpu: &Gpu, trainer: &mut Trainer, path: &Path) -> Result<TrainState>
     trainer.set_steps(state.step);
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A resumed run compares its settings with the saved ones for equality, so every
+    /// f32 rate must survive the checkpoint's JSON round trip exactly (3e-2 once read
+    /// back 3 ulps off and the run refused its own checkpoint).
+    #[test]
+    fn saved_settings_read_back_exactly() {
+        let path = Path::new("checkpoint.safetensors");
+        let decades = (0..40).map(|i| 1e-5f32 * 1.37f32.powi(i));
+        for lr in [3e-2f32, 9e-2].into_iter().chain(decades) {
+            let state = TrainState {
+                step: 6,
+                data: DataPosition {
+                    epoch: 0,
+                    index: 24,
+                },
+                tokens: 166,
+                fingerprint: serde_json::json!({ "lr": lr, "scale": lr * 7.0 }),
+            };
+            let meta: HashMap<String, String> = [(
+                STATE_KEY.to_string(),
+                serde_json::to_string(&state).unwrap(),
+            )]
+            .into();
+            let no_tensors: Vec<(String, TensorView<'_>)> = Vec::new();
+            let bytes = safetensors::serialize(no_tensors, Some(meta)).unwrap();
+            assert_eq!(state_of(path, &bytes).unwrap(), state, "lr {lr}");
+        }
+    }
+}
