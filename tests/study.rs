@@ -1,7 +1,8 @@
 //! `boha study --preset smoke` end to end on a tiny random model and the committed
 //! benchmark excerpts: every unit writes its result, the report is rebuilt from them
 //! with every table filled, a second call redoes nothing, a removed result is the only
-//! unit run again, and a stopped study continues where it stopped.
+//! unit run again, a stopped study continues where it stopped, and a test cut short
+//! goes on from its finished chunks.
 
 mod common;
 mod model_specs;
@@ -160,6 +161,60 @@ fn smoke_study_runs_resumes_and_reports() {
     assert_eq!(count(&err, "testing "), 1, "{err}");
     assert_eq!(count(&err, "testing base on piqa"), 1, "{err}");
 
+    // A test cut short goes on from its finished chunks, under the same inputs only.
+    assert!(
+        results(&out.join("work/partial")).is_empty(),
+        "progress left behind"
+    );
+    let unit = files
+        .iter()
+        .find(|p| {
+            let p = p.to_string_lossy();
+            p.contains("results/eval/commonsense/boha/") && p.ends_with("boolq.json")
+        })
+        .unwrap()
+        .clone();
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let whole = read(&unit);
+    assert!(whole["inputs"]["adapter_fnv1a"].is_string(), "{whole}");
+    // The excerpts give each test one item: make it three copies of it, so that a test
+    // can stop after two (units already done are not rerun).
+    let test_file = out.join("work/data/boolq.test.jsonl");
+    let item = std::fs::read_to_string(&test_file).unwrap();
+    assert_eq!(item.lines().count(), 1);
+    let three = item.repeat(3);
+    std::fs::write(&test_file, &three).unwrap();
+    let mut inputs = whole["inputs"].clone();
+    inputs["test_fnv1a"] = format!("{:016x}", boha::data::tasks::fnv1a(&three)).into();
+    let right = whole["correct"].as_str().unwrap().to_string();
+    let wrong = if right == "1" { "0" } else { "1" };
+    let rel = unit.strip_prefix(out.join("results/eval")).unwrap();
+    let progress = out.join("work/partial").join(rel);
+    let resume_from = |key: &serde_json::Value| {
+        std::fs::remove_file(&unit).unwrap();
+        std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
+        let saved = serde_json::json!({"key": key, "correct": wrong.repeat(2), "seconds": 1.0});
+        std::fs::write(&progress, saved.to_string()).unwrap();
+        let o = study(&model, &package, &out, &[]);
+        assert!(!progress.exists(), "progress kept after the result");
+        (String::from_utf8_lossy(&o.stderr).to_string(), read(&unit))
+    };
+    // The two saved answers (deliberately the wrong ones) are kept; only the third item
+    // runs.
+    let (err, resumed) = resume_from(&inputs);
+    assert!(err.contains("going on from item 2/3"), "{err}");
+    assert_eq!(resumed["correct"], format!("{}{right}", wrong.repeat(2)));
+    assert_eq!(resumed["n"], 3);
+    assert_eq!(resumed["inputs"], inputs);
+    // Saved under another test file, they are discarded and every item runs.
+    let mut other = inputs.clone();
+    other["test_fnv1a"] = "0000000000000000".into();
+    let (err, redone) = resume_from(&other);
+    assert!(err.contains("starting the test over"), "{err}");
+    assert_eq!(redone["correct"], right.repeat(3));
+
     // The report alone needs no device work and gives the same text.
     let again = out.join("again.md");
     study(
@@ -168,7 +223,10 @@ fn smoke_study_runs_resumes_and_reports() {
         &out,
         &["--report-only", "--report", again.to_str().unwrap()],
     );
-    assert_eq!(std::fs::read_to_string(&again).unwrap(), report);
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        std::fs::read_to_string(out.join("RESULTS.md")).unwrap()
+    );
 
     // An unknown preset is a one-line error.
     let o = Command::new(env!("CARGO_BIN_EXE_boha"))

@@ -32,8 +32,8 @@ pub struct StudyArgs {
     /// Default: study/PRESET.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Start no unit after this many minutes (a unit under way finishes, a training run
-    /// stops at its next step and resumes later).
+    /// Start no unit after this many minutes (a training run stops at its next step, a
+    /// test at its next chunk of items; both go on from there later).
     #[arg(long)]
     pub max_minutes: Option<f64>,
     /// Where the report goes (figures beside it, in results/). Default: OUT/RESULTS.md.

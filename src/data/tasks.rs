@@ -122,11 +122,11 @@ pub fn part_of(key: &str) -> u64 {
     fnv1a(key) % PARTS
 }
 
-/// FNV-1a, 64-bit, of `text`'s bytes: a fixed hash (no seed, the same on every
-/// platform and version), for splits that must never move.
-pub fn fnv1a(text: &str) -> u64 {
+/// FNV-1a, 64-bit, of `bytes`: a fixed hash (no seed, the same on every platform and
+/// version), for splits that must never move and for naming the file a result came from.
+pub fn fnv1a(bytes: impl AsRef<[u8]>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
+    for &b in bytes.as_ref() {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }

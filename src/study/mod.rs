@@ -7,10 +7,12 @@
 //! - [`preset`]: the sizes (`smoke`, `lavapipe`, `gpu`);
 //! - [`data`]: the data files, made from the benchmark package;
 //! - [`run`]: the units, each with one JSON result, resumable across sessions;
+//! - [`partial`]: a test unit's finished chunks, so a test cut short goes on from there;
 //! - [`stats`]: intervals over seeds and the paired bootstrap over items;
 //! - [`report`]: the Markdown report, rebuilt from the result files.
 
 pub mod data;
+pub mod partial;
 pub mod preset;
 pub mod report;
 pub mod run;

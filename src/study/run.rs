@@ -27,7 +27,8 @@
 //! Adapters and checkpoints live in `OUT/work/` (not meant to be committed). Training
 //! is deterministic, so a unit that needs an adapter another session made and did not
 //! keep trains it again from the same settings. A training run checkpoints every
-//! `save_every` steps and is resumed from there when it was cut short.
+//! `save_every` steps and is resumed from there when it was cut short; a test keeps its
+//! finished chunks of items ([`super::partial`]) and goes on from the last one.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,13 +36,15 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::data::{prepare, test_file, train_file, val_file};
+use super::partial::{chunk_of, Partial};
 use super::preset::{Preset, Suite};
 use super::sweep::{Next, Walk};
-use crate::adapters::files::CONFIG_FILE;
+use crate::adapters::files::{CONFIG_FILE, WEIGHTS_FILE};
 use crate::adapters::Method;
 use crate::bench::record::Record;
 use crate::data::benchmarks::Benchmark;
 use crate::data::jsonl::{read_jsonl, write_atomic};
+use crate::data::tasks::fnv1a;
 use crate::eval::{evaluate, EvalOptions};
 use crate::gpu::Gpu;
 use crate::loaders::Checkpoint;
@@ -114,10 +117,18 @@ impl Layout {
     }
     /// `results/eval/base/TASK.json` or `results/eval/RUN/TASK.json`.
     pub fn eval_result(&self, run: Option<&RunKey>, task: Benchmark) -> PathBuf {
-        let d = match run {
-            Some(k) => self.results().join("eval").join(k.rel()),
-            None => self.results().join("eval").join("base"),
-        };
+        self.results().join("eval").join(Self::test_rel(run, task))
+    }
+    /// `work/partial/base/TASK.json` or `work/partial/RUN/TASK.json`: a test's chunks
+    /// done ([`super::partial`]).
+    pub fn partial(&self, run: Option<&RunKey>, task: Benchmark) -> PathBuf {
+        self.out
+            .join("work")
+            .join("partial")
+            .join(Self::test_rel(run, task))
+    }
+    fn test_rel(run: Option<&RunKey>, task: Benchmark) -> PathBuf {
+        let d = run.map_or(PathBuf::from("base"), |k| PathBuf::from(k.rel()));
         d.join(format!("{}.json", task.name()))
     }
 }
@@ -129,6 +140,14 @@ pub enum Outcome {
     Complete,
     /// The time limit came first; running the same command again continues.
     Stopped,
+}
+
+/// Removes `path`; one already gone is fine.
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Reads a JSON result.
@@ -457,13 +476,28 @@ impl Study<'_> {
             model.attach(self.gpu, a, true)?;
         }
         let name = key.map_or("base".to_string(), RunKey::rel);
+        let adapter_hash = match &adapter {
+            Some(dir) => {
+                let f = dir.join(WEIGHTS_FILE);
+                let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
+                Some(format!("{:016x}", fnv1a(bytes)))
+            }
+            None => None,
+        };
         for task in todo {
             if self.out_of_time() {
                 return Ok(false);
             }
             (self.say)(&format!("testing {name} on {}", task.name()));
             let path = test_file(&self.layout.data(), task);
+            let test_bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
             let samples = read_jsonl(&path)?;
+            let generated = task == Benchmark::Gsm8k;
+            let scoring = if generated {
+                "generate"
+            } else {
+                self.preset.scoring.name()
+            };
             let opts = EvalOptions {
                 max_new_tokens: self.preset.max_new_tokens,
                 source: Some(path.clone()),
@@ -471,36 +505,67 @@ impl Study<'_> {
                 batch: self.preset.eval_batch,
                 ..EvalOptions::default()
             };
-            let t0 = Instant::now();
+            let progress_file = self.layout.partial(key, task);
+            let inputs = json!({
+                    "model": self.ck_name(),
+                    "run": name,
+                    "adapter_fnv1a": adapter_hash,
+                    "task": task.name(),
+                    "test_fnv1a": format!("{:016x}", fnv1a(&test_bytes)),
+                    "scoring": scoring,
+                    "max_new_tokens": self.preset.max_new_tokens,
+                "eval_batch": self.preset.eval_batch,
+            });
+            let (mut progress, discarded) = Partial::open(&progress_file, inputs.clone())?;
             let total = samples.len();
-            let say = &mut *self.say;
-            let mut done = 0usize;
-            let (report, results) =
-                evaluate(self.gpu, &model, self.ck, &samples, &opts, &mut |_| {
-                    done += 1;
-                    if done.is_multiple_of(PROGRESS_EVERY) && done < total {
-                        say(&format!("  {done}/{total} items"));
-                    }
-                })?;
-            let correct: String = results
-                .iter()
-                .map(|r| if r.correct { '1' } else { '0' })
-                .collect();
+            if discarded {
+                (self.say)(&format!(
+                    "  {}: made from other inputs, starting the test over",
+                    progress_file.display()
+                ));
+            } else if progress.done() > 0 {
+                (self.say)(&format!("  going on from item {}/{total}", progress.done()));
+            }
+            let chunk = chunk_of(generated, self.preset.eval_batch);
+            while progress.done() < total {
+                if self.out_of_time() {
+                    return Ok(false);
+                }
+                let from = progress.done();
+                let to = (from + chunk).min(total);
+                let t0 = Instant::now();
+                let say = &mut *self.say;
+                let mut done = from;
+                let (_, results) = evaluate(
+                    self.gpu,
+                    &model,
+                    self.ck,
+                    &samples[from..to],
+                    &opts,
+                    &mut |_| {
+                        done += 1;
+                        if done.is_multiple_of(PROGRESS_EVERY) && done < total {
+                            say(&format!("  {done}/{total} items"));
+                        }
+                    },
+                )?;
+                let correct: Vec<bool> = results.iter().map(|r| r.correct).collect();
+                progress.push(&progress_file, &correct, t0.elapsed().as_secs_f64())?;
+            }
             let mut v = self.envelope();
             v["run"] = json!(name);
             v["task"] = json!(task.name());
-            v["n"] = json!(report.n);
-            v["accuracy"] = json!(report.accuracy);
-            v["correct"] = json!(correct);
-            v["scoring"] = json!(if task == Benchmark::Gsm8k {
-                "generate"
-            } else {
-                self.preset.scoring.name()
-            });
+            v["n"] = json!(total);
+            v["accuracy"] = json!(progress.accuracy());
+            v["correct"] = json!(progress.correct);
+            v["scoring"] = json!(scoring);
             v["max_new_tokens"] = json!(self.preset.max_new_tokens);
             v["eval_batch"] = json!(self.preset.eval_batch);
-            v["seconds"] = json!(t0.elapsed().as_secs_f64());
+            v["seconds"] = json!(progress.seconds);
+            // What the answers came from, by hash: the test file and the adapter.
+            v["inputs"] = inputs;
             write_json(&self.layout.eval_result(key, task), &v)?;
+            remove_if_there(&progress_file)?;
         }
         Ok(true)
     }

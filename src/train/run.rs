@@ -32,6 +32,7 @@ use crate::adapters::files::{load_adapter, CONFIG_FILE, WEIGHTS_FILE};
 use crate::adapters::AdapterSpec;
 use crate::data::batch::{tokenize_all, Batch, Example, Layout, Loader, TokenizeOptions, IGNORE};
 use crate::data::jsonl::{read_jsonl, write_atomic};
+use crate::data::tasks::fnv1a;
 use crate::gpu::Gpu;
 use crate::graph::memory::{check_fits, estimate, system_available};
 use crate::graph::{TrainOptions, Trainer};
@@ -203,13 +204,6 @@ fn fingerprint(
         "clip": c.clip,
         "seed": c.seed,
         "train_on_prompt": c.train_on_prompt,
-    })
-}
-
-/// 64-bit FNV-1a of a file's bytes (names the data a checkpoint was trained on).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
 
