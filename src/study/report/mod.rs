@@ -12,6 +12,7 @@
 //!   rates, at the highest plasticity every method reaches.
 //! - Loss curves (PNG next to the report), the chosen rates with each rate's validation
 //!   loss, the commands, devices, commits and wall time.
+//! - What is left, and about how long it takes (`remaining`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -28,8 +29,10 @@ use crate::train::continual::matched_spec;
 use crate::train::plot::plot_series;
 use crate::Result;
 use continual::continual;
+use remaining::{json_files, plan, remaining_line};
 
 mod continual;
+mod remaining;
 
 /// Per-item correctness of one run on one task (None: not run yet).
 fn items(layout: &Layout, run: Option<&RunKey>, task: Benchmark) -> Result<Option<Vec<f64>>> {
@@ -195,54 +198,7 @@ pub fn report(p: &Preset, layout: &Layout, figures: &Path, figures_rel: &str) ->
 /// training run and every test of a trained run. A sweep counts the rates it has tried
 /// or will try next, so the count grows when a sweep extends its grid.
 pub fn expected_units(p: &Preset, layout: &Layout) -> Result<usize> {
-    let swept = |suite: &str, m: Method| -> Result<usize> {
-        Ok(sweep_of(layout, p, suite, m)?.rates.len())
-    };
-    let mut tasks: Vec<Benchmark> = Vec::new();
-    for s in &p.suites {
-        for &t in &s.tests {
-            if !tasks.contains(&t) {
-                tasks.push(t);
-            }
-        }
-    }
-    let seeds = p.seeds.len();
-    let mut n = 1 + tasks.len();
-    for s in &p.suites {
-        for &m in &p.methods {
-            // The sweep's rates, then the other seeds at the chosen one.
-            n += swept(s.name, m)? + seeds - 1;
-            n += seeds * s.tests.len();
-        }
-    }
-    if p.suite("commonsense").is_some() && p.suite("gsm8k").is_some() {
-        for &m in &p.methods {
-            let runs = seeds + swept("gsm8k", m)? - 1;
-            n += runs * (1 + tasks.len());
-        }
-    }
-    Ok(n)
-}
-
-/// The result files there are.
-fn result_files(layout: &Layout) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![layout.results()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    Ok(plan(p, layout)?.total())
 }
 
 fn header(c: &Collected, md: &mut String) -> Result<()> {
@@ -275,7 +231,7 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
          - Scoring: multiple choice by {}; GSM8K by the exact final number of a greedy \
          answer (at most {} tokens; {} answers decoded together).\n\
          - Seeds: {:?} at each method's chosen rate.\n\
-         - Progress: {} of the {} units have their result.\n\n",
+         - Progress: {} of the {} units have their result.\n{}\n",
         p.name,
         p.name,
         p.methods
@@ -300,8 +256,9 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
         p.max_new_tokens,
         p.eval_batch,
         p.seeds,
-        result_files(c.layout).len(),
-        expected_units(p, c.layout)?
+        json_files(&c.layout.results()).len(),
+        expected_units(p, c.layout)?,
+        remaining_line(p, c.layout)?
     ));
     Ok(())
 }
@@ -539,7 +496,7 @@ fn provenance(c: &Collected, md: &mut String) -> Result<()> {
     let mut dates = BTreeSet::new();
     let mut commands = BTreeSet::new();
     let (mut train_s, mut eval_s) = (0.0, 0.0);
-    let paths = result_files(c.layout);
+    let paths = json_files(&c.layout.results());
     let files = paths.len();
     for p in &paths {
         let v = read_json(p)?;
