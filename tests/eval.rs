@@ -332,21 +332,34 @@ fn cli_eval_json_and_out() {
     assert_eq!(acc, right as f64 / 2.0);
 
     // One record at a time gives the same answers; no slot at all is refused.
+    // The first two records with `extra` flags, answers to `out`.
+    let eval_to = |out: &Path, extra: &[&str]| {
+        let mut args = vec!["eval", "--max-new-tokens", "3", "--limit", "2"];
+        args.extend(extra);
+        let o = boha(
+            &args,
+            &[("--model", &mdir), ("--data", &data), ("--out", out)],
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
     let one = dir.join("one.jsonl");
-    let o = boha(
-        &[
-            "eval",
-            "--max-new-tokens",
-            "3",
-            "--limit",
-            "2",
-            "--batch",
-            "1",
-        ],
-        &[("--model", &mdir), ("--data", &data), ("--out", &one)],
-    );
-    assert!(o.status.success());
+    eval_to(&one, &["--batch", "1"]);
     assert_eq!(std::fs::read_to_string(&one).unwrap(), text);
+    // --gold-loglik adds each record's gold score to its line and prints their mean.
+    let gold = dir.join("gold.jsonl");
+    let o = eval_to(&gold, &["--gold-loglik"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("gold log-likelihood: -") && stdout.contains("over 2 generated records"),
+        "{stdout}"
+    );
+    for (l, plain) in std::fs::read_to_string(&gold).unwrap().lines().zip(&lines) {
+        let mut v: Value = serde_json::from_str(l).unwrap();
+        assert!(v["gold_loglik"].as_f64().is_some_and(|x| x < 0.0), "{v}");
+        v.as_object_mut().unwrap().remove("gold_loglik");
+        assert_eq!(&v, plain);
+    }
     let o = boha(
         &["eval", "--batch", "0"],
         &[("--model", &mdir), ("--data", &data)],
@@ -544,4 +557,60 @@ fn loglik_scores_equal_full_prefills() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("data.jsonl:1") && e.contains("solution1"), "{e}");
+}
+
+/// The gold response's log-likelihood per token equals a fresh full prefill's, at batch
+/// 1 and in a decode batch, and scoring it leaves the generated answers as they were.
+#[test]
+fn gold_loglik_equals_a_full_prefill_and_leaves_answers_alone() {
+    let Some(gpu) = common::gpu() else { return };
+    let mdir = model_dir("llama");
+    let ck = load_checkpoint(&mdir).unwrap();
+    let lines = [RECORDS[0], RECORDS[1], RECORDS[3], RECORDS[4]];
+    let data = write_data(&temp_dir("eval-gold"), &lines);
+    let samples = read_jsonl(&data).unwrap();
+    let model = Model::load(&gpu, &ck).unwrap();
+    for batch in [1, 4] {
+        let plain = EvalOptions {
+            max_new_tokens: 6,
+            batch,
+            ..EvalOptions::default()
+        };
+        let (_, without) = eval_all(&gpu, &model, &ck, &samples, &plain);
+        let with_gold = EvalOptions {
+            gold_loglik: true,
+            ..plain.clone()
+        };
+        let (_, with) = eval_all(&gpu, &model, &ck, &samples, &with_gold);
+        for (i, (a, b)) in without.iter().zip(&with).enumerate() {
+            assert_eq!(a.generated, b.generated, "batch {batch}, record {i}");
+            assert_eq!(a.gold_loglik, None);
+            let (_, prompt) = prompt_ids(&ck, &samples[i]);
+            let gold =
+                TextCodec::encode(&ck, &render(&ck, &samples[i].record).unwrap().response).unwrap();
+            let mut all = prompt.clone();
+            all.extend(&gold);
+            let s = score(&gpu, &model, &all).unwrap();
+            let want = -s.nll[prompt.len() - 1..].iter().sum::<f64>() / gold.len() as f64;
+            let got = b.gold_loglik.expect("a generated record's gold is scored");
+            assert!(
+                (got - want).abs() < 1e-4,
+                "batch {batch}, record {i}: {got} vs {want}"
+            );
+            assert_eq!(b.to_json()["gold_loglik"], serde_json::json!(got));
+        }
+    }
+    // Scored answer choices have no gold score of their own.
+    let (_, scored) = eval_all(
+        &gpu,
+        &model,
+        &ck,
+        &samples[1..2],
+        &EvalOptions {
+            scoring: Scoring::Loglik,
+            gold_loglik: true,
+            ..EvalOptions::default()
+        },
+    );
+    assert_eq!(scored[0].gold_loglik, None);
 }

@@ -121,6 +121,23 @@ fn smoke_study_runs_resumes_and_reports() {
         one["n"].as_u64().unwrap()
     );
 
+    // GSM8K tests also score each item's gold solution (log-likelihood per token).
+    for f in files.iter().filter(|p| p.ends_with("gsm8k.json")) {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let gold = v["gold_loglik"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{f:?}: {v}"));
+        assert_eq!(gold.len() as u64, v["n"].as_u64().unwrap(), "{f:?}");
+        assert!(gold
+            .iter()
+            .all(|x| x.as_f64().is_some_and(|l| l.is_finite() && l <= 0.0)));
+    }
+    assert!(
+        one.get("gold_loglik").is_none(),
+        "only generated tests score the gold"
+    );
+
     let report = std::fs::read_to_string(out.join("RESULTS.md")).unwrap();
     let want = boha::study::report::expected_units(
         &boha::study::Preset::named("smoke").unwrap(),
@@ -143,6 +160,9 @@ fn smoke_study_runs_resumes_and_reports() {
         "| BoHA − additive | retention |",
         "| BoHA − LoRA | plasticity |",
         "Matched plasticity:",
+        "## GSM8K: the gold solution's log-likelihood",
+        "| BoHA − LoRA | GSM8K suite |",
+        "| BoHA − additive | continual stage 2 |",
         "![commonsense training loss](results/smoke_commonsense_loss.png)",
     ] {
         assert!(report.contains(want), "{want} missing:\n{report}");

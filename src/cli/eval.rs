@@ -1,6 +1,6 @@
 //! `boha eval --model PATH [--adapter DIR [--merged]] --data FILE.jsonl [--task NAME]
-//! [--scoring generate|loglik] [--max-new-tokens N] [--limit N] [--json] [--out
-//! FILE.jsonl]`: greedy answers to a JSONL dataset, scored as LLM-Adapters does, or the
+//! [--scoring generate|loglik] [--max-new-tokens N] [--gold-loglik] [--limit N] [--json]
+//! [--out FILE.jsonl]`: greedy answers to a JSONL dataset, scored as LLM-Adapters does, or the
 //! most likely answer choice (see [`boha::eval`] for the rules).
 //!
 //! The summary goes to stdout (with `--json`, exactly `{"accuracy", "n", "per_task"}`);
@@ -49,6 +49,12 @@ pub struct EvalArgs {
     /// Larger batches agree with it up to rounding, which may flip a greedy near-tie.
     #[arg(long, default_value_t = DEFAULT_BATCH)]
     pub batch: usize,
+    /// Also score each generated record's gold response by its log-likelihood per token
+    /// after the prompt (a measure that moves with training where a small model's
+    /// accuracy sits at the floor, as on GSM8K): printed as a mean, and written to
+    /// `--out` lines as `gold_loglik`.
+    #[arg(long)]
+    pub gold_loglik: bool,
     /// Evaluate only the first N records.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -80,6 +86,7 @@ pub fn run(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
         source: Some(a.data.clone()),
         scoring: Scoring::parse(&a.scoring)?,
         batch: a.batch,
+        gold_loglik: a.gold_loglik,
     };
     // Everything that can fail on the host fails before the device work.
     check_tasks(&samples, &opts)?;
@@ -126,6 +133,14 @@ pub fn run(dev: &DeviceArgs, a: &EvalArgs) -> Result<()> {
             .filter(|r| &r.task == task && r.correct)
             .count();
         println!("  {task}: {:.4} ({c}/{})", s.accuracy, s.n);
+    }
+    let gold: Vec<f64> = results.iter().filter_map(|r| r.gold_loglik).collect();
+    if !gold.is_empty() {
+        println!(
+            "gold log-likelihood: {:.4} nats per token (mean over {} generated records)",
+            gold.iter().sum::<f64>() / gold.len() as f64,
+            gold.len()
+        );
     }
     let prompt_tokens: usize = results.iter().map(|r| r.prompt_tokens).sum();
     let new_tokens: usize = results.iter().map(|r| r.new_tokens).sum();

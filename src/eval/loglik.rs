@@ -159,6 +159,18 @@ pub fn candidates(ck: &Checkpoint, format: AnswerFormat, sample: &Sample) -> Res
     })
 }
 
+/// The ids of `sample`'s gold response as training encodes them (without EOS): what
+/// [`EvalOptions::gold_loglik`](super::EvalOptions::gold_loglik) scores.
+pub fn gold_ids(ck: &Checkpoint, sample: &Sample) -> Result<Vec<u32>> {
+    let ids = TextCodec::encode(ck, &render(ck, &sample.record)?.response)?;
+    if ids.is_empty() {
+        return Err(Error::Invalid(
+            "the gold response encodes to no tokens".into(),
+        ));
+    }
+    Ok(ids)
+}
+
 /// log softmax(z)[t], in f64.
 fn log_prob(z: &[f32], t: u32) -> f64 {
     let m = z.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;

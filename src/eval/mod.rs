@@ -117,6 +117,10 @@ pub struct EvalOptions {
     /// [`generate()`](crate::generate::generate()) exactly; more are faster and agree up
     /// to rounding, see [`crate::model::decode_batch`]).
     pub batch: usize,
+    /// Also score each generated record's gold response by its log-likelihood per token
+    /// ([`RecordResult::gold_loglik`]): where a small model's accuracy sits at the floor
+    /// (GSM8K), this still moves with training.
+    pub gold_loglik: bool,
 }
 
 impl Default for EvalOptions {
@@ -127,6 +131,7 @@ impl Default for EvalOptions {
             source: None,
             scoring: Scoring::Generate,
             batch: DEFAULT_BATCH,
+            gold_loglik: false,
         }
     }
 }
@@ -191,6 +196,10 @@ pub struct RecordResult {
     /// With loglik scoring, each offered label and its score (log-likelihood per
     /// continuation token); empty when the answer was generated.
     pub choices: Vec<(String, f64)>,
+    /// With [`EvalOptions::gold_loglik`], for a generated record: the gold response's
+    /// log-likelihood per token after the prompt, (1/m) · Σ_j log p(g_j | prompt g_<j),
+    /// as [`loglik::score_candidates`] scores a candidate.
+    pub gold_loglik: Option<f64>,
 }
 
 impl RecordResult {
@@ -205,6 +214,9 @@ impl RecordResult {
             "gold": self.gold,
             "correct": self.correct,
         });
+        if let Some(l) = self.gold_loglik {
+            v["gold_loglik"] = json!(l);
+        }
         if !self.choices.is_empty() {
             v["scores"] = self
                 .choices
@@ -284,6 +296,8 @@ struct Prepared {
     capacity: usize,
     /// The answer choices, when they are scored instead of generated.
     candidates: Option<loglik::Candidates>,
+    /// The gold response's ids, when a generated record's gold is scored too.
+    gold: Option<Vec<u32>>,
 }
 
 impl Prepared {
@@ -320,6 +334,10 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
         }
         _ => None,
     };
+    let gold = match (&candidates, opts.gold_loglik) {
+        (None, true) => Some(loglik::gold_ids(ck, sample).map_err(|e| err(e.to_string()))?),
+        _ => None,
+    };
     let capacity = match &candidates {
         Some(c) => n + c.continuations.iter().map(Vec::len).max().unwrap_or(0),
         None => (n + opts.max_new_tokens).min(ck.config.max_position_embeddings.max(n + 1)),
@@ -332,6 +350,7 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
         stops: stop_strings(&sample.record),
         capacity,
         candidates,
+        gold,
     })
 }
 
@@ -342,6 +361,7 @@ struct Active {
     /// The token to feed at the next step.
     next: u32,
     t0: Instant,
+    gold_loglik: Option<f64>,
 }
 
 /// Evaluates `samples` with `model` (its adapters attached, if any) and returns the
@@ -375,12 +395,25 @@ pub fn evaluate(
         .iter()
         .map(|s| prepare(ck, s, opts))
         .collect::<Result<Vec<_>>>()?;
-    let capacity = prepared.iter().map(|p| p.capacity).max().unwrap_or(1);
+    // The cache also holds a scored gold response after its prompt.
+    let capacity = prepared
+        .iter()
+        .map(|p| {
+            p.capacity
+                .max(p.ids.len() + p.gold.as_ref().map_or(0, Vec::len))
+        })
+        .max()
+        .unwrap_or(1);
     let generated: Vec<&Prepared> = prepared.iter().filter(|p| p.candidates.is_none()).collect();
     let slots = opts.batch.min(generated.len());
     let batch_capacity = generated.iter().map(|p| p.capacity).max().unwrap_or(1);
     let eos = eos_ids(ck);
-    let finish = |index: usize, d: Decoding, stop: EvalStop, t0: Instant| -> RecordResult {
+    let finish = |index: usize,
+                  d: Decoding,
+                  stop: EvalStop,
+                  t0: Instant,
+                  gold_loglik: Option<f64>|
+     -> RecordResult {
         let (sample, p) = (&samples[index], &prepared[index]);
         let gold = sample.gold();
         RecordResult {
@@ -396,6 +429,7 @@ pub fn evaluate(
             stop,
             seconds: t0.elapsed().as_secs_f64(),
             choices: Vec::new(),
+            gold_loglik,
         }
     };
 
@@ -433,9 +467,18 @@ pub fn evaluate(
                     stop: EvalStop::Scored,
                     seconds: t0.elapsed().as_secs_f64(),
                     choices: c.labels.iter().map(|l| l.to_string()).zip(scores).collect(),
+                    gold_loglik: None,
                 });
                 continue;
             }
+            // The gold response runs after the prompt first; the prompt's cached prefix
+            // then serves the answer's prefill.
+            let gold_loglik = match &p.gold {
+                Some(g) => {
+                    Some(loglik::score_candidates(gpu, s, &p.ids, std::slice::from_ref(g))?[0])
+                }
+                None => None,
+            };
             let logits = if opts.batch == 1 {
                 s.reset();
                 s.forward(gpu, &p.ids, false)?
@@ -444,7 +487,7 @@ pub fn evaluate(
             };
             let mut decoding = Decoding::new(n);
             match decoding.advance(ck, &p.limits(&eos, opts), &logits)? {
-                Err(stop) => done[index] = Some(finish(index, decoding, stop, t0)),
+                Err(stop) => done[index] = Some(finish(index, decoding, stop, t0, gold_loglik)),
                 Ok(next) => {
                     let b = match &mut batch {
                         Some(b) => b,
@@ -460,6 +503,7 @@ pub fn evaluate(
                         decoding,
                         next,
                         t0,
+                        gold_loglik,
                     });
                 }
             }
@@ -492,7 +536,7 @@ pub fn evaluate(
                 Ok(next) => a.next = next,
                 Err(stop) => {
                     let a = entry.take().expect("an active slot");
-                    done[a.index] = Some(finish(a.index, a.decoding, stop, a.t0));
+                    done[a.index] = Some(finish(a.index, a.decoding, stop, a.t0, a.gold_loglik));
                 }
             }
         }

@@ -37,6 +37,10 @@ pub struct Partial {
     pub key: Value,
     /// One '1' (correct) or '0' per finished item, in the test file's order.
     pub correct: String,
+    /// Per finished item, the gold response's log-likelihood per token, for tests that
+    /// score it (GSM8K); empty for the others.
+    #[serde(default)]
+    pub gold_loglik: Vec<f64>,
     /// Wall-clock seconds the finished chunks took.
     pub seconds: f64,
 }
@@ -60,7 +64,9 @@ impl Partial {
                 path.display()
             ))
         })?;
-        if saved.key != key || saved.correct.chars().any(|c| c != '0' && c != '1') {
+        let consistent =
+            saved.gold_loglik.is_empty() || saved.gold_loglik.len() == saved.correct.len();
+        if saved.key != key || !consistent || saved.correct.chars().any(|c| c != '0' && c != '1') {
             return Ok((fresh, true));
         }
         Ok((saved, false))
@@ -71,10 +77,18 @@ impl Partial {
         self.correct.len()
     }
 
-    /// Appends a finished chunk's answers and the seconds it took, and saves.
-    pub fn push(&mut self, path: &Path, correct: &[bool], seconds: f64) -> Result<()> {
+    /// Appends a finished chunk's answers (with their gold scores, or none) and the
+    /// seconds it took, and saves.
+    pub fn push(
+        &mut self,
+        path: &Path,
+        correct: &[bool],
+        gold_loglik: &[f64],
+        seconds: f64,
+    ) -> Result<()> {
         self.correct
             .extend(correct.iter().map(|&c| if c { '1' } else { '0' }));
+        self.gold_loglik.extend_from_slice(gold_loglik);
         self.seconds += seconds;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -114,8 +128,9 @@ mod tests {
         let (mut p, discarded) = Partial::open(&path, key.clone()).unwrap();
         assert!(!discarded);
         assert_eq!(p.done(), 0);
-        p.push(&path, &[true, false, true], 2.5).unwrap();
-        p.push(&path, &[true], 1.0).unwrap();
+        p.push(&path, &[true, false, true], &[-1.0, -2.0, -0.5], 2.5)
+            .unwrap();
+        p.push(&path, &[true], &[-0.25], 1.0).unwrap();
 
         let (again, discarded) = Partial::open(&path, key.clone()).unwrap();
         assert!(!discarded);
@@ -123,6 +138,7 @@ mod tests {
         assert_eq!(again.done(), 4);
         assert_eq!(again.seconds, 3.5);
         assert_eq!(again.accuracy(), 0.75);
+        assert_eq!(again.gold_loglik, [-1.0, -2.0, -0.5, -0.25]);
 
         let other = json!({"run": "commonsense/boha/lr3e-2_s1", "test_fnv1a": "00ac"});
         let (fresh, discarded) = Partial::open(&path, other).unwrap();

@@ -503,6 +503,9 @@ impl Study<'_> {
                 source: Some(path.clone()),
                 scoring: self.preset.scoring,
                 batch: self.preset.eval_batch,
+                // GSM8K's accuracy sits near the floor for a small model; the gold
+                // solution's likelihood still measures what training changed.
+                gold_loglik: generated,
                 ..EvalOptions::default()
             };
             let progress_file = self.layout.partial(key, task);
@@ -515,6 +518,7 @@ impl Study<'_> {
                     "scoring": scoring,
                     "max_new_tokens": self.preset.max_new_tokens,
                 "eval_batch": self.preset.eval_batch,
+                "gold_loglik": generated,
             });
             let (mut progress, discarded) = Partial::open(&progress_file, inputs.clone())?;
             let total = samples.len();
@@ -550,7 +554,8 @@ impl Study<'_> {
                     },
                 )?;
                 let correct: Vec<bool> = results.iter().map(|r| r.correct).collect();
-                progress.push(&progress_file, &correct, t0.elapsed().as_secs_f64())?;
+                let gold: Vec<f64> = results.iter().filter_map(|r| r.gold_loglik).collect();
+                progress.push(&progress_file, &correct, &gold, t0.elapsed().as_secs_f64())?;
             }
             let mut v = self.envelope();
             v["run"] = json!(name);
@@ -562,6 +567,10 @@ impl Study<'_> {
             v["max_new_tokens"] = json!(self.preset.max_new_tokens);
             v["eval_batch"] = json!(self.preset.eval_batch);
             v["seconds"] = json!(progress.seconds);
+            if generated {
+                // Per item, the gold solution's log-likelihood per token.
+                v["gold_loglik"] = json!(progress.gold_loglik);
+            }
             // What the answers came from, by hash: the test file and the adapter.
             v["inputs"] = inputs;
             write_json(&self.layout.eval_result(key, task), &v)?;

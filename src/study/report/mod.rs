@@ -10,6 +10,8 @@
 //!   stage 1) and plasticity (GSM8K after stage 2), over seeds; and retention at matched
 //!   plasticity, interpolated along each method's first-seed runs over its stage-2
 //!   rates, at the highest plasticity every method reaches.
+//! - GSM8K by the gold solution's log-likelihood, which moves where a small model's
+//!   accuracy sits at the floor (`gold`).
 //! - Loss curves (PNG next to the report), the chosen rates with each rate's validation
 //!   loss, the commands, devices, commits and wall time.
 //! - What is left, and about how long it takes (`remaining`).
@@ -29,9 +31,11 @@ use crate::train::continual::matched_spec;
 use crate::train::plot::plot_series;
 use crate::Result;
 use continual::continual;
+use gold::gold_section;
 use remaining::{json_files, plan, remaining_line};
 
 mod continual;
+mod gold;
 mod remaining;
 
 /// Per-item correctness of one run on one task (None: not run yet).
@@ -188,6 +192,7 @@ pub fn report(p: &Preset, layout: &Layout, figures: &Path, figures_rel: &str) ->
     accuracy_table(&c, &mut md)?;
     comparisons(&c, &mut md)?;
     continual(&c, &mut md)?;
+    gold_section(&c, &mut md)?;
     sweep_table(&c, &mut md)?;
     curves(&c, &mut md, figures, figures_rel)?;
     provenance(&c, &mut md)?;
