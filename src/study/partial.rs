@@ -46,9 +46,10 @@ pub struct Partial {
 }
 
 impl Partial {
-    /// The progress stored at `path` for `key`: empty when there is none, or when it was
-    /// made from other inputs (`discarded` is then true).
-    pub fn open(path: &Path, key: Value) -> Result<(Partial, bool)> {
+    /// The progress stored at `path` for `key`, holding a gold score per item exactly when
+    /// `with_gold`: empty when there is none, or when it was made from other inputs or
+    /// without the gold scores (`discarded` is then true).
+    pub fn open(path: &Path, key: Value, with_gold: bool) -> Result<(Partial, bool)> {
         let fresh = Partial {
             key: key.clone(),
             ..Partial::default()
@@ -64,8 +65,11 @@ impl Partial {
                 path.display()
             ))
         })?;
-        let consistent =
-            saved.gold_loglik.is_empty() || saved.gold_loglik.len() == saved.correct.len();
+        let consistent = if with_gold {
+            saved.gold_loglik.len() == saved.correct.len()
+        } else {
+            saved.gold_loglik.is_empty()
+        };
         if saved.key != key || !consistent || saved.correct.chars().any(|c| c != '0' && c != '1') {
             return Ok((fresh, true));
         }
@@ -125,14 +129,14 @@ mod tests {
         let path = dir.join("commonsense/boha/lr3e-2_s1/boolq.json");
         let key = json!({"run": "commonsense/boha/lr3e-2_s1", "test_fnv1a": "00ab"});
 
-        let (mut p, discarded) = Partial::open(&path, key.clone()).unwrap();
+        let (mut p, discarded) = Partial::open(&path, key.clone(), true).unwrap();
         assert!(!discarded);
         assert_eq!(p.done(), 0);
         p.push(&path, &[true, false, true], &[-1.0, -2.0, -0.5], 2.5)
             .unwrap();
         p.push(&path, &[true], &[-0.25], 1.0).unwrap();
 
-        let (again, discarded) = Partial::open(&path, key.clone()).unwrap();
+        let (again, discarded) = Partial::open(&path, key.clone(), true).unwrap();
         assert!(!discarded);
         assert_eq!(again.correct, "1011");
         assert_eq!(again.done(), 4);
@@ -140,13 +144,16 @@ mod tests {
         assert_eq!(again.accuracy(), 0.75);
         assert_eq!(again.gold_loglik, [-1.0, -2.0, -0.5, -0.25]);
 
+        // Answers without their gold scores are not taken where scores are due.
+        let (_, discarded) = Partial::open(&path, key.clone(), false).unwrap();
+        assert!(discarded);
         let other = json!({"run": "commonsense/boha/lr3e-2_s1", "test_fnv1a": "00ac"});
-        let (fresh, discarded) = Partial::open(&path, other).unwrap();
+        let (fresh, discarded) = Partial::open(&path, other, true).unwrap();
         assert!(discarded);
         assert_eq!(fresh.done(), 0);
 
         std::fs::write(&path, "{not json").unwrap();
-        let err = Partial::open(&path, key).unwrap_err().to_string();
+        let err = Partial::open(&path, key, true).unwrap_err().to_string();
         assert!(
             err.contains("boolq.json") && err.contains("progress"),
             "{err}"

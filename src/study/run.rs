@@ -518,9 +518,9 @@ impl Study<'_> {
                     "scoring": scoring,
                     "max_new_tokens": self.preset.max_new_tokens,
                 "eval_batch": self.preset.eval_batch,
-                "gold_loglik": generated,
             });
-            let (mut progress, discarded) = Partial::open(&progress_file, inputs.clone())?;
+            let (mut progress, discarded) =
+                Partial::open(&progress_file, inputs.clone(), generated)?;
             let total = samples.len();
             if discarded {
                 (self.say)(&format!(
