@@ -510,13 +510,13 @@ impl Study<'_> {
             };
             let progress_file = self.layout.partial(key, task);
             let inputs = json!({
-                    "model": self.ck_name(),
-                    "run": name,
-                    "adapter_fnv1a": adapter_hash,
-                    "task": task.name(),
-                    "test_fnv1a": format!("{:016x}", fnv1a(&test_bytes)),
-                    "scoring": scoring,
-                    "max_new_tokens": self.preset.max_new_tokens,
+                "model": self.ck_name(),
+                "run": name,
+                "adapter_fnv1a": adapter_hash,
+                "task": task.name(),
+                "test_fnv1a": format!("{:016x}", fnv1a(&test_bytes)),
+                "scoring": scoring,
+                "max_new_tokens": self.preset.max_new_tokens,
                 "eval_batch": self.preset.eval_batch,
             });
             let (mut progress, discarded) =

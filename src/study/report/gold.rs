@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::super::run::{read_json, Layout, RunKey, CONTINUAL};
 use super::super::stats::{mean_ci, paired_bootstrap, BOOTSTRAP_SAMPLES};
-use super::{label, short, Collected};
+use super::{acc, label, short, Collected};
 use crate::adapters::Method;
 use crate::data::benchmarks::Benchmark;
 use crate::Result;
@@ -29,10 +29,6 @@ fn gold_items(layout: &Layout, run: Option<&RunKey>) -> Result<Option<Vec<f64>>>
     let xs: Vec<f64> = xs.iter().filter_map(Value::as_f64).collect();
     let n = v.get("n").and_then(Value::as_u64).unwrap_or(0) as usize;
     Ok((xs.len() == n && n > 0).then_some(xs))
-}
-
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len() as f64
 }
 
 /// The run key of `method`'s seed on `suite` (the continual second stage runs at the
@@ -103,7 +99,7 @@ pub(super) fn gold_section(c: &Collected, md: &mut String) -> Result<()> {
          (GSM8K after commonsense), the plasticity of the continual diagnostic.\n\n\
          | method | GSM8K suite | continual stage 2 |\n|---|---|---|\n",
     );
-    let base = gold_items(c.layout, None)?.map_or("–".into(), |xs| format!("{:.3}", mean(&xs)));
+    let base = gold_items(c.layout, None)?.map_or("–".into(), |xs| format!("{:.3}", acc(&xs)));
     md.push_str(&format!("| base model | {base} | – |\n"));
     let seeds = c.p.seeds.len();
     for &m in &c.p.methods {
@@ -112,7 +108,7 @@ pub(super) fn gold_section(c: &Collected, md: &mut String) -> Result<()> {
         let ci = |runs: &[Vec<f64>]| match runs.len() {
             0 => "–".to_string(),
             k => {
-                let per_run: Vec<f64> = runs.iter().map(|x| mean(x)).collect();
+                let per_run: Vec<f64> = runs.iter().map(|x| acc(x)).collect();
                 format!("{} ({k}/{seeds})", nats_ci(mean_ci(&per_run)))
             }
         };
