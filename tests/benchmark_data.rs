@@ -16,14 +16,21 @@ use boha::data::jsonl::read_jsonl;
 use boha::data::tasks::fnv1a;
 
 mod common;
-use common::olmo_samples::{sample_path, sample_root};
+use common::olmo_samples::{sample_path, sample_root, validation_sample_path};
 
-/// The sample docs of `task`, converted.
+fn convert_sample(task: Benchmark, path: &Path, validation: bool) -> Vec<Item> {
+    let file = std::fs::File::open(path).unwrap();
+    let docs = read_docs(BufReader::new(file), path).unwrap();
+    boha::data::benchmarks::convert_docs(task, docs, path, validation).unwrap()
+}
+
+/// The sample docs of `task` (its test set's, then its validation set's), converted.
 fn sample_items(task: Benchmark) -> Vec<Item> {
-    let path = sample_path(task);
-    let file = std::fs::File::open(&path).unwrap();
-    let docs = read_docs(BufReader::new(file), &path).unwrap();
-    boha::data::benchmarks::convert_docs(task, docs, &path).unwrap()
+    let mut items = convert_sample(task, &sample_path(task), false);
+    if let Some(v) = validation_sample_path(task) {
+        items.extend(convert_sample(task, &v, true));
+    }
+    items
 }
 
 fn item(items: &[Item], doc_id: u64) -> &Item {
@@ -180,7 +187,7 @@ fn arc_and_obqa_take_three_to_five_answers() {
     assert_eq!(item(&c, 42).answer, "answer3");
 
     let o = sample_items(Benchmark::Obqa);
-    let i = item(&o, 2);
+    let i = o.iter().find(|i| i.doc_id == 2 && !i.validation).unwrap();
     assert_eq!(
         i.instruction,
         "Please choose the correct answer to the question: Predators eat\n\nAnswer1: lions \
@@ -189,6 +196,17 @@ fn arc_and_obqa_take_three_to_five_answers() {
     );
     assert_eq!(i.output, "the correct answer is answer3");
     assert_eq!(item(&o, 58).answer, "answer2");
+    // OpenBookQA's validation set comes too, keyed apart from the test set's doc ids.
+    let v: Vec<&Item> = o.iter().filter(|i| i.validation).collect();
+    assert_eq!(v.iter().map(|i| i.doc_id).collect::<Vec<_>>(), [93, 154]);
+    assert_eq!(v[1].key(), "obqa:val:154");
+    assert_eq!(
+        v[1].instruction,
+        "Please choose the correct answer to the question: What creates a valley?\n\nAnswer1: \
+         feet Answer2: rock Answer3: water Answer4: sand\n\nAnswer format: \
+         answer1/answer2/answer3/answer4"
+    );
+    assert_eq!(v[1].answer, "answer3");
     e.iter().chain(&c).chain(&o).for_each(assert_scored);
 }
 
@@ -284,14 +302,16 @@ fn bad_files_name_the_file_and_the_problem() {
         &path,
     )
     .unwrap();
-    let e = boha::data::benchmarks::convert_docs(Benchmark::Piqa, docs, &path).unwrap_err();
+    let e = boha::data::benchmarks::convert_docs(Benchmark::Piqa, docs, &path, false).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("{p}: piqa doc 4: missing field \"sol2\"")
     );
 
     let gz = dir.join("missing.jsonl.gz");
-    let e = load_file(Benchmark::BoolQ, &gz).unwrap_err().to_string();
+    let e = load_file(Benchmark::BoolQ, &gz, false)
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with(&format!("{}: ", gz.display())), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -382,6 +402,7 @@ fn fake(task: Benchmark, n: u64) -> Vec<Item> {
         .map(|doc_id| Item {
             task,
             doc_id,
+            validation: false,
             instruction: format!("q{doc_id}"),
             output: String::new(),
             answer: String::new(),
@@ -459,6 +480,32 @@ fn split_parts_are_disjoint_complete_and_deterministic() {
 }
 
 #[test]
+fn validation_items_are_all_test_and_leave_the_train_part_alone() {
+    let test_set = fake(Benchmark::Obqa, 500);
+    let validation: Vec<Item> = fake(Benchmark::Obqa, 40)
+        .into_iter()
+        .map(|i| Item {
+            validation: true,
+            ..i
+        })
+        .collect();
+    let both: Vec<Item> = test_set.iter().chain(&validation).cloned().collect();
+    // The train part and the test set's share of the test part are what the test set
+    // alone gives; every validation item is test, after the test set's, by doc id.
+    assert_eq!(
+        split_items(both.clone(), Split::Train),
+        split_items(test_set.clone(), Split::Train)
+    );
+    let test = split_items(both, Split::Test);
+    assert_eq!(test.len(), 150 + 40);
+    assert_eq!(test[..150], split_items(test_set.clone(), Split::Test)[..]);
+    assert_eq!(test[150..], validation[..]);
+    // Same doc id, another key: the two sets' items never collide in a mix.
+    assert_ne!(test_set[3].key(), validation[3].key());
+    assert_ne!(test_set[3].split_hash(), validation[3].split_hash());
+}
+
+#[test]
 fn a_mix_is_a_fixed_shuffle() {
     let items: Vec<Item> = [Benchmark::BoolQ, Benchmark::Piqa, Benchmark::Gsm8k]
         .into_iter()
@@ -524,8 +571,9 @@ fn cli_writes_benchmark_splits() {
             .collect();
         by_split.insert(split, (samples.len(), keys));
     }
-    // 21 sample docs: one test item per task (of 2 or 3 docs).
-    assert_eq!(by_split["test"].0, 9);
+    // 21 sample docs: one test item per task (of 2 or 3 docs), and OpenBookQA's two
+    // validation docs.
+    assert_eq!(by_split["test"].0, 9 + 2);
     assert_eq!(by_split["train"].0, 12);
 
     // One benchmark.
@@ -631,27 +679,29 @@ fn real_package_counts() {
                     .unwrap_or_default()
             )
         });
+    // Items of the test set read, and of the validation set read beside it.
     let expected = [
-        (Benchmark::BoolQ, 3270),
-        (Benchmark::Piqa, 1838),
-        (Benchmark::Siqa, 1954),
-        (Benchmark::HellaSwag, 10_042),
-        (Benchmark::WinoGrande, 1267),
-        (Benchmark::ArcEasy, 2376),
-        (Benchmark::ArcChallenge, 1172),
-        (Benchmark::Obqa, 500),
-        (Benchmark::Gsm8k, 1319),
+        (Benchmark::BoolQ, 3270, 0),
+        (Benchmark::Piqa, 1838, 0),
+        (Benchmark::Siqa, 1954, 0),
+        (Benchmark::HellaSwag, 10_042, 0),
+        (Benchmark::WinoGrande, 1267, 0),
+        (Benchmark::ArcEasy, 2376, 0),
+        (Benchmark::ArcChallenge, 1172, 0),
+        (Benchmark::Obqa, 500, 500),
+        (Benchmark::Gsm8k, 1319, 0),
     ];
-    for (task, n) in expected {
+    for (task, n, val) in expected {
         let items = load(task, &root).unwrap();
-        assert_eq!(items.len(), n, "{}", task.name());
+        let v = items.iter().filter(|i| i.validation).count();
+        assert_eq!((items.len() - v, v), (n, val), "{}", task.name());
         items.iter().for_each(assert_scored);
         let train = split_items(items.clone(), Split::Train);
         let test = split_items(items, Split::Test);
-        assert_eq!(test.len(), test_size(n));
-        assert_eq!(train.len() + test.len(), n);
+        assert_eq!(test.len(), test_size(n) + val);
+        assert_eq!(train.len() + test.len(), n + val);
         println!(
-            "{:<10} {n:>6} items: train {:>5}, test {:>5}",
+            "{:<10} {n:>6} items (+{val} validation): train {:>5}, test {:>5}",
             task.name(),
             train.len(),
             test.len()

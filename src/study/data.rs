@@ -7,17 +7,24 @@
 //!   `val_items` records (at most half the part) are the validation slice, the next
 //!   `train_items` the training set. The slice never meets the test part, which is split off first.
 //! - A test set is the `test_items` items of the test part with the smallest split
-//!   hashes ([`split_hash`], the order that chose the test part), written in doc id
-//!   order.
+//!   hashes ([`Item::split_hash`], the order that chose the test part), the test set's
+//!   items before a validation set's (OpenBookQA's, [`Benchmark::validation_variant`]),
+//!   written in [`Item::doc_order`].
+//!
+//! `results/data.json` records each file's size and FNV-1a. A study that finds the files
+//! this build makes differ from those it began with ([`changed`]) redoes the tests of a
+//! changed test set and refuses changed training data, whose trained runs would no
+//! longer match it.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
 use super::preset::{Preset, Suite};
-use crate::data::benchmarks::{load, mix, split_hash, split_items, Benchmark, Item, Split};
-use crate::data::jsonl::write_jsonl;
-use crate::Result;
+use crate::data::benchmarks::{load, mix, split_items, Benchmark, Item, Split};
+use crate::data::jsonl::write_atomic;
+use crate::data::tasks::fnv1a;
+use crate::{Error, Result};
 
 /// `DIR/SUITE.train.jsonl`.
 pub fn train_file(dir: &Path, suite: &Suite) -> PathBuf {
@@ -34,17 +41,46 @@ pub fn test_file(dir: &Path, task: Benchmark) -> PathBuf {
     dir.join(format!("{}.test.jsonl", task.name()))
 }
 
-fn write(path: &Path, items: &[Item]) -> Result<()> {
-    let lines: Vec<Value> = items.iter().map(Item::to_json).collect();
-    write_jsonl(path, &lines)
+/// One of a study's data files, made in memory.
+#[derive(Clone, Debug)]
+pub struct DataFile {
+    /// Its name in the data folder (`commonsense.train.jsonl`, `obqa.test.jsonl`, …).
+    pub name: String,
+    /// The JSONL text.
+    pub text: String,
+    /// How many records it holds.
+    pub items: usize,
+    /// The task of a test set; `None` for training and validation files.
+    pub test_of: Option<Benchmark>,
 }
 
-/// Writes every file of `preset` into `dir` from the unpacked package at `root` and
-/// returns their sizes as `{"FILE": n}`. Files are written atomically, so a file that
-/// exists is whole.
-pub fn prepare(preset: &Preset, root: &Path, dir: &Path) -> Result<Value> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    let mut sizes = serde_json::Map::new();
+impl DataFile {
+    fn new(path: &Path, items: &[Item], test_of: Option<Benchmark>) -> Result<DataFile> {
+        let mut text = String::new();
+        for i in items {
+            text.push_str(
+                &serde_json::to_string(&i.to_json()).map_err(|e| Error::Invalid(e.to_string()))?,
+            );
+            text.push('\n');
+        }
+        Ok(DataFile {
+            name: file_name(path),
+            text,
+            items: items.len(),
+            test_of,
+        })
+    }
+
+    /// FNV-1a of its text, as data.json records it.
+    pub fn fnv1a(&self) -> String {
+        format!("{:016x}", fnv1a(&self.text))
+    }
+}
+
+/// Every data file of `preset`, made from the unpacked package at `root`.
+pub fn data_files(preset: &Preset, root: &Path) -> Result<Vec<DataFile>> {
+    let dir = Path::new("");
+    let mut files = Vec::new();
     let mut tests = Vec::new();
     for suite in &preset.suites {
         let mut train = Vec::new();
@@ -56,13 +92,8 @@ pub fn prepare(preset: &Preset, root: &Path, dir: &Path) -> Result<Value> {
             .drain(..preset.val_items.min(train.len() / 2))
             .collect();
         train.truncate(preset.train_items);
-        for (path, items) in [
-            (val_file(dir, suite), &val),
-            (train_file(dir, suite), &train),
-        ] {
-            write(&path, items)?;
-            sizes.insert(file_name(&path), json!(items.len()));
-        }
+        files.push(DataFile::new(&val_file(dir, suite), &val, None)?);
+        files.push(DataFile::new(&train_file(dir, suite), &train, None)?);
         for &t in &suite.tests {
             if !tests.contains(&t) {
                 tests.push(t);
@@ -71,14 +102,62 @@ pub fn prepare(preset: &Preset, root: &Path, dir: &Path) -> Result<Value> {
     }
     for t in tests {
         let mut part = split_items(load(t, root)?, Split::Test);
-        part.sort_by_key(|i| (split_hash(i.task, i.doc_id), i.doc_id));
+        part.sort_by_key(|i| (i.validation, i.split_hash(), i.doc_id));
         part.truncate(preset.test_items);
-        part.sort_by_key(|i| i.doc_id);
-        let path = test_file(dir, t);
-        write(&path, &part)?;
-        sizes.insert(file_name(&path), json!(part.len()));
+        part.sort_by_key(Item::doc_order);
+        files.push(DataFile::new(&test_file(dir, t), &part, Some(t))?);
     }
-    Ok(Value::Object(sizes))
+    Ok(files)
+}
+
+/// Writes `files` into `dir`, each atomically (a file that exists is whole), and
+/// returns what data.json records of them: `{"files": {NAME: n}, "fnv1a": {NAME: hex}}`.
+pub fn write_files(files: &[DataFile], dir: &Path) -> Result<Value> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut sizes = serde_json::Map::new();
+    let mut hashes = serde_json::Map::new();
+    for f in files {
+        write_atomic(&dir.join(&f.name), f.text.as_bytes())?;
+        sizes.insert(f.name.clone(), json!(f.items));
+        hashes.insert(f.name.clone(), json!(f.fnv1a()));
+    }
+    Ok(json!({ "files": sizes, "fnv1a": hashes }))
+}
+
+/// A data file that differs from the one a study began with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub name: String,
+    pub test_of: Option<Benchmark>,
+    /// Its size then (`None` when data.json did not list it) and now.
+    pub was: Option<usize>,
+    pub now: usize,
+}
+
+/// The files of `files` that differ from those `recorded` (a data.json) lists: by the
+/// recorded FNV-1a where there is one, else by the copy in `dir` where it exists, else
+/// by size.
+pub fn changed(files: &[DataFile], recorded: &Value, dir: &Path) -> Vec<Change> {
+    files
+        .iter()
+        .filter_map(|f| {
+            let was = recorded["files"][&f.name].as_u64().map(|n| n as usize);
+            let same = match (recorded["fnv1a"][&f.name].as_str(), was) {
+                (Some(h), _) => h == f.fnv1a(),
+                (None, None) => false,
+                (None, Some(n)) => match std::fs::read(dir.join(&f.name)) {
+                    Ok(bytes) => bytes == f.text.as_bytes(),
+                    Err(_) => n == f.items,
+                },
+            };
+            (!same).then(|| Change {
+                name: f.name.clone(),
+                test_of: f.test_of,
+                was,
+                now: f.items,
+            })
+        })
+        .collect()
 }
 
 fn file_name(p: &Path) -> String {

@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::data::{prepare, test_file, train_file, val_file};
+use super::data::{changed, data_files, test_file, train_file, val_file, write_files, Change};
 use super::partial::{chunk_of, Partial};
 use super::preset::{Preset, Suite};
 use super::sweep::{Next, Walk};
@@ -106,6 +106,27 @@ impl Layout {
     }
     pub fn data(&self) -> PathBuf {
         self.out.join("work").join("data")
+    }
+    /// Every test result of `task`, of the base model and of every run.
+    pub fn eval_results_of(&self, task: Benchmark) -> Result<Vec<PathBuf>> {
+        let name = format!("{}.json", task.name());
+        let mut found = Vec::new();
+        let mut dirs = vec![self.results().join("eval")];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries {
+                let p = e.map_err(|e| Error::io(&d, e))?.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.file_name().is_some_and(|f| f == name.as_str()) {
+                    found.push(p);
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
     }
     pub fn run_dir(&self, k: &RunKey) -> PathBuf {
         self.out.join("work").join("runs").join(k.rel())
@@ -238,15 +259,7 @@ impl Study<'_> {
     /// Runs every unit not yet done, in order, until the deadline.
     pub fn run(&mut self) -> Result<Outcome> {
         let p = self.preset;
-        let data_result = self.layout.results().join("data.json");
-        if !data_result.exists() || !self.layout.data().join(".complete").exists() {
-            (self.say)("preparing the data files");
-            let sizes = prepare(p, &self.package, &self.layout.data())?;
-            let mut v = self.envelope();
-            v["files"] = sizes;
-            write_json(&data_result, &v)?;
-            write_atomic(&self.layout.data().join(".complete"), b"")?;
-        }
+        self.data_units()?;
         // The methods the headline verdicts need (BoHA against LoRA, BoHA's retention
         // against the additive control's) go through every suite and the continual
         // diagnostic first, the others after; within a phase each suite runs whole
@@ -267,6 +280,73 @@ impl Study<'_> {
             }
         }
         Ok(Outcome::Complete)
+    }
+
+    /// The data files: made from the package at every start, and written with
+    /// `results/data.json` when they are new or changed. A changed test set's results
+    /// are removed, to be redone; changed training data is an error.
+    fn data_units(&mut self) -> Result<()> {
+        let data_result = self.layout.results().join("data.json");
+        let dir = self.layout.data();
+        let files = data_files(self.preset, &self.package)?;
+        let recorded = if data_result.exists() {
+            Some(read_json(&data_result)?)
+        } else {
+            None
+        };
+        let changes = recorded
+            .as_ref()
+            .map(|r| changed(&files, r, &dir))
+            .unwrap_or_default();
+        if let Some(c) = changes.iter().find(|c| c.test_of.is_none()) {
+            return Err(Error::BadFile {
+                path: data_result,
+                message: format!(
+                    "the training data {} is not what this build makes from the package \
+                     ({}); the trained runs would not match it, so continue this study with \
+                     the build that began it or start a new --out",
+                    c.name,
+                    sizes(c)
+                ),
+            });
+        }
+        for c in &changes {
+            let task = c.test_of.expect("training changes were refused");
+            let stale = self.layout.eval_results_of(task)?;
+            (self.say)(&format!(
+                "{} changed since this study began ({}): its {} test results are redone",
+                c.name,
+                sizes(c),
+                stale.len()
+            ));
+            for f in stale {
+                std::fs::remove_file(&f).map_err(|e| Error::io(&f, e))?;
+            }
+        }
+        let complete = dir.join(".complete");
+        let missing = files.iter().any(|f| !dir.join(&f.name).is_file());
+        let unhashed = recorded.as_ref().is_some_and(|r| r.get("fnv1a").is_none());
+        if recorded.is_none() || !changes.is_empty() || missing || unhashed || !complete.exists() {
+            (self.say)("writing the data files");
+            let mut v = write_files(&files, &dir)?;
+            let record = match recorded {
+                // Unchanged data keeps the record of the study's beginning (a study that
+                // began before data.json held hashes gains them).
+                Some(mut r) if changes.is_empty() => {
+                    r["fnv1a"] = v["fnv1a"].take();
+                    r
+                }
+                _ => {
+                    let mut r = self.envelope();
+                    r["files"] = v["files"].take();
+                    r["fnv1a"] = v["fnv1a"].take();
+                    r
+                }
+            };
+            write_json(&data_result, &record)?;
+            write_atomic(&complete, b"")?;
+        }
+        Ok(())
     }
 
     /// `suite`'s units for `methods`: the base model's tests, then each method whole (its
@@ -577,6 +657,14 @@ impl Study<'_> {
             remove_if_there(&progress_file)?;
         }
         Ok(true)
+    }
+}
+
+/// "150 items then, 300 now" of a changed data file.
+fn sizes(c: &Change) -> String {
+    match c.was {
+        Some(n) => format!("{n} items then, {} now", c.now),
+        None => format!("not listed then, {} items now", c.now),
     }
 }
 
