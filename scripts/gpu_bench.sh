@@ -25,9 +25,9 @@ cargo build --release --quiet
 
 # Numerics on this GPU: every GEMM tile and kernel family against its f64 reference, all
 # adapter kinds' fused kernels, whole tiny models' gradients, every frozen-weight dtype.
-cargo test --release --quiet --test web_kernels --test gemm_tier --test gemm_subgroup \
-  --test web_transformer_ops --test model_train --test merge --test merge_gguf \
-  --test base_dtype --test streamed_load 2>&1 |
+cargo test --release --quiet --test web_gemm --test web_adapters --test web_dtypes \
+  --test gemm_tier --test gemm_subgroup --test web_transformer_ops --test model_train \
+  --test merge --test merge_gguf --test base_dtype --test streamed_load 2>&1 |
   tee "$OUT/numerics.txt" | grep -E "test result|FAILED|panicked" || true
 if grep -q "FAILED\|panicked" "$OUT/numerics.txt"; then
   echo "numerics failed on this device; benchmarks not run" >&2

@@ -3,9 +3,9 @@
 //! the same checkpoint widened to f32, an f32 checkpoint rounded to f16 stays within 1e-2,
 //! and block-quantized models (ggml's Q8_0 / Q4_0 / Q4_1) give the logits of f32 models
 //! holding the decoded weights within 1e-4 (and, ignored, SmolLM2's own GGUF). These
-//! read checkpoints from disk, so they stay native; every kernel's decoding of each dtype (f16, bf16, the ggml blocks and the
-//! K-quants) is checked against the f32 kernel in tests/web_kernels.rs, in the browser
-//! too.
+//! read checkpoints from disk, so they stay native; every kernel's decoding of each dtype
+//! (f16, bf16, the ggml blocks and the K-quants) is checked against the f32 kernel in
+//! tests/web_dtypes.rs, in the browser too.
 
 mod common;
 mod model_specs;
