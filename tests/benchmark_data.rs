@@ -13,6 +13,7 @@ use boha::data::benchmarks::{
     split_items, test_size, Benchmark, Item, Split, TEST_CAP,
 };
 use boha::data::jsonl::read_jsonl;
+use boha::data::ranked::Norm;
 use boha::data::tasks::fnv1a;
 
 mod common;
@@ -68,6 +69,18 @@ fn assert_scored(i: &Item) {
         }
         None => panic!("{}: no answer in {:?}", i.key(), i.output),
     }
+    // A multiple-choice item ranks one choice per label its prompt offers.
+    match (i.task.rc_norm(), &i.rc) {
+        (Some(norm), Some(rc)) => {
+            let offered = i.instruction.rsplit("Answer format: ").next().unwrap();
+            assert_eq!(rc.choices.len(), offered.split('/').count(), "{}", i.key());
+            assert_eq!(rc.norm, norm);
+            let label = offered.split('/').nth(rc.gold).unwrap();
+            assert_eq!(label, i.answer, "{}", i.key());
+        }
+        (None, None) => {}
+        (norm, rc) => panic!("{}: norm {norm:?} with rc {rc:?}", i.key()),
+    }
 }
 
 #[test]
@@ -82,8 +95,16 @@ fn boolq_is_the_question_answered_true_or_false() {
     );
     assert_eq!(yes.output, "the correct answer is true");
     assert_eq!(yes.answer, "true");
+    let rc = yes.rc.as_ref().unwrap();
+    let conts: Vec<&str> = rc.choices.iter().map(|c| c.continuation.as_str()).collect();
+    assert_eq!(conts, [" yes", " no"]);
+    assert!(rc.choices[0]
+        .context
+        .ends_with("\nQuestion: are they going to make a punisher season 2?\nAnswer:"));
+    assert_eq!((rc.gold, rc.norm), (0, Norm::None));
     let no = item(&items, 1827);
     assert_eq!(no.answer, "false");
+    assert_eq!(no.rc.as_ref().unwrap().gold, 1);
     assert_eq!(no.output, "the correct answer is false");
     items.iter().for_each(assert_scored);
 }
@@ -151,6 +172,19 @@ fn winogrande_keeps_the_blank() {
     );
     assert_eq!(i.answer, "option2");
     assert_eq!(item(&items, 41).answer, "option1");
+    // Ranked: each option fills the blank in its own context; the rest of the sentence
+    // is the continuation both score, by its raw sum (OLMo's acc_raw).
+    let rc = i.rc.as_ref().unwrap();
+    let ctx: Vec<&str> = rc.choices.iter().map(|c| c.context.as_str()).collect();
+    assert_eq!(
+        ctx,
+        [
+            "Christmas was a special holiday to Eric but not Adam since Eric",
+            "Christmas was a special holiday to Eric but not Adam since Adam"
+        ]
+    );
+    assert!(rc.choices.iter().all(|c| c.continuation == " was a Jew."));
+    assert_eq!((rc.gold, rc.norm), (1, Norm::None));
     items.iter().for_each(assert_scored);
 }
 
@@ -173,6 +207,19 @@ fn arc_and_obqa_take_three_to_five_answers() {
     );
     assert_eq!(five.answer, "answer5");
     assert_eq!(five.task.name(), "arc-e");
+    // Ranked zero-shot: the doc's query, not the 5-shot request's examples, is the
+    // context; each answer is a continuation, normalised per character.
+    let rc = five.rc.as_ref().unwrap();
+    assert_eq!(rc.choices.len(), 5);
+    assert!(rc
+        .choices
+        .iter()
+        .all(|c| c.context == "Question: What happens when an animal hibernates?\nAnswer:"));
+    assert_eq!(
+        rc.choices[4].continuation,
+        " It is using less energy than when it is active."
+    );
+    assert_eq!((rc.gold, rc.norm), (4, Norm::Chars));
 
     let c = sample_items(Benchmark::ArcChallenge);
     let three = item(&c, 121);
@@ -406,6 +453,7 @@ fn fake(task: Benchmark, n: u64) -> Vec<Item> {
             instruction: format!("q{doc_id}"),
             output: String::new(),
             answer: String::new(),
+            rc: None,
         })
         .collect()
 }

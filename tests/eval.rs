@@ -614,3 +614,64 @@ fn gold_loglik_equals_a_full_prefill_and_leaves_answers_alone() {
     );
     assert_eq!(scored[0].gold_loglik, None);
 }
+
+/// Ranked choices (a record's `rc`): each choice's score is its continuation's summed
+/// log-likelihood after its own context, from one full prefill of `[BOS] context
+/// continuation`, divided by the continuation's characters where the norm says so;
+/// the best one is chosen and named by the record's label; choices with their own
+/// contexts (WinoGrande's) are scored the same way; the labels stand in when a record
+/// has none.
+#[test]
+fn ranked_choices_equal_full_prefills() {
+    let Some(gpu) = common::gpu() else { return };
+    let mdir = model_dir("llama");
+    let ck = load_checkpoint(&mdir).unwrap();
+    let shared = r#"{"instruction": "Which?\n\nAnswer1: a Answer2: b Answer3: c\n\nAnswer format: answer1/answer2/answer3", "output": "the correct answer is answer3", "task": "arc-e", "answer": "answer3", "rc": {"choices": [{"context": "Question: the cat\nAnswer:", "continuation": " of the cats"}, {"context": "Question: the cat\nAnswer:", "continuation": " capital"}, {"context": "Question: the cat\nAnswer:", "continuation": " is big France of"}], "gold": 2, "norm": "chars"}}"#;
+    let own = r#"{"prompt": "fill in", "completion": "option1", "task": "winogrande", "answer": "option1", "rc": {"choices": [{"context": "the cat of the", "continuation": " cats are big."}, {"context": "the capital of the", "continuation": " cats are big."}], "gold": 0, "norm": "none"}}"#;
+    let data = write_data(&temp_dir("eval-ranked"), &[shared, own]);
+    let samples = read_jsonl(&data).unwrap();
+    let model = Model::load(&gpu, &ck).unwrap();
+    for batch in [1, 4] {
+        let opts = EvalOptions {
+            scoring: Scoring::Loglik,
+            batch,
+            ..EvalOptions::default()
+        };
+        let (report, results) = eval_all(&gpu, &model, &ck, &samples, &opts);
+        assert_eq!(report.n, 2);
+        for (s, r) in samples.iter().zip(&results) {
+            let rc = s.rc.as_ref().unwrap();
+            assert_eq!(r.stop, EvalStop::Scored);
+            assert_eq!(r.choices.len(), rc.choices.len());
+            let mut best = (f64::NEG_INFINITY, 0);
+            for (k, ((_, got), c)) in r.choices.iter().zip(&rc.choices).enumerate() {
+                let mut all: Vec<u32> = ck.bos_for_raw_text().into_iter().collect();
+                all.extend(TextCodec::encode(&ck, &c.context).unwrap());
+                let n = all.len();
+                all.extend(TextCodec::encode(&ck, &c.continuation).unwrap());
+                let sum = -score(&gpu, &model, &all).unwrap().nll[n - 1..]
+                    .iter()
+                    .sum::<f64>();
+                let want = match rc.norm {
+                    boha::data::ranked::Norm::Chars => sum / c.continuation.chars().count() as f64,
+                    boha::data::ranked::Norm::None => sum,
+                };
+                assert!((got - want).abs() < 1e-4, "choice {k}: {got} vs {want}");
+                if want > best.0 + 1e-9 {
+                    best = (want, k);
+                }
+            }
+            assert_eq!(r.generated, r.choices[best.1].0);
+            assert_eq!(r.correct, best.1 == rc.gold);
+            assert_eq!(r.prompt, rc.choices[0].context);
+        }
+        let labels = |r: &boha::eval::RecordResult| -> Vec<String> {
+            r.choices.iter().map(|(l, _)| l.clone()).collect()
+        };
+        assert_eq!(labels(&results[0]), ["answer1", "answer2", "answer3"]);
+        assert_eq!(results[0].gold, "answer3");
+        // The completion record offers no label list: WinoGrande's own labels serve.
+        assert_eq!(labels(&results[1]), ["option1", "option2"]);
+        assert_eq!(results[1].gold, "option1");
+    }
+}

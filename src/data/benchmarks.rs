@@ -41,6 +41,13 @@
 //! LABEL; GSM8K's output is the reference solution without its `<<…>>` calculator notes,
 //! ending "The answer is N.", and `answer` is N (commas removed).
 //!
+//! A multiple-choice record also carries `rc` ([`crate::data::ranked`]), its choices as
+//! OLMo's zero-shot "rc" requests pose them: each choice's continuation from its request
+//! line, after the doc's `query` (the 5-shot variants' request contexts are five
+//! examples and then that query; WinoGrande, with no query, keeps its requests'
+//! per-choice contexts), normalised as OLMo's primary metric for the task does
+//! ([`Benchmark::rc_norm`]). `boha eval --scoring loglik` ranks those.
+//!
 //! ## Train and test
 //!
 //! Every benchmark is split on its own by [`split_hash`] of `"TASK:DOC_ID"` (e.g.
@@ -65,6 +72,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use super::ranked::{Choice, Norm, Ranked};
 use super::tasks::fnv1a;
 use crate::{Error, Result};
 
@@ -173,6 +181,18 @@ impl Benchmark {
         match self {
             Benchmark::Obqa => Some("rc_0shot"),
             _ => None,
+        }
+    }
+
+    /// How a choice's log-likelihood is normalised when the choices are ranked
+    /// ([`crate::data::ranked`]), as OLMo's primary metric does: BoolQ and WinoGrande by
+    /// the raw sum (`acc_raw`), the others per character (`acc_per_char`); `None` for
+    /// GSM8K, which is generated.
+    pub fn rc_norm(self) -> Option<Norm> {
+        match self {
+            Benchmark::BoolQ | Benchmark::WinoGrande => Some(Norm::None),
+            Benchmark::Gsm8k => None,
+            _ => Some(Norm::Chars),
         }
     }
 
@@ -292,6 +312,8 @@ pub struct Item {
     pub instruction: String,
     pub output: String,
     pub answer: String,
+    /// The answer choices as OLMo ranks them (multiple-choice tasks).
+    pub rc: Option<Ranked>,
 }
 
 impl Item {
@@ -317,13 +339,17 @@ impl Item {
 
     /// The JSONL record.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "instruction": self.instruction,
             "input": "",
             "output": self.output,
             "answer": self.answer,
             "task": self.task.name(),
-        })
+        });
+        if let Some(rc) = &self.rc {
+            v["rc"] = rc.to_json();
+        }
+        v
     }
 }
 
@@ -376,10 +402,19 @@ pub fn mix(mut items: Vec<Item>) -> Vec<Item> {
     items
 }
 
+/// A doc and the requests made of it: per choice index (`idx`), the request's context
+/// and continuation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Doc {
+    pub doc: Value,
+    pub requests: BTreeMap<u64, Choice>,
+}
+
 /// Every doc of a request file's lines: the first doc of each `doc_id` below
-/// [`UNCONDITIONAL_DOC_ID`], by doc id. Errors name `source:line` and the problem.
-pub fn read_docs(reader: impl BufRead, source: &Path) -> Result<BTreeMap<u64, Value>> {
-    let mut docs = BTreeMap::new();
+/// [`UNCONDITIONAL_DOC_ID`], by doc id, with the first request of each of its choices.
+/// Errors name `source:line` and the problem.
+pub fn read_docs(reader: impl BufRead, source: &Path) -> Result<BTreeMap<u64, Doc>> {
+    let mut docs: BTreeMap<u64, Doc> = BTreeMap::new();
     for (i, line) in reader.lines().enumerate() {
         let at = |message: String| Error::BadFile {
             path: PathBuf::from(format!("{}:{}", source.display(), i + 1)),
@@ -395,14 +430,26 @@ pub fn read_docs(reader: impl BufRead, source: &Path) -> Result<BTreeMap<u64, Va
             .get("doc_id")
             .and_then(Value::as_u64)
             .ok_or_else(|| at("no doc_id (a whole number)".into()))?;
-        if id >= UNCONDITIONAL_DOC_ID || docs.contains_key(&id) {
+        if id >= UNCONDITIONAL_DOC_ID {
             continue;
         }
-        let doc = v
-            .get_mut("doc")
-            .map(Value::take)
-            .ok_or_else(|| at("no doc".into()))?;
-        docs.insert(id, doc);
+        let request = request_of(&v);
+        let entry = match docs.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let doc = v
+                    .get_mut("doc")
+                    .map(Value::take)
+                    .ok_or_else(|| at("no doc".into()))?;
+                e.insert(Doc {
+                    doc,
+                    requests: BTreeMap::new(),
+                })
+            }
+        };
+        if let Some((idx, choice)) = request {
+            entry.requests.entry(idx).or_insert(choice);
+        }
     }
     if docs.is_empty() {
         return Err(Error::BadFile {
@@ -411,6 +458,18 @@ pub fn read_docs(reader: impl BufRead, source: &Path) -> Result<BTreeMap<u64, Va
         });
     }
     Ok(docs)
+}
+
+/// A request line's choice index and its context and continuation, when it has them.
+fn request_of(line: &Value) -> Option<(u64, Choice)> {
+    let r = line.get("request")?;
+    Some((
+        line.get("idx")?.as_u64()?,
+        Choice {
+            context: r.get("context")?.as_str()?.to_string(),
+            continuation: r.get("continuation")?.as_str()?.to_string(),
+        },
+    ))
 }
 
 /// Every item of `task` read from `path`, its gzipped request file, in doc id order;
@@ -435,16 +494,21 @@ pub fn load(task: Benchmark, root: &Path) -> Result<Vec<Item>> {
 /// the doc id and the problem.
 pub fn convert_docs(
     task: Benchmark,
-    docs: BTreeMap<u64, Value>,
+    docs: BTreeMap<u64, Doc>,
     source: &Path,
     validation: bool,
 ) -> Result<Vec<Item>> {
     docs.into_iter()
-        .map(|(doc_id, doc)| {
-            let c = task.convert(&doc).map_err(|m| Error::BadFile {
+        .map(|(doc_id, d)| {
+            let bad = |m: String| Error::BadFile {
                 path: source.to_path_buf(),
                 message: format!("{} doc {doc_id}: {m}", task.name()),
-            })?;
+            };
+            let c = task.convert(&d.doc).map_err(bad)?;
+            let rc = match task.rc_norm() {
+                Some(norm) => Some(ranked(&d, &c.answer, norm).map_err(bad)?),
+                None => None,
+            };
             Ok(Item {
                 task,
                 doc_id,
@@ -452,9 +516,55 @@ pub fn convert_docs(
                 instruction: c.instruction,
                 output: c.output,
                 answer: c.answer,
+                rc,
             })
         })
         .collect()
+}
+
+/// The ranked-classification choices of a multiple-choice doc: OLMo's zero-shot
+/// formulation. Each choice's continuation is its request's; the context is the doc's
+/// `query` where it has one (a 5-shot variant's request context is the five examples
+/// and then that query), else the request's (WinoGrande's, which differ per choice).
+/// The gold choice is the one the record's `label` names.
+fn ranked(d: &Doc, label: &str, norm: Norm) -> std::result::Result<Ranked, String> {
+    let n = d.requests.len();
+    if n < 2 || d.requests.keys().copied().ne(0..n as u64) {
+        return Err(format!(
+            "requests for choices {:?} (expected one per choice, from 0)",
+            d.requests.keys().collect::<Vec<_>>()
+        ));
+    }
+    let query = d.doc.get("query").and_then(Value::as_str);
+    let choices = d
+        .requests
+        .values()
+        .map(|r| Choice {
+            context: query.map_or_else(|| r.context.clone(), str::to_string),
+            continuation: r.continuation.clone(),
+        })
+        .collect();
+    let gold = label_index(label)
+        .filter(|&g| g < n)
+        .ok_or_else(|| format!("the label {label} names none of the {n} choices"))?;
+    Ok(Ranked {
+        choices,
+        gold,
+        norm,
+    })
+}
+
+/// The 0-based choice a label names: `true` 0 and `false` 1 (BoolQ's choices are
+/// yes, no), `answer3`/`solution2`/`ending4`/`option1` their number less one.
+fn label_index(label: &str) -> Option<usize> {
+    match label {
+        "true" => Some(0),
+        "false" => Some(1),
+        _ => {
+            let digits = label.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+            digits.parse::<usize>().ok()?.checked_sub(1)
+        }
+    }
 }
 
 /// What [`build`] gives: the records' items and how many came from each benchmark.

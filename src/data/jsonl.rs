@@ -9,14 +9,17 @@
 //! | chat        | `messages: [{"role", "content"}]`           | the model's chat template     |
 //!
 //! Every shape may carry `task` (which answer extractor scores it, see
-//! [`crate::data::answer`]) and `answer` (the gold label or number for evaluation; a
-//! string or a number). A malformed line is an error naming `file:line` and the problem.
+//! [`crate::data::answer`]), `answer` (the gold label or number for evaluation; a
+//! string or a number) and `rc` (answer choices ranked by log-likelihood, see
+//! [`crate::data::ranked`]). A malformed line is an error naming `file:line` and the
+//! problem.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use crate::data::ranked::Ranked;
 use crate::loaders::ChatMessage;
 use crate::{Error, Result};
 
@@ -43,6 +46,8 @@ pub struct Sample {
     pub task: Option<String>,
     /// The `answer` field (gold label or number as text), if any.
     pub answer: Option<String>,
+    /// The `rc` field: choices that `--scoring loglik` ranks, if any.
+    pub rc: Option<Ranked>,
     /// 1-based line number in its file (0 when not read from a file).
     pub line: usize,
 }
@@ -155,10 +160,15 @@ pub fn parse_line(line: &str) -> std::result::Result<Sample, String> {
             ))
         }
     };
+    let rc = match obj.get("rc") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(Ranked::parse(v)?),
+    };
     Ok(Sample {
         record,
         task,
         answer,
+        rc,
         line: 0,
     })
 }

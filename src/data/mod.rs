@@ -1,12 +1,13 @@
 //! Training and evaluation data on the CPU side: JSONL records ([`jsonl`]), their prompt
 //! text ([`template`]), tokenized examples and batches with a resumable order
-//! ([`batch`]), generated tasks ([`tasks`]), the real benchmarks ([`benchmarks`]) and
-//! answer scoring ([`answer`]).
+//! ([`batch`]), generated tasks ([`tasks`]), the real benchmarks ([`benchmarks`]),
+//! answer scoring ([`answer`]) and ranked-classification choices ([`ranked`]).
 
 pub mod answer;
 pub mod batch;
 pub mod benchmarks;
 pub mod jsonl;
+pub mod ranked;
 pub mod tasks;
 pub mod template;
 

@@ -1,19 +1,29 @@
 //! Log-likelihood scoring (`boha eval --scoring loglik`): for a multiple-choice record,
 //! the answer is the candidate continuation the model finds most likely, with no
-//! generation. This is how OLMo's evaluation scores its "rc" tasks; it is cheaper than
-//! greedy decoding and still sensitive when a small model's free-form answers are
-//! mostly off-format.
+//! generation. It is cheaper than greedy decoding and still sensitive when a small
+//! model's free-form answers are mostly off-format.
 //!
-//! ## Candidates
+//! ## Ranked choices
 //!
-//! The record's target text holds its gold label (e.g. "the correct answer is
+//! A record with an `rc` field ([`crate::data::ranked`]; `boha data --benchmark` writes
+//! one for every multiple-choice item) is scored as OLMo's evaluation scores its "rc"
+//! tasks: each choice's text after its raw zero-shot context ("Question: …\nAnswer:"),
+//! by its summed log-likelihood, per character where the norm says so ([`score_ranked`]).
+//! The instruction template plays no part, so this measures what the model knows rather
+//! than whether it learned the label format: SmolLM2-135M ranks ARC or PIQA answers well
+//! above chance zero-shot, while it picks LLM-Adapters' labels at chance. A choice is
+//! reported by the label the record's prompt gives it.
+//!
+//! ## Label candidates
+//!
+//! Without `rc`, the record's target text holds its gold label (e.g. "the correct answer is
 //! answer3"); candidate k is that text with the label replaced by label k. The labels
 //! are those listed after the prompt's last "Answer format:" (LLM-Adapters' prompts list
 //! exactly the record's options, e.g. three for a three-choice ARC question), else every
 //! label of the task's format. Number tasks (GSM8K) have no candidates and are always
 //! scored by generation.
 //!
-//! ## Score
+//! ## Label score
 //!
 //! With prompt ids p and a candidate's continuation ids c_0 … c_{m−1} (the response as
 //! training encodes it, without EOS),
@@ -36,6 +46,7 @@
 
 use crate::data::answer::AnswerFormat;
 use crate::data::jsonl::{Record, Sample};
+use crate::data::ranked::Ranked;
 use crate::data::template::{render, TextCodec};
 use crate::gpu::Gpu;
 use crate::loaders::Checkpoint;
@@ -188,9 +199,9 @@ fn shared_len(conts: &[Vec<u32>]) -> usize {
     s
 }
 
-/// The per-token log-likelihood of every candidate after `prompt` (ids as training
-/// encodes them, BOS included). The prompt runs from position 0, keeping the cached
-/// prefix it shares with the session's previous sequence
+/// The summed log-likelihood Σ_j log p(c_j | prompt c_<j) of every candidate c after
+/// `prompt` (ids as training encodes them, BOS included). The prompt runs from position
+/// 0, keeping the cached prefix it shares with the session's previous sequence
 /// ([`Session::prefill_reusing`]); the cache must hold the prompt plus the longest
 /// continuation.
 pub fn score_candidates(
@@ -223,9 +234,104 @@ pub fn score_candidates(
                     lp += log_prob(&rows[(j - 1) * v..j * v], own[j]);
                 }
             }
-            Ok(lp / c.len() as f64)
+            Ok(lp)
         })
         .collect()
+}
+
+/// [`score_candidates`] per continuation token: a label candidate's score, and the
+/// gold response's log-likelihood per token.
+pub fn per_token(
+    gpu: &Gpu,
+    session: &mut Session<'_>,
+    prompt: &[u32],
+    conts: &[Vec<u32>],
+) -> Result<Vec<f64>> {
+    let sums = score_candidates(gpu, session, prompt, conts)?;
+    Ok(sums
+        .iter()
+        .zip(conts)
+        .map(|(s, c)| s / c.len() as f64)
+        .collect())
+}
+
+/// A record's ranked-classification choices ([`crate::data::ranked`]) as ids.
+pub struct RankedIds {
+    pub rc: Ranked,
+    /// Per choice, `[BOS] context` (BOS when the model puts one before raw text).
+    pub contexts: Vec<Vec<u32>>,
+    /// Per choice, the continuation's ids.
+    pub continuations: Vec<Vec<u32>>,
+    /// Per choice, the label the record's prompt gives it ("answer2", "true", …), or
+    /// "choiceK" when the prompt lists no label per choice.
+    pub labels: Vec<String>,
+}
+
+impl RankedIds {
+    /// The cache length the longest choice needs.
+    pub fn capacity(&self) -> usize {
+        self.contexts
+            .iter()
+            .zip(&self.continuations)
+            .map(|(a, b)| a.len() + b.len())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// Encodes `rc`'s choices; `labels` are the record's offered labels, in choice order.
+pub fn ranked_ids(ck: &Checkpoint, rc: &Ranked, labels: &[&str]) -> Result<RankedIds> {
+    let bos = TextCodec::bos_for_raw_text(ck);
+    let mut contexts = Vec::new();
+    let mut continuations = Vec::new();
+    for (i, c) in rc.choices.iter().enumerate() {
+        let mut ids: Vec<u32> = bos.into_iter().collect();
+        ids.extend(TextCodec::encode(ck, &c.context)?);
+        let cont = TextCodec::encode(ck, &c.continuation)?;
+        if ids.is_empty() || cont.is_empty() {
+            return Err(Error::Invalid(format!(
+                "choice {} encodes to no context or no continuation tokens",
+                i + 1
+            )));
+        }
+        contexts.push(ids);
+        continuations.push(cont);
+    }
+    let labels = if labels.len() == rc.choices.len() {
+        labels.iter().map(|l| l.to_string()).collect()
+    } else {
+        (1..=rc.choices.len())
+            .map(|k| format!("choice{k}"))
+            .collect()
+    };
+    Ok(RankedIds {
+        rc: rc.clone(),
+        contexts,
+        continuations,
+        labels,
+    })
+}
+
+/// Every choice's normalised score ([`Ranked::normalise`] of its summed
+/// log-likelihood). Choices with the same context run as one [`score_candidates`]
+/// call, so a shared context is prefilled once.
+pub fn score_ranked(gpu: &Gpu, session: &mut Session<'_>, r: &RankedIds) -> Result<Vec<f64>> {
+    let n = r.contexts.len();
+    let mut scores = vec![0.0; n];
+    let mut done = vec![false; n];
+    for i in 0..n {
+        if done[i] {
+            continue;
+        }
+        let group: Vec<usize> = (i..n).filter(|&j| r.contexts[j] == r.contexts[i]).collect();
+        let conts: Vec<Vec<u32>> = group.iter().map(|&j| r.continuations[j].clone()).collect();
+        let sums = score_candidates(gpu, session, &r.contexts[i], &conts)?;
+        for (&j, s) in group.iter().zip(sums) {
+            scores[j] = r.rc.normalise(j, s);
+            done[j] = true;
+        }
+    }
+    Ok(scores)
 }
 
 /// Index of the best score (the first on ties).

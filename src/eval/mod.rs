@@ -1,6 +1,7 @@
 //! Evaluation: greedy answers to a dataset's prompts, scored as LLM-Adapters scores its
 //! benchmarks ([`crate::data::answer`]), or with [`Scoring::Loglik`] the answer choice
-//! the model finds most likely ([`loglik`]).
+//! the model finds most likely ([`loglik`]: a record's ranked choices as OLMo scores
+//! them, else its answer labels).
 //!
 //! Each [`Sample`] is rendered exactly as training renders it ([`render`]) and tokenized
 //! by the same code ([`tokenize`]: BOS in front of raw-text prompts when the model wants
@@ -198,7 +199,7 @@ pub struct RecordResult {
     pub choices: Vec<(String, f64)>,
     /// With [`EvalOptions::gold_loglik`], for a generated record: the gold response's
     /// log-likelihood per token after the prompt, (1/m) · Σ_j log p(g_j | prompt g_<j),
-    /// as [`loglik::score_candidates`] scores a candidate.
+    /// as [`loglik::per_token`] scores a candidate.
     pub gold_loglik: Option<f64>,
 }
 
@@ -294,8 +295,10 @@ struct Prepared {
     stops: Vec<String>,
     /// The cache length `generate` would allocate for this prompt.
     capacity: usize,
-    /// The answer choices, when they are scored instead of generated.
+    /// The answer labels, when they are scored instead of generated.
     candidates: Option<loglik::Candidates>,
+    /// The record's ranked choices, when they are scored (before any labels).
+    ranked: Option<loglik::RankedIds>,
     /// The gold response's ids, when a generated record's gold is scored too.
     gold: Option<Vec<u32>>,
 }
@@ -328,19 +331,27 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
         return Err(err("the prompt encodes to no tokens".into()));
     }
     let n = ids.len();
-    let candidates = match (opts.scoring, format) {
-        (Scoring::Loglik, f) if f != AnswerFormat::Number => {
+    let ranked = match (opts.scoring, &sample.rc) {
+        (Scoring::Loglik, Some(rc)) => {
+            let labels = loglik::offered_labels(format, &rendered.prompt);
+            Some(loglik::ranked_ids(ck, rc, &labels).map_err(|e| err(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let candidates = match (opts.scoring, format, &ranked) {
+        (Scoring::Loglik, f, None) if f != AnswerFormat::Number => {
             Some(loglik::candidates(ck, f, sample).map_err(|e| err(e.to_string()))?)
         }
         _ => None,
     };
-    let gold = match (&candidates, opts.gold_loglik) {
-        (None, true) => Some(loglik::gold_ids(ck, sample).map_err(|e| err(e.to_string()))?),
+    let gold = match (&candidates, &ranked, opts.gold_loglik) {
+        (None, None, true) => Some(loglik::gold_ids(ck, sample).map_err(|e| err(e.to_string()))?),
         _ => None,
     };
-    let capacity = match &candidates {
-        Some(c) => n + c.continuations.iter().map(Vec::len).max().unwrap_or(0),
-        None => (n + opts.max_new_tokens).min(ck.config.max_position_embeddings.max(n + 1)),
+    let capacity = match (&candidates, &ranked) {
+        (_, Some(r)) => r.capacity(),
+        (Some(c), None) => n + c.continuations.iter().map(Vec::len).max().unwrap_or(0),
+        (None, None) => (n + opts.max_new_tokens).min(ck.config.max_position_embeddings.max(n + 1)),
     };
     Ok(Prepared {
         task,
@@ -350,6 +361,7 @@ fn prepare(ck: &Checkpoint, sample: &Sample, opts: &EvalOptions) -> Result<Prepa
         stops: stop_strings(&sample.record),
         capacity,
         candidates,
+        ranked,
         gold,
     })
 }
@@ -404,7 +416,10 @@ pub fn evaluate(
         })
         .max()
         .unwrap_or(1);
-    let generated: Vec<&Prepared> = prepared.iter().filter(|p| p.candidates.is_none()).collect();
+    let generated: Vec<&Prepared> = prepared
+        .iter()
+        .filter(|p| p.candidates.is_none() && p.ranked.is_none())
+        .collect();
     let slots = opts.batch.min(generated.len());
     let batch_capacity = generated.iter().map(|p| p.capacity).max().unwrap_or(1);
     let eos = eos_ids(ck);
@@ -451,8 +466,28 @@ pub fn evaluate(
                 None => session.insert(Session::new(gpu, model, capacity)?),
             };
             let t0 = Instant::now();
+            if let Some(r) = &p.ranked {
+                let scores = loglik::score_ranked(gpu, s, r)?;
+                let chosen = loglik::best(&scores);
+                done[index] = Some(RecordResult {
+                    index,
+                    line: samples[index].line,
+                    task: p.task.clone(),
+                    prompt: r.rc.choices[0].context.clone(),
+                    generated: r.labels[chosen].clone(),
+                    gold: r.labels[r.rc.gold].clone(),
+                    correct: chosen == r.rc.gold,
+                    prompt_tokens: r.contexts[0].len(),
+                    new_tokens: 0,
+                    stop: EvalStop::Scored,
+                    seconds: t0.elapsed().as_secs_f64(),
+                    choices: r.labels.iter().cloned().zip(scores).collect(),
+                    gold_loglik: None,
+                });
+                continue;
+            }
             if let Some(c) = &p.candidates {
-                let scores = loglik::score_candidates(gpu, s, &p.ids, &c.continuations)?;
+                let scores = loglik::per_token(gpu, s, &p.ids, &c.continuations)?;
                 let (chosen, correct) = loglik::judge(c, &scores);
                 done[index] = Some(RecordResult {
                     index,
@@ -474,9 +509,7 @@ pub fn evaluate(
             // The gold response runs after the prompt first; the prompt's cached prefix
             // then serves the answer's prefill.
             let gold_loglik = match &p.gold {
-                Some(g) => {
-                    Some(loglik::score_candidates(gpu, s, &p.ids, std::slice::from_ref(g))?[0])
-                }
+                Some(g) => Some(loglik::per_token(gpu, s, &p.ids, std::slice::from_ref(g))?[0]),
                 None => None,
             };
             let logits = if opts.batch == 1 {

@@ -255,7 +255,9 @@ fn header(c: &Collected, md: &mut String) -> Result<()> {
         p.test_items,
         match p.scoring {
             crate::eval::Scoring::Loglik =>
-                "log-likelihood per token of each choice (`--scoring loglik`)",
+                "ranking the choices' texts by log-likelihood after the zero-shot question \
+                 (OLMo's rc formulation, `--scoring loglik`: per character, BoolQ and \
+                 WinoGrande by the raw sum), not the instruction format trained on",
             crate::eval::Scoring::Generate => "greedy answers, extracted as LLM-Adapters does",
         },
         p.max_new_tokens,
