@@ -191,6 +191,13 @@ fn smoke_study_runs_resumes_and_reports() {
         hashed["files"]["obqa.test.jsonl"], 3,
         "one test-set item, two validation"
     );
+    // Test records carry their ranked choices; training records do not, so that how
+    // tests are posed never changes the training data.
+    let data_file = |name: &str| std::fs::read_to_string(out.join("work/data").join(name)).unwrap();
+    assert!(data_file("arc-e.test.jsonl").contains("\"rc\":"));
+    for name in ["commonsense.train.jsonl", "commonsense.val.jsonl"] {
+        assert!(!data_file(name).contains("\"rc\":"), "{name}");
+    }
     let mut old = hashed.clone();
     old.as_object_mut().unwrap().remove("fnv1a");
     std::fs::write(&data_json, old.to_string()).unwrap();

@@ -55,12 +55,19 @@ pub struct DataFile {
 }
 
 impl DataFile {
+    /// The file of `items`; training and validation records leave out the ranked
+    /// choices (`rc`), which only testing reads, so that a change to how tests are
+    /// posed leaves the training data, and every trained run, as they were.
     fn new(path: &Path, items: &[Item], test_of: Option<Benchmark>) -> Result<DataFile> {
         let mut text = String::new();
         for i in items {
-            text.push_str(
-                &serde_json::to_string(&i.to_json()).map_err(|e| Error::Invalid(e.to_string()))?,
-            );
+            let mut v = i.to_json();
+            if test_of.is_none() {
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("rc");
+                }
+            }
+            text.push_str(&serde_json::to_string(&v).map_err(|e| Error::Invalid(e.to_string()))?);
             text.push('\n');
         }
         Ok(DataFile {
