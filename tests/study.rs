@@ -161,6 +161,7 @@ fn smoke_study_runs_resumes_and_reports() {
         "| BoHA − LoRA | plasticity |",
         "Matched plasticity:",
         "## GSM8K: the gold solution's log-likelihood",
+        "| guessing uniformly | – | 50.0 |",
         "| BoHA − LoRA | GSM8K suite |",
         "| BoHA − additive | continual stage 2 |",
         "![commonsense training loss](results/smoke_commonsense_loss.png)",
@@ -198,6 +199,10 @@ fn smoke_study_runs_resumes_and_reports() {
     for name in ["commonsense.train.jsonl", "commonsense.val.jsonl"] {
         assert!(!data_file(name).contains("\"rc\":"), "{name}");
     }
+    // Guessing's accuracy per test set: one BoolQ item, two choices.
+    assert_eq!(hashed["baselines"]["boolq"]["uniform"], 0.5);
+    assert_eq!(hashed["baselines"]["boolq"]["majority"], 1.0);
+    assert!(hashed["baselines"]["gsm8k"].is_null(), "GSM8K is generated");
     let mut old = hashed.clone();
     old.as_object_mut().unwrap().remove("fnv1a");
     std::fs::write(&data_json, old.to_string()).unwrap();

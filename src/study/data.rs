@@ -52,6 +52,9 @@ pub struct DataFile {
     pub items: usize,
     /// The task of a test set; `None` for training and validation files.
     pub test_of: Option<Benchmark>,
+    /// For a test set of ranked choices, the accuracy of guessing: uniformly (the mean
+    /// of 1/choices) and always taking the most frequent gold position.
+    pub baselines: Option<(f64, f64)>,
 }
 
 impl DataFile {
@@ -70,11 +73,29 @@ impl DataFile {
             text.push_str(&serde_json::to_string(&v).map_err(|e| Error::Invalid(e.to_string()))?);
             text.push('\n');
         }
+        let ranked: Vec<_> = items.iter().filter_map(|i| i.rc.as_ref()).collect();
+        let baselines = (test_of.is_some() && !ranked.is_empty() && ranked.len() == items.len())
+            .then(|| {
+                let n = ranked.len() as f64;
+                let uniform = ranked
+                    .iter()
+                    .map(|r| 1.0 / r.choices.len() as f64)
+                    .sum::<f64>()
+                    / n;
+                let most = ranked.iter().map(|r| r.choices.len()).max().unwrap_or(0);
+                let majority = (0..most)
+                    .map(|k| ranked.iter().filter(|r| r.gold == k).count())
+                    .max()
+                    .unwrap_or(0) as f64
+                    / n;
+                (uniform, majority)
+            });
         Ok(DataFile {
             name: file_name(path),
             text,
             items: items.len(),
             test_of,
+            baselines,
         })
     }
 
@@ -118,17 +139,25 @@ pub fn data_files(preset: &Preset, root: &Path) -> Result<Vec<DataFile>> {
 }
 
 /// Writes `files` into `dir`, each atomically (a file that exists is whole), and
-/// returns what data.json records of them: `{"files": {NAME: n}, "fnv1a": {NAME: hex}}`.
+/// returns what data.json records of them: `{"files": {NAME: n}, "fnv1a": {NAME: hex},
+/// "baselines": {TASK: {"uniform": p, "majority": p}}}`.
 pub fn write_files(files: &[DataFile], dir: &Path) -> Result<Value> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut sizes = serde_json::Map::new();
     let mut hashes = serde_json::Map::new();
+    let mut baselines = serde_json::Map::new();
     for f in files {
         write_atomic(&dir.join(&f.name), f.text.as_bytes())?;
         sizes.insert(f.name.clone(), json!(f.items));
         hashes.insert(f.name.clone(), json!(f.fnv1a()));
+        if let (Some(t), Some((uniform, majority))) = (f.test_of, f.baselines) {
+            baselines.insert(
+                t.name().to_string(),
+                json!({"uniform": uniform, "majority": majority}),
+            );
+        }
     }
-    Ok(json!({ "files": sizes, "fnv1a": hashes }))
+    Ok(json!({ "files": sizes, "fnv1a": hashes, "baselines": baselines }))
 }
 
 /// A data file that differs from the one a study began with.

@@ -325,21 +325,25 @@ impl Study<'_> {
         }
         let complete = dir.join(".complete");
         let missing = files.iter().any(|f| !dir.join(&f.name).is_file());
-        let unhashed = recorded.as_ref().is_some_and(|r| r.get("fnv1a").is_none());
+        let unhashed = recorded
+            .as_ref()
+            .is_some_and(|r| r.get("fnv1a").is_none() || r.get("baselines").is_none());
         if recorded.is_none() || !changes.is_empty() || missing || unhashed || !complete.exists() {
             (self.say)("writing the data files");
             let mut v = write_files(&files, &dir)?;
             let record = match recorded {
                 // Unchanged data keeps the record of the study's beginning (a study that
-                // began before data.json held hashes gains them).
+                // began before data.json held hashes and baselines gains them).
                 Some(mut r) if changes.is_empty() => {
                     r["fnv1a"] = v["fnv1a"].take();
+                    r["baselines"] = v["baselines"].take();
                     r
                 }
                 _ => {
                     let mut r = self.envelope();
                     r["files"] = v["files"].take();
                     r["fnv1a"] = v["fnv1a"].take();
+                    r["baselines"] = v["baselines"].take();
                     r
                 }
             };

@@ -285,6 +285,37 @@ fn accuracy_table(c: &Collected, md: &mut String) -> Result<()> {
     md.push_str(" commonsense avg | gsm8k |\n|---|---|");
     md.push_str(&"---|".repeat(cs.len() + 2));
     md.push('\n');
+    // Guessing, from the test sets' ranked choices (data.json).
+    let data = c.layout.results().join("data.json");
+    let recorded = if data.exists() {
+        read_json(&data)?
+    } else {
+        Value::Null
+    };
+    for (name, key) in [
+        ("guessing uniformly", "uniform"),
+        ("always the most frequent gold position", "majority"),
+    ] {
+        md.push_str(&format!("| {name} | – |"));
+        let per: Vec<f64> = cs
+            .iter()
+            .filter_map(|t| recorded["baselines"][t.name()][key].as_f64())
+            .collect();
+        for &t in &cs {
+            let x = recorded["baselines"][t.name()][key].as_f64();
+            md.push_str(&format!(" {} |", x.map_or("–".into(), pct)));
+        }
+        let avg = if per.len() == cs.len() {
+            acc(&per)
+        } else {
+            f64::NAN
+        };
+        md.push_str(&format!(
+            " {} | – |
+",
+            pct(avg)
+        ));
+    }
     // The base model.
     md.push_str("| base model | – |");
     let mut base = Vec::new();
