@@ -180,7 +180,12 @@ pub fn remaining_line(p: &Preset, layout: &Layout) -> Result<String> {
     if !test_minutes.is_empty() {
         let lo = test_minutes.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = test_minutes.iter().copied().fold(0.0, f64::max);
-        kinds.push(format!("a test {lo:.0}–{hi:.0} min by task"));
+        let range = if format!("{lo:.0}") == format!("{hi:.0}") {
+            format!("{hi:.0}")
+        } else {
+            format!("{lo:.0}–{hi:.0}")
+        };
+        kinds.push(format!("a test {range} min by task"));
     }
     if !kinds.is_empty() {
         line.push_str(&format!(
