@@ -71,16 +71,27 @@ fn smoke_study_runs_resumes_and_reports() {
     let o = study(&model, &package, &out, &[]);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(err.contains("every unit is done"), "{err}");
-    // Each method whole (sweep, then every seed trained and tested) before the next.
+    // Each method's sweep and first seed's tests, method after method, before any
+    // further seed.
     let line_of = |what: &str| err.lines().position(|l| l.contains(what));
     let lines: Vec<&str> = err.lines().collect();
-    let last_boha = lines
+    let boha_s0 = lines
         .iter()
-        .rposition(|l| l.contains("commonsense/boha/"))
+        .rposition(|l| l.contains("testing commonsense/boha/") && l.contains("_s0 "))
         .unwrap();
     let first_lora = line_of("training commonsense/lora/").unwrap();
-    assert!(last_boha < first_lora, "{err}");
-    assert!(line_of("testing commonsense/boha/").unwrap() < first_lora);
+    assert!(boha_s0 < first_lora, "{err}");
+    let additive_s0 = lines
+        .iter()
+        .rposition(|l| l.contains("testing commonsense/additive/") && l.contains("_s0 "))
+        .unwrap();
+    let first_s1 = lines
+        .iter()
+        .position(|l| l.contains("commonsense/") && l.contains("_s1"))
+        .unwrap();
+    assert!(additive_s0 < first_s1, "{err}");
+    // The further seed, BoHA's first.
+    assert!(lines[first_s1].contains("commonsense/boha/"), "{err}");
     // BoHA, LoRA and the additive control through every suite and the continual
     // diagnostic before HiRA and ABBA start.
     let last_additive = lines

@@ -353,17 +353,19 @@ impl Study<'_> {
         Ok(())
     }
 
-    /// `suite`'s units for `methods`: the base model's tests, then each method whole (its
-    /// sweep, then every seed at the chosen rate, trained and tested). False when the
-    /// deadline stopped it.
+    /// `suite`'s units for `methods`: the base model's tests, then each method's sweep
+    /// and its first seed's tests, method after method, then every further seed of every
+    /// method at its chosen rate, trained and tested. False when the deadline stopped it.
     fn suite_units(&mut self, suite: &Suite, methods: &[Method]) -> Result<bool> {
         let p = self.preset;
         if !self.eval_run(None, &suite.tests)? {
             return Ok(false);
         }
-        // Each method whole before the next, in the report's order: a study cut short
-        // then holds finished comparisons of the first methods rather than every
-        // method's sweep and no test.
+        // The first seed of every method before any further seed, methods in the
+        // report's order: a study cut short then holds a finished comparison of the
+        // methods (BoHA against LoRA on every test item, one seed each) rather than one
+        // method's seeds and nothing to compare them with; the further seeds narrow it.
+        let mut chosen = Vec::new();
         for &m in methods {
             // The sweep with the first seed: the grid, extended while its best rate
             // sits at an end.
@@ -393,8 +395,21 @@ impl Study<'_> {
                     }
                 }
             };
-            // Every seed at the chosen rate, tested.
-            for &seed in &p.seeds {
+            // The first seed's run is the sweep's at the chosen rate.
+            let k = RunKey {
+                suite: suite.name.into(),
+                method: m,
+                lr,
+                seed: p.seeds[0],
+            };
+            if !self.eval_run(Some((&k, suite, None)), &suite.tests)? {
+                return Ok(false);
+            }
+            chosen.push((m, lr));
+        }
+        // Every further seed at the chosen rate, trained and tested.
+        for &seed in p.seeds.iter().skip(1) {
+            for &(m, lr) in &chosen {
                 let k = RunKey {
                     suite: suite.name.into(),
                     method: m,
